@@ -1,0 +1,43 @@
+# mlops-wb: `make run` sets up .venv and runs the default pipeline; `make test` sets up and runs all tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.mlops-wb-installed
+
+.PHONY: run test setup sync-check nbtest pytest bench clean-store ui status
+
+run: $(STAMP)
+	$(BIN)/mlops-wb run
+
+test: $(STAMP) sync-check nbtest pytest
+
+setup: $(STAMP)
+
+# Re-install only when the declared dependencies change.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# nbdev-export and nbdev-clean must leave notebooks and library unchanged.
+sync-check: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH bash tools/check_sync.sh
+
+nbtest: $(STAMP)
+	$(BIN)/nbdev-test --n-workers 2
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_cache.py
+
+status: $(STAMP)
+	$(BIN)/mlops-wb status
+
+ui: $(STAMP)
+	$(BIN)/mlops-wb ui
+
+clean-store:
+	rm -rf store .mlops_wb reports/*/ reports/index.html
