@@ -253,7 +253,7 @@ def run_pipeline(
             s = spec.step(name)
             if name not in wanted:
                 results[name] = StepResult(name, "not run", reason=f"downstream of --only {only}"); continue
-            bad = [d for d in s.depends_on if results[d].status not in ("ran", "cached")]
+            bad = [d for d in s.depends_on if results[d].status not in ("ran", "cached", "would run")]
             if bad:
                 results[name] = StepResult(name, "not run", reason=f"upstream {', '.join(bad)} did not succeed"); continue
             nb = root/s.notebook
@@ -263,7 +263,10 @@ def run_pipeline(
             upstream = {d: results[d].paths for d in s.depends_on}
 
             hit, paths, reason = None, None, ""
-            if name in forced:
+            pending = [d for d in s.depends_on if results[d].status == "would run"]
+            if pending:
+                reason = f"upstream {', '.join(pending)} would run; reused only if its outputs come out byte-identical"
+            elif name in forced:
                 reason = "forced by --no-cache" if no_cache else f"forced by --from {from_step}" if from_step else f"forced by --only {only}"
             else:
                 hit = find_step_run(client, exp_id, name, key)

@@ -1,0 +1,67 @@
+"""Shared fixtures: temporary copies of the project, the CLI as a subprocess, the tracking store."""
+import json, os, shutil, subprocess, sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = Path(sys.executable).parent / "mlops-wb"
+PROJECT_FILES = ["pipeline.yaml", "settings.ini", "nbs/pipeline"]
+
+
+def copy_project(dst: Path) -> Path:
+    """A copy of the project's pipeline (pipeline.yaml, settings.ini, step notebooks) in its own git repo."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in PROJECT_FILES:
+        src = REPO / f
+        if src.is_dir(): shutil.copytree(src, dst / f)
+        else: shutil.copy2(src, dst / f)
+    git = ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=test"]
+    subprocess.run(git + ["init", "-q"], cwd=dst, check=True)
+    subprocess.run(git + ["add", "-A"], cwd=dst, check=True)
+    subprocess.run(git + ["commit", "-qm", "project"], cwd=dst, check=True)
+    return dst
+
+
+def clean_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_WB_", "MLFLOW_"))}
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def cli(project: Path, *args, cwd=None, timeout=600, env=None):
+    """Run `mlops-wb --project PROJECT ARGS` and return the CompletedProcess."""
+    cmd = [str(CLI), "--project", str(project), *args] if project else [str(CLI), *args]
+    return subprocess.run(cmd, cwd=cwd or project, capture_output=True, text=True, timeout=timeout, env=env or clean_env())
+
+
+def client_for(project: Path):
+    """An MlflowClient on the project's embedded store, and the experiment id."""
+    from mlops_wb.config import load_settings
+    from mlops_wb.tracking import connect
+    return connect(load_settings(project, env={}))
+
+
+def write_notebook(path: Path, params: str, *cells: str):
+    """A step notebook with a `parameters` cell and the given code cells."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    p = nbformat.v4.new_code_cell(params); p.metadata["tags"] = ["parameters"]
+    nb.cells = [p] + [nbformat.v4.new_code_cell(c) for c in cells]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+INJECTED = 'run_id = ""\npipeline_run_id = ""\nstep_dir = "step"\nupstream = {}\nproject_root = "."\n'
+
+
+def mini_project(dst: Path, steps: dict, yaml_steps: str) -> Path:
+    """A small project: notebooks {name: (params, [cells])} and the steps section of pipeline.yaml."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name, (params, cells) in steps.items():
+        write_notebook(dst / f"nbs/{name}.ipynb", params + INJECTED, *cells)
+    (dst / "pipeline.yaml").write_text(
+        'project: mini\ndataset: {source: "demo:iris", target: target}\nsteps:\n' + yaml_steps)
+    return dst
