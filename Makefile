@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlops-wb-installed
 
-.PHONY: run test setup sync-check nbtest pytest bench clean-store ui status
+.PHONY: run test setup lock sync-check nbtest pytest bench clean-store ui status
 
 run: $(STAMP)
 	$(BIN)/mlops-wb run
@@ -13,12 +13,17 @@ test: $(STAMP) sync-check nbtest pytest
 
 setup: $(STAMP)
 
-# Re-install only when the declared dependencies change.
-$(STAMP): pyproject.toml
+# Re-install only when the declared dependencies change. requirements.lock pins every
+# transitive dependency (regenerate with `make lock` after changing pyproject.toml).
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
+
+lock:
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock
 
 # nbdev-export and nbdev-clean must leave notebooks and library unchanged.
 sync-check: $(STAMP)

@@ -6,10 +6,11 @@ Docs: https://mlops-wb.github.io/mlops-wb/tracking.html.md"""
 
 # %% ../nbs/02_tracking.ipynb #9080e0b2
 from __future__ import annotations
-import hashlib, json, logging, subprocess, sys
+import hashlib, json, logging, os, subprocess, sys
 from pathlib import Path
 
 sys.modules.setdefault("rfc3987_syntax", None)  # see below: keeps jsonschema from building a grammar at import
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline by design: no usage reports leave the machine
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
