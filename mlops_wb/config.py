@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 # %% auto #0
 __all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'RUNNER_PARAMS', 'MlopsWbError', 'ConfigError', 'StepFailed',
            'GateFailed', 'RunInterrupted', 'find_project_root', 'Settings', 'load_settings', 'read_notebook',
-           'notebook_params', 'notebook_hash', 'DatasetSpec', 'StepSpec', 'GateSpec', 'PipelineSpec', 'context_params',
-           'load_pipeline', 'step_order', 'parse_override', 'apply_overrides']
+           'notebook_params', 'notebook_hash', 'DatasetSpec', 'StepSpec', 'ColumnRule', 'RowBounds', 'ValidationSpec',
+           'GateSpec', 'PipelineSpec', 'context_params', 'load_pipeline', 'step_order', 'parse_override',
+           'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #48c142cd
 class MlopsWbError(Exception):
@@ -161,6 +162,7 @@ class DatasetSpec(_Strict):
     target: str = Field(description="the column to predict")
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
     time_column: str|None = None
+    features: list[str]|None = Field(None, description="columns the model uses; default every column but target and time_column")
 
 class StepSpec(_Strict):
     "One pipeline step: a notebook run by papermill with `params`, after the steps in `depends_on`."
@@ -168,6 +170,27 @@ class StepSpec(_Strict):
     notebook: str
     params: dict[str, Any] = {}
     depends_on: list[str] = []
+
+class ColumnRule(_Strict):
+    "A declared expectation for one column; unset fields fall back to what is learned from the reference."
+    kind: Literal["number", "string", "bool", "datetime"]|None = None
+    nullable: bool|None = None
+    min: float|None = None
+    max: float|None = None
+    categories: list|None = None
+
+class RowBounds(_Strict):
+    min: int|None = None
+    max: int|None = None
+
+class ValidationSpec(_Strict):
+    "The data gate: where expectations are learned from, how loosely, and rules declared by hand."
+    reference: str = Field("auto", description="'auto' (the @champion's training data, else the last accepted snapshot), 'none', or a snapshot digest")
+    range_tolerance: float = Field(0.1, ge=0)
+    max_categories: int = Field(50, ge=1)
+    row_factor: tuple[float, float] = (0.1, 10.0)
+    rows: RowBounds = RowBounds()
+    columns: dict[str, ColumnRule] = {}
 
 class GateSpec(_Strict):
     "The model quality gate: absolute thresholds on holdout metrics."
@@ -180,6 +203,7 @@ class PipelineSpec(_Strict):
     dataset: DatasetSpec
     seed: int = 42
     steps: list[StepSpec] = Field(min_length=1)
+    validation: ValidationSpec = ValidationSpec()
     candidates: list[dict[str, Any]] = []
     gate: GateSpec = GateSpec()
     drift: dict[str, Any] = {}
@@ -200,7 +224,8 @@ RUNNER_PARAMS = ("run_id", "pipeline_run_id", "step_dir", "upstream", "project_r
 def context_params(spec:PipelineSpec, settings:Settings|None=None)->dict:
     "Values from `pipeline.yaml` and settings that a step receives when its parameters cell declares the name."
     d = dict(project=spec.project, source=spec.dataset.source, target=spec.dataset.target, task=spec.dataset.task,
-             time_column=spec.dataset.time_column, seed=spec.seed, candidates=spec.candidates,
+             time_column=spec.dataset.time_column, features=spec.dataset.features, seed=spec.seed,
+             validation=spec.validation.model_dump(), candidates=spec.candidates,
              gate=spec.gate.model_dump(), drift=spec.drift, retrain=spec.retrain)
     if settings is not None: d.update(model_name=settings.model_name, experiment=settings.experiment)
     return d
@@ -213,12 +238,13 @@ def _key(loc):
 
 def _model_at(loc):
     "The pydantic model that owns the mapping at `loc`, if any."
-    m = PipelineSpec
+    m, key_next = PipelineSpec, False
     for p in loc:
-        if isinstance(p, int): continue
+        if isinstance(p, int) or key_next: key_next = False; continue   # list index or dict key
         f = m.model_fields.get(p) if isinstance(m, type) and issubclass(m, BaseModel) else None
         if f is None: return None
         ann = f.annotation
+        key_next = get_origin(ann) is dict
         while get_origin(ann) is not None and not (isinstance(ann, type) and issubclass(ann, BaseModel)):
             args = [a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
             ann = args[0] if args else None

@@ -1,4 +1,4 @@
-"""Sources and splits: read the rows a pipeline trains on from a CSV/Parquet file or a bundled demo dataset.
+"""Sources, content-addressed snapshots, splits and snapshot diffs: every model version traces back to the exact rows it learned from.
 
 Docs: https://mlops-wb.github.io/mlops-wb/data.html.md"""
 
@@ -6,17 +6,24 @@ Docs: https://mlops-wb.github.io/mlops-wb/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #e9dc54f2
 from __future__ import annotations
-import glob
+import csv, glob, hashlib, json, os, shutil, tempfile, time
+from dataclasses import dataclass, asdict, field
 from pathlib import Path
+
+import numpy as np
 import pandas as pd
-from .config import MlopsWbError
+
+from .config import MlopsWbError, Settings, load_settings
+from .step import atomic_write, file_digest
 
 # %% auto #0
-__all__ = ['DEMOS', 'DataError', 'load_demo', 'load_source', 'split_frame']
+__all__ = ['DEMOS', 'TAG_DIGEST', 'TAG_ROWS', 'TAG_FILE_SHA', 'DataError', 'load_demo', 'resolve_source', 'check_mixed_types',
+           'read_source', 'source_manifest', 'frame_digest', 'dtype_kind', 'frame_schema', 'SnapshotRef',
+           'SnapshotStore', 'split_frame', 'diff_frames']
 
 # %% ../nbs/03_data.ipynb #230173bf
 class DataError(MlopsWbError):
-    "A data source cannot be read or does not hold what the pipeline needs."
+    "A data source cannot be read, or holds something the pipeline cannot use."
 
 DEMOS = ("breast_cancer", "wine", "iris", "diabetes")
 
@@ -25,36 +32,264 @@ def load_demo(name:str)->pd.DataFrame:
     import sklearn.datasets as ds
     if name not in DEMOS: raise DataError(f"demo:{name}: unknown demo dataset; expected one of: {', '.join(DEMOS)}")
     b = getattr(ds, f"load_{name}")(as_frame=True)
-    return b.frame.rename(columns=lambda c: str(c).replace(" ", "_"))
+    return b.frame.rename(columns=lambda c: str(c).replace(" ", "_").replace("(", "").replace(")", ""))
+
+def resolve_source(source:str, root:str|Path=".")->list[Path]:
+    "The files a path or glob `source` matches (sorted); `DataError` when none does."
+    pat = source if Path(source).is_absolute() else str(Path(root)/source)
+    files = sorted(Path(f) for f in glob.glob(pat) if Path(f).is_file())
+    if not files: raise DataError(f"{source}: no file matches (looked for {pat})")
+    return files
+
+def _dupes(names): 
+    seen, d = set(), []
+    for n in names:
+        if n in seen and n not in d: d.append(n)
+        seen.add(n)
+    return d
+
+def _csv_header(p:Path)->list[str]:
+    with open(p, newline="", encoding="utf-8", errors="strict") as f:
+        return next(csv.reader(f), [])
 
 def _read_one(p:Path)->pd.DataFrame:
+    if p.suffix not in (".csv", ".parquet"): raise DataError(f"{p}: unsupported file type {p.suffix!r}; expected .csv or .parquet")
+    if p.stat().st_size == 0: raise DataError(f"{p}: the file is empty (0 bytes); expected a header row and data rows")
     try:
-        if p.suffix == ".parquet": return pd.read_parquet(p)
-        if p.suffix in (".csv", ".txt"): return pd.read_csv(p)
-    except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as e:
-        raise DataError(f"{p}: cannot be read as {p.suffix[1:]}: {e}") from e
-    raise DataError(f"{p}: unsupported file type {p.suffix!r}; expected .csv or .parquet")
+        if p.suffix == ".parquet":
+            import pyarrow.parquet as pq
+            names = pq.read_schema(p).names
+            if _dupes(names): raise DataError(f"{p}: duplicate column names {_dupes(names)}; every column needs a unique name")
+            df = pd.read_parquet(p)
+        else:
+            names = _csv_header(p)
+            if _dupes(names): raise DataError(f"{p}: duplicate column names {_dupes(names)} in the header; every column needs a unique name")
+            df = pd.read_csv(p, encoding="utf-8", low_memory=False)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not UTF-8 text (byte {e.object[e.start:e.start+1]!r} at offset {e.start}); re-save the file as UTF-8") from None
+    except DataError: raise
+    except (ValueError, OSError, pd.errors.ParserError) as e:
+        raise DataError(f"{p}: cannot be read as {p.suffix[1:]}: {str(e).strip().splitlines()[0]}") from None
+    if len(df) == 0: raise DataError(f"{p}: has a header ({len(df.columns)} columns) but no data rows")
+    return df
 
-def load_source(
+def check_mixed_types(df:pd.DataFrame, where:str="data")->None:
+    "`DataError` for a text column whose values are mostly numbers but not all: a typo or a unit in a numeric column."
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or pd.api.types.is_datetime64_any_dtype(s): continue
+        v = s.dropna()
+        if not len(v): continue
+        num = pd.to_numeric(v.astype(str), errors="coerce")
+        share = float(num.notna().mean())
+        if 0.5 <= share < 1:
+            bad = v[num.isna()]
+            ex = ", ".join(f"{x!r} (row {i})" for i, x in bad.head(3).items())
+            raise DataError(f"{where}: column {c!r} mixes numbers and text: {share:.0%} of its values are numbers, "
+                            f"{len(bad)} are not, e.g. {ex}; fix those values or make the column all text")
+
+def read_source(
     source:str,        # `demo:<name>`, or a CSV/Parquet path or glob relative to `root`
     root:str|Path=".", # project root
 )->pd.DataFrame:
-    "All rows of `source` as one frame."
+    "All rows of `source` as one frame, after the structural checks above."
     if source.startswith("demo:"): return load_demo(source[5:])
-    pat = source if Path(source).is_absolute() else str(Path(root)/source)
-    files = sorted(Path(f) for f in glob.glob(pat))
-    if not files: raise DataError(f"{source}: no file matches (looked for {pat})")
-    return pd.concat([_read_one(f) for f in files], ignore_index=True)
+    files = resolve_source(source, root)
+    frames = [_read_one(f) for f in files]
+    cols = list(frames[0].columns)
+    for f, d in zip(files[1:], frames[1:]):
+        if list(d.columns) != cols:
+            raise DataError(f"{f}: columns differ from {files[0].name}: missing {sorted(set(cols) - set(d.columns))}, "
+                            f"extra {sorted(set(d.columns) - set(cols))}; all files of a source need the same columns")
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    check_mixed_types(df, source)
+    return df
+
+def source_manifest(source:str, root:str|Path=".")->dict:
+    "What a source is made of: each file's path and sha256 (empty for demo data), to key caches and lineage."
+    if source.startswith("demo:"): return {"source": source, "files": []}
+    return {"source": source, "files": [dict(path=str(f.relative_to(Path(root).resolve()) if f.is_relative_to(Path(root).resolve()) else f),
+                                             sha256=file_digest(f), bytes=f.stat().st_size) for f in resolve_source(source, Path(root).resolve())]}
 
 # %% ../nbs/03_data.ipynb #b74c0b78
+def frame_digest(df:pd.DataFrame)->str:
+    "sha256 of a frame's content: column names, dtypes and row hashes (the index is ignored)."
+    h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+# %% ../nbs/03_data.ipynb #3158137e
+TAG_DIGEST, TAG_ROWS, TAG_FILE_SHA = "mlops_wb.snapshot_digest", "mlops_wb.rows", "mlops_wb.file_sha256"
+
+def dtype_kind(s:pd.Series)->str:
+    "'bool', 'number', 'datetime' or 'string': the kind of values a column holds."
+    if pd.api.types.is_bool_dtype(s): return "bool"
+    if pd.api.types.is_numeric_dtype(s): return "number"
+    if pd.api.types.is_datetime64_any_dtype(s): return "datetime"
+    return "string"
+
+def frame_schema(df:pd.DataFrame)->list[dict]:
+    "Column names, pandas dtypes and kinds."
+    return [dict(name=str(c), dtype=str(df[c].dtype), kind=dtype_kind(df[c])) for c in df.columns]
+
+@dataclass
+class SnapshotRef:
+    "A stored snapshot: enough to find it, load it and show where it came from."
+    digest: str
+    rows: int
+    schema: list
+    source: str
+    run_id: str
+    file_sha256: str
+    name: str = "dataset"
+    def to_dict(self): return asdict(self)
+    @property
+    def short(self): return self.digest[:12]
+
+class SnapshotStore:
+    "Content-addressed snapshots kept as runs of the `<experiment>-snapshots` experiment."
+    def __init__(self, settings:Settings):
+        from mlops_wb.tracking import connect   # MLflow is imported only by steps that store or load snapshots
+        self.settings = settings
+        self.client, _ = connect(settings)
+        name = f"{settings.experiment}-snapshots"
+        exp = self.client.get_experiment_by_name(name)
+        loc = settings.artifact_root.as_uri() if settings.artifact_root else None
+        self.exp_id = exp.experiment_id if exp else self.client.create_experiment(name, artifact_location=loc)
+
+    @classmethod
+    def for_project(cls, root:str|Path): return cls(load_settings(root))
+
+    def _runs(self, filt, n=1):
+        return self.client.search_runs([self.exp_id], filt, max_results=n, order_by=["attributes.start_time DESC"])
+
+    def find(self, digest:str)->SnapshotRef|None:
+        "The snapshot whose digest is or starts with `digest` (at least 6 characters), or None."
+        if len(digest) < 6: raise DataError(f"snapshot digest {digest!r} is too short; give at least 6 characters")
+        if len(digest) == 64: runs = self._runs(f"tags.`{TAG_DIGEST}` = '{digest}' and attributes.status = 'FINISHED'")
+        else: runs = self._runs(f"tags.`{TAG_DIGEST}` LIKE '{digest}%' and attributes.status = 'FINISHED'", 2)
+        if len({r.data.tags[TAG_DIGEST] for r in runs}) > 1: raise DataError(f"snapshot digest prefix {digest!r} is ambiguous; give more characters")
+        return self._ref(runs[0]) if runs else None
+
+    def list(self, n:int=50)->list[SnapshotRef]:
+        "The newest snapshots."
+        return [self._ref(r) for r in self._runs("attributes.status = 'FINISHED'", n)]
+
+    def _ref(self, run):
+        t = run.data.tags
+        return SnapshotRef(t[TAG_DIGEST], int(t[TAG_ROWS]), json.loads(t.get("mlops_wb.schema", "[]")), t.get("mlops_wb.source", ""),
+                           run.info.run_id, t[TAG_FILE_SHA], t.get("mlops_wb.name", "dataset"))
+
+    def latest(self, name:str="dataset", project:str|None=None)->SnapshotRef|None:
+        "The newest snapshot first stored under `name` (for `project`)."
+        f = f"attributes.status = 'FINISHED' and tags.`mlops_wb.name` = '{name}'"
+        if project: f += f" and tags.`mlops_wb.project` = '{project}'"
+        runs = self._runs(f)
+        return self._ref(runs[0]) if runs else None
+
+    def put(self,
+            df:pd.DataFrame, # rows to store
+            source:str="",   # where they came from (shown in lineage)
+            name:str="dataset", # a label: dataset, train, validation, holdout
+            project:str="",  # the project that stored it
+           )->SnapshotRef:
+        "Store `df` under its content digest; storing the same content again returns the existing snapshot."
+        digest = frame_digest(df)
+        found = self.find(digest)
+        if found is not None: return SnapshotRef(**{**found.to_dict(), "name": name})
+        for stale in self._runs(f"tags.`{TAG_DIGEST}` = '{digest}' and attributes.status = 'RUNNING'", 20):
+            self.client.set_tag(stale.info.run_id, "mlops_wb.abandoned", "write never completed")
+            self.client.set_terminated(stale.info.run_id, "FAILED")
+        schema = frame_schema(df)
+        run = self.client.create_run(self.exp_id, run_name=f"snapshot-{digest[:12]}", tags={
+            "mlops_wb.kind": "snapshot", TAG_DIGEST: digest, TAG_ROWS: str(len(df)), "mlops_wb.source": source[:5000],
+            "mlops_wb.name": name, "mlops_wb.project": project, "mlops_wb.schema": json.dumps(schema)[:7900]})
+        rid = run.info.run_id
+        try:
+            with tempfile.TemporaryDirectory(prefix="snapshot-", dir=self._tmp_dir()) as tmp:
+                f = Path(tmp)/"data.parquet"
+                df.to_parquet(f, index=False)
+                sha = file_digest(f)
+                (Path(tmp)/"schema.json").write_text(json.dumps(schema, indent=1))
+                self.client.log_artifacts(rid, tmp)
+            self.client.set_tag(rid, TAG_FILE_SHA, sha)
+            self.client.set_terminated(rid, "FINISHED")
+        except BaseException:
+            self.client.set_terminated(rid, "FAILED"); raise
+        return SnapshotRef(digest, len(df), schema, source, rid, sha, name)
+
+    def _tmp_dir(self):
+        d = self.settings.root/".mlops_wb"/"tmp"; d.mkdir(parents=True, exist_ok=True); return d
+
+    def path(self, ref:SnapshotRef|str)->Path:
+        "A local path of the snapshot's Parquet file (downloaded and checked once when the store is remote)."
+        ref = ref if isinstance(ref, SnapshotRef) else self.find(ref)
+        if ref is None: raise DataError("no such snapshot")
+        from urllib.parse import urlparse, unquote
+        uri = self.client.get_run(ref.run_id).info.artifact_uri
+        u = urlparse(uri)
+        if u.scheme in ("file", ""): p = Path(unquote(u.path))/"data.parquet"
+        else:
+            p = self.settings.root/".mlops_wb"/"cache"/"snapshots"/ref.digest/"data.parquet"
+            if not p.exists():
+                tmp = p.parent.with_name(ref.digest + ".part"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
+                self.client.download_artifacts(ref.run_id, "data.parquet", str(tmp))
+                if file_digest(tmp/"data.parquet") != ref.file_sha256: raise DataError(f"snapshot {ref.short}: download is damaged")
+                p.parent.parent.mkdir(parents=True, exist_ok=True); shutil.rmtree(p.parent, ignore_errors=True); tmp.rename(p.parent)
+        if not p.is_file(): raise DataError(f"snapshot {ref.short}: its file {p} is missing from the artifact store")
+        return p
+
+    def load(self, ref:SnapshotRef|str)->pd.DataFrame:
+        "The snapshot's rows."
+        return pd.read_parquet(self.path(ref))
+
+# %% ../nbs/03_data.ipynb #0157425c
 def split_frame(
-    df:pd.DataFrame, target:str, # rows and the label column
-    test_size:float=0.25,        # share of rows held out
+    df:pd.DataFrame, target:str,  # rows and the label column
+    validation:float=0.2,         # share of rows for validation (0 for none)
+    holdout:float=0.2,            # share of rows held out for the final evaluation
     seed:int=42,
-    stratify:bool=True,          # keep class shares equal in both parts (classification)
-)->tuple[pd.DataFrame, pd.DataFrame]: # train, holdout
-    "Deterministic train/holdout split."
+    stratify:bool=True,           # keep class shares equal across parts (classification)
+    time_column:str|None=None,    # when given: split by time instead of at random
+)->dict[str, pd.DataFrame]:       # {'train', 'validation', 'holdout'}
+    "Deterministic train/validation/holdout split."
     from sklearn.model_selection import train_test_split
-    if not 0 < test_size < 1: raise DataError(f"test_size must be between 0 and 1, got {test_size}")
-    tr, ho = train_test_split(df, test_size=test_size, random_state=seed, stratify=df[target] if stratify else None)
-    return tr.reset_index(drop=True), ho.reset_index(drop=True)
+    if not (0 < holdout < 1 and 0 <= validation < 1 and validation + holdout < 1):
+        raise DataError(f"split shares must be in [0, 1) with validation + holdout < 1; got validation={validation}, holdout={holdout}")
+    if time_column:
+        if time_column not in df: raise DataError(f"time_column {time_column!r} is not a column; columns are: {', '.join(map(str, df.columns[:20]))}")
+        d = df.sort_values(time_column, kind="stable").reset_index(drop=True)
+        n = len(d); a, b = int(round(n*(1-validation-holdout))), int(round(n*(1-holdout)))
+        return {"train": d.iloc[:a].reset_index(drop=True), "validation": d.iloc[a:b].reset_index(drop=True),
+                "holdout": d.iloc[b:].reset_index(drop=True)}
+    strat = df[target] if stratify else None
+    if strat is not None and strat.value_counts().min() < 3: strat = None   # too few rows of a class to stratify
+    rest, ho = train_test_split(df, test_size=holdout, random_state=seed, stratify=strat)
+    if validation:
+        strat = rest[target] if strat is not None else None
+        tr, va = train_test_split(rest, test_size=validation/(1-holdout), random_state=seed, stratify=strat)
+    else: tr, va = rest, rest.iloc[:0]
+    return {k: v.reset_index(drop=True) for k, v in dict(train=tr, validation=va, holdout=ho).items()}
+
+# %% ../nbs/03_data.ipynb #de7400f4
+def diff_frames(a:pd.DataFrame, b:pd.DataFrame, max_categories:int=50)->dict:
+    "Schema and per-column distribution differences from `a` to `b`."
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+    sa, sb = {c: dtype_kind(a[c]) for c in a.columns}, {c: dtype_kind(b[c]) for c in b.columns}
+    res = dict(rows=[len(a), len(b)], added=[c for c in sb if c not in sa], removed=[c for c in sa if c not in sb],
+               retyped={c: [sa[c], sb[c]] for c in sa if c in sb and sa[c] != sb[c]}, columns={})
+    for c in [c for c in sa if c in sb and sa[c] == sb[c]]:
+        x, y = a[c].dropna(), b[c].dropna()
+        d = dict(kind=sa[c], missing=[float(a[c].isna().mean()), float(b[c].isna().mean())])
+        if sa[c] == "number" and len(x) and len(y):
+            ks = stats.ks_2samp(x.astype(float), y.astype(float))
+            d.update(mean=[float(x.mean()), float(y.mean())], ks=float(ks.statistic), p_value=float(ks.pvalue))
+        elif sa[c] in ("string", "bool") and len(x) and len(y):
+            pa_, pb = x.astype(str).value_counts(normalize=True), y.astype(str).value_counts(normalize=True)
+            cats = sorted(set(pa_.index) | set(pb.index))
+            d.update(js=float(jensenshannon(pa_.reindex(cats, fill_value=0), pb.reindex(cats, fill_value=0), base=2)),
+                     new=[k for k in pb.index if k not in pa_.index][:max_categories],
+                     gone=[k for k in pa_.index if k not in pb.index][:max_categories])
+        res["columns"][c] = d
+    return res

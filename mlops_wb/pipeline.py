@@ -18,14 +18,15 @@ from .config import (ConfigError, MlopsWbError, StepFailed, RunInterrupted, Pipe
                              RUNNER_PARAMS, apply_overrides, context_params, find_project_root, load_pipeline,
                              load_settings, notebook_hash, notebook_params, step_order)
 from .step import atomic_write, digest_outputs, file_digest
+from .data import source_manifest
 from .tracking import *
 from .tracking import connect, git_info, library_hash
 import mlops_wb
 
 # %% auto #0
-__all__ = ['StepResult', 'PipelineResult', 'effective_params', 'key_parts', 'cache_key', 'explain_change', 'find_step_run',
-           'output_paths', 'render_html', 'render_cached_report', 'pipeline_runs', 'run_summary', 'write_index',
-           'run_pipeline']
+__all__ = ['KERNEL_ARGS', 'WARM_IMPORTS', 'StepResult', 'PipelineResult', 'effective_params', 'key_parts', 'cache_key',
+           'explain_change', 'find_step_run', 'output_paths', 'render_html', 'render_cached_report', 'pipeline_runs',
+           'run_summary', 'write_index', 'KernelPool', 'run_pipeline', 'log_datasets']
 
 # %% ../nbs/08_pipeline.ipynb #5543bdc1
 @dataclass
@@ -67,10 +68,12 @@ def effective_params(spec:PipelineSpec, root:Path, name:str, settings:Settings|N
     p.update(s.params)
     return p
 
-def key_parts(nb_hash:str, params:dict, upstream:dict, step:str)->dict:
-    "Everything a step's result depends on; `upstream` maps step -> output name -> sha256."
-    return dict(step=step, notebook=nb_hash, params=json.loads(_canon(params)), upstream=upstream,
-                library=f"{mlops_wb.__version__}+{library_hash()}")
+def key_parts(nb_hash:str, params:dict, upstream:dict, step:str, source_files:list|None=None)->dict:
+    "Everything a step's result depends on; `upstream` maps step -> output name -> sha256, `source_files` the data files it reads."
+    d = dict(step=step, notebook=nb_hash, params=json.loads(_canon(params)), upstream=upstream,
+             library=f"{mlops_wb.__version__}+{library_hash()}")
+    if source_files: d["source_files"] = {f["path"]: f["sha256"] for f in source_files}
+    return d
 
 def cache_key(parts:dict)->str:
     "sha256 of the canonical JSON of `key_parts`."
@@ -90,6 +93,10 @@ def explain_change(old:dict|None, new:dict)->str:
         for o in sorted(set(ou.get(st, {})) | set(nu.get(st, {}))):
             a, b = ou.get(st, {}).get(o), nu.get(st, {}).get(o)
             if a != b: why.append(f"upstream {st}.{o} changed ({(a or 'none')[:8]} -> {(b or 'none')[:8]})")
+    if old.get("source_files", {}) != new.get("source_files", {}):
+        of, nf = old.get("source_files", {}), new.get("source_files", {})
+        ch = sorted(k for k in set(of) | set(nf) if of.get(k) != nf.get(k))
+        why.append(f"source files changed: {', '.join(ch[:5])}{' ...' if len(ch) > 5 else ''}")
     if old.get("library") != new["library"]: why.append("mlops_wb library changed")
     return "; ".join(why) or "inputs unchanged but the earlier run cannot be reused"
 
@@ -181,14 +188,55 @@ def _env(**kv):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
-def _execute(nb:Path, out:Path, params:dict, cwd:Path, timeout:float|None):
-    "Run one notebook with papermill in a fresh kernel, writing the executed notebook to `out`."
+# the kernel's own start-up warnings (e.g. about TCP transport) are not the user's business
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# imported in a kernel while it waits for its step: what most steps import anyway
+WARM_IMPORTS = "import numpy, pandas, sklearn, sklearn.pipeline, mlflow, mlops_wb.step, mlops_wb.data, mlops_wb.tracking"
+
+class KernelPool:
+    "Starts the kernel for the next step while the current one runs: still one fresh process per step, its imports already done."
+    def __init__(self, cwd:Path, warm:str=WARM_IMPORTS):
+        self.cwd, self.warm, self._next = cwd, warm, None
+
+    def _start(self):
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+        km = AsyncKernelManager(kernel_name="python3")
+        run_sync(km.start_kernel)(cwd=str(self.cwd), extra_arguments=KERNEL_ARGS)
+        kc = km.client(); kc.start_channels()
+        kc.execute(self.warm, silent=True, store_history=False)   # runs in the kernel while we go on
+        return km, kc
+
+    def prepare(self):
+        "Start the next kernel now, unless one is waiting."
+        if self._next is None: self._next = self._start()
+
+    def take(self):
+        "A started kernel manager for the next step (the caller shuts it down with `release`)."
+        km, kc = self._next or self._start()
+        self._next = None
+        kc.stop_channels()
+        return km
+
+    def release(self, km):
+        "Shut a step's kernel down."
+        from jupyter_core.utils import run_sync
+        try:
+            if run_sync(km.is_alive)(): run_sync(km.shutdown_kernel)(now=True)
+        finally: run_sync(km.cleanup_resources)()
+
+    def close(self):
+        "Shut down a kernel that was started but never used."
+        if self._next is not None:
+            km, kc = self._next; self._next = None
+            kc.stop_channels(); self.release(km)
+
+def _execute(nb:Path, out:Path, params:dict, cwd:Path, timeout:float|None, km=None):
+    "Run one notebook with papermill in a fresh kernel (`km`, started by a `KernelPool`, or a new one), writing it to `out`."
     import papermill as pm
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(cwd),
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-                        execution_timeout=timeout,
-                        # the kernel's own start-up warnings (e.g. about TCP transport) are not the user's business
-                        extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                        execution_timeout=timeout, extra_arguments=KERNEL_ARGS, km=km)
 
 def _error_line(step:str, e:Exception, out:Path)->str:
     if hasattr(e, "ename"):   # papermill.PapermillExecutionError
@@ -243,6 +291,10 @@ def run_pipeline(
     else: prid, reports = None, None
 
     results: dict[str, StepResult] = {}
+    pool = KernelPool(root)
+    env = _env(MLFLOW_TRACKING_URI=settings.tracking_uri, MLFLOW_REGISTRY_URI=settings.tracking_uri, MLOPS_WB_PROJECT=str(root),
+               MLFLOW_DISABLE_TELEMETRY=os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"))
+    env.__enter__()
     def summarize():
         if prid: client.set_tag(prid, "mlops_wb.summary", json.dumps(
             [dict(step=r.name, status=r.status, duration=round(r.duration, 2), run_id=r.run_id, reason=r.reason[:200]) for r in results.values()])[:7900])
@@ -258,7 +310,10 @@ def run_pipeline(
                 results[name] = StepResult(name, "not run", reason=f"upstream {', '.join(bad)} did not succeed"); continue
             nb = root/s.notebook
             params = effective_params(spec, root, name, settings)
-            parts = key_parts(notebook_hash(nb), params, {d: {o: m["sha256"] for o, m in results[d].outputs.items()} for d in s.depends_on}, name)
+            src = params.get("source")
+            files = source_manifest(src, root)["files"] if isinstance(src, str) and not src.startswith("demo:") else None
+            parts = key_parts(notebook_hash(nb), params, {d: {o: m["sha256"] for o, m in results[d].outputs.items()} for d in s.depends_on},
+                              name, files)
             key = cache_key(parts)
             upstream = {d: results[d].paths for d in s.depends_on}
 
@@ -299,6 +354,7 @@ def run_pipeline(
                                         TAG_OUTPUTS: hit.data.tags.get(TAG_OUTPUTS, "{}"), TAG_REASON: r.reason, TAG_DURATION: "0"})
                 r.run_id = run.info.run_id
                 _log_params(client, r.run_id, params)
+                log_datasets(client, [r.run_id, prid], r.paths)
                 r.report = str(render_cached_report(reports/f"{name}.html", name, origin, hit.data.tags.get(TAG_PIPELINE)))
                 client.set_terminated(r.run_id, "FINISHED")
                 results[name] = r; emit("end", r); summarize(); continue
@@ -308,7 +364,8 @@ def run_pipeline(
             run = client.create_run(exp_id, run_name=name, tags={**tags, TAG_CACHED: "false", TAG_REASON: reason})
             r.run_id = run.info.run_id
             _log_params(client, r.run_id, params)
-            _run_step(client, settings, root, spec, s, r, params, upstream, prid, reports)
+            more = [n for n in order[order.index(name) + 1:] if n in wanted]
+            _run_step(client, settings, root, spec, s, r, params, upstream, prid, reports, pool, prewarm=bool(more))
             emit("end", r); summarize()
             if r.status == "failed":
                 status, failure = "FAILED", StepFailed(r.error)
@@ -330,6 +387,9 @@ def run_pipeline(
             if r.status == "running" and r.run_id: r.status = "failed"; client.set_terminated(r.run_id, "FAILED")
         if prid: client.set_terminated(prid, "FAILED")
         raise
+    finally:
+        pool.close()
+        env.__exit__(None, None, None)
     res = PipelineResult(prid, "EXPLAINED" if explain else status, [results[n] for n in order], time.time() - t0,
                          report_dir=str(reports) if reports else None)
     if explain: return res
@@ -343,6 +403,22 @@ def run_pipeline(
         failure.result = res
         raise failure
     return res
+
+def log_datasets(client, run_ids:list, paths:dict):
+    "Record each `<name>.snapshot.json` output as an MLflow dataset input of `run_ids`, so the UI and lineage show the data."
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    inputs = []
+    for n, p in paths.items():
+        if not n.endswith(".snapshot"): continue
+        ref = json.loads(Path(p).read_text())
+        schema = {"mlflow_colspec": [{"name": c["name"], "type": {"number": "double", "bool": "boolean", "datetime": "datetime"}.get(c["kind"], "string")}
+                                     for c in ref["schema"]]}
+        ds = Dataset(name=ref["name"], digest=ref["digest"][:32], source_type="mlops_wb_snapshot",
+                     source=json.dumps({"uri": ref["source"], "digest": ref["digest"], "snapshot_run_id": ref["run_id"]}),
+                     schema=json.dumps(schema), profile=json.dumps({"num_rows": ref["rows"], "num_elements": ref["rows"] * len(ref["schema"])}))
+        inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", ref["name"])]))
+    for rid in run_ids:
+        if inputs and rid: client.log_inputs(rid, datasets=inputs)
 
 def _log_params(client, run_id, params):
     from mlflow.entities import Param
@@ -358,10 +434,12 @@ def _versions(client, res):
     return out
 
 # %% ../nbs/08_pipeline.ipynb #21123824
-def _run_step(client, settings, root, spec, s, r, params, upstream, prid, reports):
+def _run_step(client, settings, root, spec, s, r, params, upstream, prid, reports, pool, prewarm=True):
     "Execute step `s` into result `r`: papermill, then outputs, metrics and reports logged to `r.run_id`."
     from mlflow.entities import Metric
     t0 = time.time()
+    km = pool.take()
+    if prewarm: pool.prepare()   # the next step's kernel starts while this one runs
     step_dir = root/".mlops_wb"/"work"/prid/s.name
     shutil.rmtree(step_dir, ignore_errors=True); (step_dir/"outputs").mkdir(parents=True)
     out = reports/f"{s.name}.ipynb"
@@ -369,20 +447,21 @@ def _run_step(client, settings, root, spec, s, r, params, upstream, prid, report
                 "upstream": upstream, "project_root": str(root)}
     err = None
     try:
-        with _env(MLFLOW_TRACKING_URI=settings.tracking_uri, MLFLOW_REGISTRY_URI=settings.tracking_uri,
-                  MLOPS_WB_PROJECT=str(root), MLOPS_WB_RUN_ID=r.run_id):
-            _execute(root/s.notebook, out, injected, root, None)
+        _execute(root/s.notebook, out, injected, root, None, km=km)
     except KeyboardInterrupt:
         r.duration = time.time() - t0
+        pool.release(km)
         _keep_notebook(client, r, out, reports)
         raise
     except Exception as e:
         err = e
+    pool.release(km)
     r.duration = time.time() - t0
     r.notebook = str(out)
     _keep_notebook(client, r, out, reports)
     if err is not None:
         r.status, r.error = "failed", _error_line(s.name, err, out)
+        if any((step_dir/"outputs").iterdir()): client.log_artifacts(r.run_id, str(step_dir/"outputs"), "outputs")  # e.g. a validation report
         client.set_tag(r.run_id, TAG_ERROR, r.error[:5000])
         client.set_tag(r.run_id, TAG_DURATION, f"{r.duration:.2f}")
         client.set_terminated(r.run_id, "FAILED")
@@ -398,6 +477,7 @@ def _run_step(client, settings, root, spec, s, r, params, upstream, prid, report
     client.set_tag(r.run_id, TAG_DURATION, f"{r.duration:.2f}")
     run = client.get_run(r.run_id)
     r.paths = output_paths(client, run, root) or {}
+    log_datasets(client, [r.run_id, prid], r.paths)
     r.status = "ran"
     client.set_terminated(r.run_id, "FINISHED")
     shutil.rmtree(step_dir, ignore_errors=True)

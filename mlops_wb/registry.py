@@ -8,11 +8,14 @@ Docs: https://mlops-wb.github.io/mlops-wb/registry.html.md"""
 from __future__ import annotations
 import importlib.metadata as md
 import pandas as pd
-from .config import MlopsWbError
-from .tracking import mlflow, MlflowClient, TAG_PIPELINE
+import json
+from .config import MlopsWbError, ConfigError
+from .tracking import mlflow, MlflowClient, TAG_PIPELINE, TAG_STEP, TAG_CACHED_FROM, TAG_NOTEBOOK, TAG_NOTEBOOK_HASH, TAG_GIT_COMMIT, TAG_GIT_DIRTY
+from .data import SnapshotStore, DataError
 
 # %% auto #0
-__all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'model_requirements', 'register_model']
+__all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'TAG_DATASET_DIGEST', 'model_requirements', 'register_model', 'RegistryError',
+           'parse_model_ref', 'get_version', 'model_lineage', 'reference_snapshot']
 
 # %% ../nbs/07_registry.ipynb #d3e24c92
 ALIAS_CHALLENGER, ALIAS_CHAMPION = "challenger", "champion"
@@ -41,3 +44,72 @@ def register_model(
     if description: client.update_model_version(name, mv.version, description)
     if alias: client.set_registered_model_alias(name, alias, mv.version)
     return mv.version
+
+# %% ../nbs/07_registry.ipynb #8a08253f
+class RegistryError(MlopsWbError):
+    "A model, version or alias does not exist, or cannot be used this way."
+    exit_code = 2
+
+def parse_model_ref(ref:str)->tuple[str, str|None, str|None]:
+    "(name, alias, version) of `NAME`, `NAME@ALIAS` or `NAME/VERSION`."
+    if "@" in ref: n, a = ref.split("@", 1); return n, a, None
+    if "/" in ref: n, v = ref.rsplit("/", 1); return n, None, v
+    return ref, None, None
+
+def get_version(client, ref:str):
+    "The model version `ref` names; `RegistryError` saying what exists when it does not."
+    name, alias, version = parse_model_ref(ref)
+    try:
+        if alias: return client.get_model_version_by_alias(name, alias)
+        if version: return client.get_model_version(name, version)
+        vs = client.search_model_versions(f"name = '{name}'", max_results=1, order_by=["version_number DESC"])
+        if vs: return vs[0]
+    except Exception as e:
+        known = [m.name for m in client.search_registered_models(max_results=20)]
+        raise RegistryError(f"model {ref!r} not found ({type(e).__name__}); registered models: {', '.join(known) or 'none'}") from None
+    raise RegistryError(f"model {name!r} has no versions")
+
+# %% ../nbs/07_registry.ipynb #685efaf2
+def model_lineage(client, ref:str)->dict:
+    "The runs, notebooks, commit and data snapshots behind model version `ref`."
+    mv = get_version(client, ref)
+    reg_run = client.get_run(mv.run_id)
+    prid = reg_run.data.tags.get(TAG_PIPELINE) or reg_run.data.tags.get("mlflow.parentRunId")
+    parent = client.get_run(prid) if prid else None
+    steps = []
+    if parent:
+        kids = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{prid}'", max_results=200,
+                                  order_by=["attributes.start_time ASC"])
+        for r in kids:
+            t = r.data.tags
+            steps.append(dict(step=t.get(TAG_STEP), run_id=r.info.run_id, status=r.info.status,
+                              cached_from=t.get(TAG_CACHED_FROM), notebook=t.get(TAG_NOTEBOOK), notebook_hash=t.get(TAG_NOTEBOOK_HASH)))
+    datasets = []
+    for di in (parent.inputs.dataset_inputs if parent and parent.inputs else []):
+        d, ctx = di.dataset, {t.key: t.value for t in di.tags}.get("mlflow.data.context")
+        src = json.loads(d.source) if d.source and d.source.startswith("{") else {"uri": d.source}
+        prof = json.loads(d.profile) if d.profile else {}
+        datasets.append(dict(name=d.name, context=ctx, digest=src.get("digest", d.digest), source=src.get("uri"), rows=prof.get("num_rows")))
+    aliases = [a for a in (client.get_registered_model(mv.name).aliases or {}) if str(client.get_registered_model(mv.name).aliases[a]) == str(mv.version)]
+    pt = parent.data.tags if parent else {}
+    return dict(model=mv.name, version=str(mv.version), aliases=aliases, model_run_id=mv.run_id, pipeline_run_id=prid,
+                pipeline_status=parent.info.status if parent else None, git_commit=pt.get(TAG_GIT_COMMIT), git_dirty=pt.get(TAG_GIT_DIRTY),
+                steps=steps, datasets=datasets, tags=dict(mv.tags or {}))
+
+# %% ../nbs/07_registry.ipynb #568b267b
+TAG_DATASET_DIGEST = "mlops_wb.dataset_digest"
+
+def reference_snapshot(store:SnapshotStore, reference:str, model_name:str, project:str|None=None):
+    "The snapshot validation learns its expectations from, or None."
+    if reference == "none": return None
+    if reference != "auto":
+        ref = store.find(reference)
+        if ref is None: raise ConfigError(f"pipeline.yaml: validation.reference: no snapshot with digest {reference!r}; "
+                                          f"list snapshots with: mlops-wb data list")
+        return ref
+    try: mv = store.client.get_model_version_by_alias(model_name, ALIAS_CHAMPION)
+    except Exception: mv = None
+    if mv is not None and (mv.tags or {}).get(TAG_DATASET_DIGEST):
+        ref = store.find(mv.tags[TAG_DATASET_DIGEST])
+        if ref is not None: return ref
+    return store.latest("dataset", project)

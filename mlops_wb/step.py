@@ -80,16 +80,29 @@ class StepIO:
         return reader(p)
 
     def save(self, name:str, obj:Any)->Path:
-        "Write `obj` as output `name`: a DataFrame as Parquet, a dict or list as JSON, a str as text, else joblib."
+        "Write `obj` as output `name`: a DataFrame as Parquet, a dict or list as JSON, a str as text (`name.html` keeps its suffix), else joblib."
         if not name or "/" in name or name.startswith("."): raise StepError(f"bad output name {name!r}; use a plain name like 'dataset'")
         if type(obj).__name__ == "DataFrame":
             return atomic_write(self.outputs/f"{name}.parquet", lambda t: obj.to_parquet(t, index=False))
         if isinstance(obj, (dict, list)):
             return atomic_write(self.outputs/f"{name}.json",
                                 lambda t: t.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str), encoding="utf-8"))
-        if isinstance(obj, str): return atomic_write(self.outputs/f"{name}.txt", lambda t: t.write_text(obj, encoding="utf-8"))
+        if isinstance(obj, str):
+            fn = name if Path(name).suffix in (".html", ".md", ".txt", ".csv") else f"{name}.txt"
+            return atomic_write(self.outputs/fn, lambda t: t.write_text(obj, encoding="utf-8"))
         import joblib
         return atomic_write(self.outputs/f"{name}.joblib", lambda t: joblib.dump(obj, t))
+
+    def save_snapshot(self, name:str, df, store, **kw):
+        "Store `df` in the content-addressed snapshot `store` and record the reference as output `<name>.snapshot.json`."
+        ref = store.put(df, name=name, **kw)
+        self.save(f"{name}.snapshot", ref.to_dict())
+        return ref
+
+    def load_snapshot(self, step:str, name:str, store):
+        "(reference, rows) of snapshot `name` written by upstream `step`."
+        ref = self.load(step, f"{name}.snapshot")
+        return ref, store.load(ref["digest"])
 
     @property
     def metrics_file(self)->Path: return self.dir/"metrics.json"

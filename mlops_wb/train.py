@@ -12,19 +12,14 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from .config import MlopsWbError
+from .validate import detect_task
 
 # %% auto #0
-__all__ = ['TrainError', 'detect_task', 'build_preprocessor', 'fit_model']
+__all__ = ['TrainError', 'build_preprocessor', 'fit_model']
 
 # %% ../nbs/05_train.ipynb #645d2b8e
 class TrainError(MlopsWbError):
     "The model cannot be built or fitted from this data and these parameters."
-
-def detect_task(y:pd.Series)->str:
-    "'binary', 'multiclass' or 'regression', from the label values."
-    n = y.nunique(dropna=True)
-    if pd.api.types.is_float_dtype(y) and n > 20 or (pd.api.types.is_numeric_dtype(y) and n > 50): return "regression"
-    return "binary" if n == 2 else "multiclass"
 
 def build_preprocessor(X:pd.DataFrame)->ColumnTransformer:
     "Numeric columns: median impute and scale; the rest: most-frequent impute and one-hot (unknown categories ignored)."

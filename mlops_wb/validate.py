@@ -1,4 +1,4 @@
-"""The data gate: checks a frame must pass before anything trains on it.
+"""The data gate: expectations learned from a reference snapshot and declared in `pipeline.yaml`, checked with pandera, reported column by column.
 
 Docs: https://mlops-wb.github.io/mlops-wb/validate.html.md"""
 
@@ -6,32 +6,179 @@ Docs: https://mlops-wb.github.io/mlops-wb/validate.html.md"""
 
 # %% ../nbs/04_validate.ipynb #c4c212d1
 from __future__ import annotations
+import html, json, math
+from dataclasses import dataclass, asdict, field
 import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
 from .config import MlopsWbError
+from .data import dtype_kind
 
 # %% auto #0
-__all__ = ['ValidationFailed', 'check_frame', 'validate_frame']
+__all__ = ['detect_task', 'ValidationFailed', 'Expectations', 'ValidationReport']
 
 # %% ../nbs/04_validate.ipynb #705f9a88
+def detect_task(y:pd.Series)->str:
+    "'binary', 'multiclass' or 'regression', from the label values: text or few distinct values is classification."
+    n = y.nunique(dropna=True)
+    if dtype_kind(y) in ("string", "bool"): return "binary" if n <= 2 else "multiclass"
+    if pd.api.types.is_float_dtype(y) and n > 20 or n > 50: return "regression"
+    return "binary" if n <= 2 else "multiclass"
+
+# %% ../nbs/04_validate.ipynb #d5a118e2
 class ValidationFailed(MlopsWbError):
-    "The data broke one or more expectations; the message lists each problem."
+    "The data broke one or more expectations; `report` says which, where and how."
+    def __init__(self, report):
+        self.report = report
+        super().__init__(report.summary())
 
-def check_frame(
-    df:pd.DataFrame, # rows to check
-    target:str,      # the label column
-    min_rows:int=10, # fewer rows than this is an error
-)->list[str]:        # one line per problem; empty when the data passes
-    "Basic expectations: enough rows, the target present and never null, no all-null or duplicate columns."
-    problems = []
-    if df.columns.duplicated().any(): problems.append(f"duplicate column names: {sorted(set(df.columns[df.columns.duplicated()]))}")
-    if len(df) < min_rows: problems.append(f"{len(df)} rows; expected at least {min_rows}")
-    if target not in df.columns: problems.append(f"target column {target!r} missing; columns are: {', '.join(map(str, df.columns[:20]))}")
-    elif df[target].isna().any(): problems.append(f"target column {target!r} has {int(df[target].isna().sum())} null values")
-    for c in df.columns[df.isna().all()] if len(df) else []: problems.append(f"column {c!r} is entirely null")
-    return problems
+class Expectations:
+    "What a dataset must look like: learned from a reference frame and/or declared."
+    def __init__(self,
+                 target:str|None=None,        # label column: must exist, no nulls
+                 task:str="auto",             # a classification target needs two classes
+                 range_tolerance:float=0.1,   # learned numeric ranges widened by this share of the range
+                 max_categories:int=50,       # text columns with more values are free text (no category rule)
+                 row_factor:tuple=(0.1, 10.0),# learned row bounds: these multiples of the reference's rows
+                 declared:dict|None=None,     # {column: {kind, nullable, min, max, categories}} from pipeline.yaml
+                 rows:dict|None=None,         # declared {min, max} row bounds
+                 features:list|None=None):    # columns that must exist besides the target
+        self.target, self.task, self.range_tolerance, self.max_categories = target, task, range_tolerance, max_categories
+        self.row_factor, self.declared, self.rows, self.features = tuple(row_factor), declared or {}, rows or {}, features or []
+        self.columns_, self.rows_, self.reference_ = {}, [1, None], None
 
-def validate_frame(df:pd.DataFrame, target:str, min_rows:int=10)->pd.DataFrame:
-    "`df` unchanged if it passes `check_frame`, else `ValidationFailed` listing every problem."
-    problems = check_frame(df, target, min_rows)
-    if problems: raise ValidationFailed("data validation failed:\n- " + "\n- ".join(problems))
-    return df
+    def fit(self, df:pd.DataFrame, reference:str|None=None)->"Expectations":
+        "Learn column rules and row bounds from `df` (the reference snapshot `reference`)."
+        cols = {}
+        for c in df.columns:
+            s = df[c]; k = dtype_kind(s)
+            r = dict(kind=k, nullable=bool(s.isna().any()))
+            if k == "number" and s.notna().any():
+                lo, hi = float(s.min()), float(s.max()); pad = (hi - lo) * self.range_tolerance
+                r.update(min=lo - pad, max=hi + pad)
+            if k in ("string", "bool"):
+                cats = s.dropna().astype(str).unique()
+                if len(cats) <= self.max_categories: r["categories"] = sorted(cats)
+            cols[str(c)] = r
+        self.columns_, self.reference_ = cols, reference
+        self.rows_ = [max(1, math.floor(len(df) * self.row_factor[0])), math.ceil(len(df) * self.row_factor[1])]
+        return self
+
+    def rules(self)->dict:
+        "Column rules in force: learned, then declared on top."
+        out = {c: dict(r) for c, r in self.columns_.items()}
+        for c, r in self.declared.items(): out.setdefault(c, {}).update({k: v for k, v in r.items() if v is not None})
+        for c in [self.target, *self.features]:
+            if c: out.setdefault(c, {})
+        if self.target: out[self.target]["nullable"] = False
+        return out
+
+    def row_bounds(self)->list:
+        lo, hi = self.rows_
+        return [self.rows.get("min") if self.rows.get("min") is not None else lo, self.rows.get("max") if self.rows.get("max") is not None else hi]
+
+    def to_dict(self)->dict:
+        "JSON-ready: what is checked and where it was learned."
+        return dict(target=self.target, task=self.task, reference=self.reference_, range_tolerance=self.range_tolerance,
+                    max_categories=self.max_categories, rows=self.row_bounds(), columns=self.rules())
+
+    def validate(self, df:pd.DataFrame, max_examples:int=5)->"ValidationReport":
+        "Check `df`; the report lists every broken rule with observed vs allowed values and offending rows."
+        rules, meta, cols = self.rules(), {}, {}
+        for c in df.columns: rules.setdefault(str(c), {})   # always-on rules cover every column
+        for c, r in rules.items():
+            checks, present = [], c in df.columns
+            s = df[c] if present else None
+            kind = dtype_kind(s) if present else None
+            if r.get("kind") and present and kind != r["kind"]:
+                checks.append(pa.Check(lambda s, k=r["kind"]: dtype_kind(s) == k, name="kind"))
+                meta[(c, "kind")] = (f"kind {kind} (dtype {s.dtype})", f"kind {r['kind']}")
+            elif present:
+                if r.get("min") is not None or r.get("max") is not None:
+                    lo, hi = r.get("min", -math.inf), r.get("max", math.inf)
+                    lo, hi = -math.inf if lo is None else lo, math.inf if hi is None else hi
+                    checks.append(pa.Check(lambda s, lo=lo, hi=hi: s.isna() | s.between(lo, hi), name="range"))
+                    meta[(c, "range")] = (None, f"between {lo:.6g} and {hi:.6g}")
+                if r.get("categories") is not None:
+                    cats = set(map(str, r["categories"]))
+                    checks.append(pa.Check(lambda s, cats=cats: s.isna() | s.astype(str).isin(cats), name="categories"))
+                    shown = sorted(cats)[:10]
+                    meta[(c, "categories")] = (None, f"one of {shown}{' ...' if len(cats) > 10 else ''}")
+            checks.append(pa.Check(lambda s: bool(s.notna().any()) if len(s) else True, name="not entirely null", ignore_na=False))
+            meta[(c, "not entirely null")] = ("every value is null", "at least one non-null value")
+            if c == self.target and self.task != "regression":
+                task = detect_task(s) if self.task == "auto" and present else self.task
+                if task != "regression":
+                    checks.append(pa.Check(lambda s: s.nunique(dropna=True) >= 2, name="two classes"))
+                    meta[(c, "two classes")] = (None, "at least 2 classes")
+            cols[c] = pa.Column(checks=checks, nullable=r.get("nullable", True), required=True, name=c)
+        lo, hi = self.row_bounds()
+        frame_checks = [pa.Check(lambda d, lo=lo, hi=hi: lo <= len(d) and (hi is None or len(d) <= hi), name="row count")]
+        schema = pa.DataFrameSchema(cols, checks=frame_checks, strict=False)
+        failures = []
+        try: schema.validate(df, lazy=True)
+        except SchemaErrors as e: failures = self._failures(e.failure_cases, df, meta, lo, hi, max_examples)
+        return ValidationReport(not failures, len(df), len(df.columns), self.reference_, failures)
+
+    def _failures(self, fc, df, meta, lo, hi, n):
+        out = []
+        for (col, check), g in fc.groupby(["column", "check"], dropna=False, sort=False):
+            col = None if pd.isna(col) else col
+            idx = [int(i) for i in g["index"].dropna().unique()[:n]] if "index" in g else []
+            rows = df.loc[idx].to_dict("records") if idx and col is None else [{"row": i, col: _j(df.at[i, col])} for i in idx if col in df]
+            if check == "column_in_dataframe":
+                col = str(g["failure_case"].iloc[0]); obs, allowed, rule = "column missing", "column present", "required column"
+            elif check == "not_nullable":
+                obs, allowed, rule = f"{int(df[col].isna().sum())} null values", "no nulls", "nullable"
+            elif check == "row count":
+                obs, allowed, rule = f"{len(df)} rows", f"between {lo} and {hi if hi is not None else 'any number of'} rows", "row count"
+            else:
+                rule = check
+                o, allowed = meta.get((col, check), (None, ""))
+                if o is None:
+                    bad = df[col][idx] if idx else pd.Series(dtype=object)
+                    total = int(g["index"].notna().sum()) if "index" in g else 0
+                    if check == "two classes": o = f"{df[col].nunique()} class: {df[col].dropna().unique()[:3].tolist()}"
+                    else: o = f"{total} values break it, e.g. {[_j(v) for v in bad.tolist()][:n]}"
+                obs = o
+            out.append(dict(column=col, rule=rule, observed=obs, allowed=allowed, rows=rows))
+        return out
+
+def _j(v):
+    if isinstance(v, (np.generic,)): return v.item()
+    if isinstance(v, float) and math.isnan(v): return None
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+# %% ../nbs/04_validate.ipynb #1a902012
+@dataclass
+class ValidationReport:
+    "The outcome of `Expectations.validate`: each failure names column, rule, observed vs allowed and offending rows."
+    passed: bool
+    rows: int
+    columns: int
+    reference: str|None
+    failures: list = field(default_factory=list)
+
+    def to_dict(self): return json.loads(json.dumps(asdict(self), default=str))
+
+    def summary(self)->str:
+        "One line per failure, for error messages."
+        if self.passed: return f"data validation passed: {self.rows} rows, {self.columns} columns"
+        lines = [f"{f['column'] or '(table)'}: {f['rule']}: observed {f['observed']}; allowed {f['allowed']}" for f in self.failures]
+        return f"data validation failed ({len(lines)} problem{'s' * (len(lines) > 1)}): " + " | ".join(lines)
+
+    def to_html(self)->str:
+        "A table a person can act on."
+        e = lambda x: html.escape(str(x))
+        head = (f"<p><b>{'passed' if self.passed else 'FAILED'}</b>: {self.rows} rows, {self.columns} columns; "
+                f"reference snapshot: <code>{e(self.reference or 'none')}</code></p>")
+        if self.passed: return head
+        trs = "".join(f"<tr><td>{e(f['column'] or '(table)')}</td><td>{e(f['rule'])}</td><td>{e(f['observed'])}</td>"
+                      f"<td>{e(f['allowed'])}</td><td><code>{e(json.dumps(f['rows'], default=str)[:400])}</code></td></tr>" for f in self.failures)
+        return head + ("<table border='1' style='border-collapse:collapse'><tr><th>column</th><th>rule</th><th>observed</th>"
+                       f"<th>allowed</th><th>offending rows</th></tr>{trs}</table>")
+
+    def raise_if_failed(self):
+        "Raise `ValidationFailed` when any rule is broken."
+        if not self.passed: raise ValidationFailed(self)
+        return self
