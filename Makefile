@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlops-wb-installed
 
-.PHONY: run test setup lock sync-check nbtest pytest bench clean-store ui status
+.PHONY: run test lab setup lock sync-check nbtest pytest bench clean-store ui status
 
 run: $(STAMP)
 	$(BIN)/mlops-wb run
@@ -43,6 +43,9 @@ status: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mlops-wb ui
+
+lab: $(STAMP)
+	$(BIN)/mlops-wb lab
 
 clean-store:
 	rm -rf store .mlops_wb reports/*/ reports/index.html

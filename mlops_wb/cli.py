@@ -12,7 +12,8 @@ from pathlib import Path
 from .config import MlopsWbError, ConfigError, find_project_root, load_settings
 
 # %% auto #0
-__all__ = ['EXIT_CODES', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'cmd_ui', 'main']
+__all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'cmd_ui', 'cmd_lineage', 'cmd_data',
+           'install_kernel', 'cmd_lab', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
 EXIT_CODES = """exit status:
@@ -42,6 +43,24 @@ def build_parser()->argparse.ArgumentParser:
                        description="Recent pipeline runs with each step's state; with RUN_ID, that run's steps in detail.")
     s.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a pipeline run id (prefix accepted)")
     s.add_argument("-n", type=int, default=10, help="how many recent runs (default 10)")
+    l = sub.add_parser("lineage", help="what a model version was built from: data, runs, commit, notebooks",
+                       description="Print the data snapshots (digest, source, rows), pipeline run, step runs, git commit "
+                                   "and notebooks behind a model version.")
+    l.add_argument("model", metavar="MODEL[@ALIAS|/VERSION]", nargs="?",
+                   help="registered model (default: the model_name in settings.ini), optionally @alias or /version")
+    l.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d = sub.add_parser("data", help="list and compare dataset snapshots")
+    dsub = d.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    dl = dsub.add_parser("list", help="the newest snapshots", description="The newest dataset snapshots in the store.")
+    dl.add_argument("-n", type=int, default=20, help="how many (default 20)")
+    dd = dsub.add_parser("diff", help="schema and distribution differences between two snapshots",
+                         description="Schema and distribution differences from snapshot A to snapshot B (digests or prefixes).")
+    dd.add_argument("a", metavar="A"); dd.add_argument("b", metavar="B")
+    dd.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    lab = sub.add_parser("lab", help="open JupyterLab on the project with the project's kernel",
+                         description="Install the project kernel (mlops-wb, this environment's Python) and start JupyterLab on 127.0.0.1.")
+    lab.add_argument("--port", type=int, default=8888)
+    lab.add_argument("--no-browser", action="store_true")
     u = sub.add_parser("ui", help="start the MLflow UI on the project's tracking store",
                        description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
     u.add_argument("--host", default="127.0.0.1")
@@ -139,7 +158,81 @@ def cmd_ui(args, root)->int:
     except KeyboardInterrupt: return 0
 
 # %% ../nbs/09_cli.ipynb #b525a616
-COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui)
+def cmd_lineage(args, root)->int:
+    "Print the lineage of a model version."
+    from rich.table import Table
+    from mlops_wb.tracking import connect
+    from mlops_wb.registry import model_lineage
+    s = load_settings(root)
+    client, _ = connect(s)
+    ref = args.model or s.model_name
+    if ref.startswith("@") or ref.startswith("/"): ref = s.model_name + ref
+    lin = model_lineage(client, ref)
+    if args.json: print(json.dumps(lin, indent=1)); return 0
+    con = _console()
+    al = f" (@{', @'.join(lin['aliases'])})" if lin["aliases"] else ""
+    print(f"model: {lin['model']} version {lin['version']}{al}")
+    print(f"pipeline run: {lin['pipeline_run_id']} ({lin['pipeline_status']})")
+    print(f"git commit: {lin['git_commit']}{' (uncommitted changes)' if lin['git_dirty'] == 'true' else ''}")
+    t = Table(title="data")
+    for c in ("snapshot", "digest", "rows", "source"): t.add_column(c)
+    for d in lin["datasets"]: t.add_row(d["name"], d["digest"], str(d["rows"]), d["source"] or "")
+    con.print(t)
+    t = Table(title="steps")
+    for c in ("step", "run", "state", "notebook", "notebook sha256"): t.add_column(c)
+    for st in lin["steps"]:
+        state = f"reused {st['cached_from']}" if st["cached_from"] else st["status"].lower()
+        t.add_row(st["step"] or "?", st["run_id"], state, st["notebook"] or "", (st["notebook_hash"] or "")[:16])
+    con.print(t)
+    return 0
+
+def cmd_data(args, root)->int:
+    "List snapshots or diff two."
+    from rich.table import Table
+    from mlops_wb.data import SnapshotStore, DataError, diff_frames
+    store, con = SnapshotStore.for_project(root), _console()
+    if args.data_command == "list":
+        t = Table(title="snapshots")
+        for c in ("digest", "name", "rows", "columns", "source"): t.add_column(c)
+        for r in store.list(args.n): t.add_row(r.digest, r.name, str(r.rows), str(len(r.schema)), r.source)
+        con.print(t); return 0
+    refs = []
+    for x in (args.a, args.b):
+        r = store.find(x)
+        if r is None: raise DataError(f"data diff: no snapshot with digest {x!r}; list them with: mlops-wb data list")
+        refs.append(r)
+    d = diff_frames(store.load(refs[0]), store.load(refs[1]))
+    if args.json: print(json.dumps(dict(a=refs[0].digest, b=refs[1].digest, **d), indent=1, default=str)); return 0
+    print(f"A: {refs[0].digest} ({d['rows'][0]} rows)\nB: {refs[1].digest} ({d['rows'][1]} rows)")
+    print(f"columns added in B: {', '.join(d['added']) or 'none'}")
+    print(f"columns removed in B: {', '.join(d['removed']) or 'none'}")
+    for c, (ka, kb) in d["retyped"].items(): print(f"column {c}: kind {ka} -> {kb}")
+    t = Table(title="distribution differences (A -> B)")
+    for c in ("column", "kind", "missing A -> B", "change", "statistic"): t.add_column(c)
+    for c, x in sorted(d["columns"].items(), key=lambda kv: -(kv[1].get("ks") or kv[1].get("js") or 0)):
+        miss = f"{x['missing'][0]:.1%} -> {x['missing'][1]:.1%}"
+        if "ks" in x: t.add_row(c, x["kind"], miss, f"mean {x['mean'][0]:.4g} -> {x['mean'][1]:.4g}", f"KS {x['ks']:.3f} (p={x['p_value']:.2g})")
+        elif "js" in x: t.add_row(c, x["kind"], miss, f"new {x['new'][:5]} gone {x['gone'][:5]}", f"JS {x['js']:.3f}")
+        else: t.add_row(c, x["kind"], miss, "", "")
+    con.print(t); return 0
+
+KERNEL_NAME = "mlops-wb"
+
+def install_kernel()->Path:
+    "Install this environment's Python as the Jupyter kernel `mlops-wb` inside the environment (sys.prefix)."
+    from ipykernel.kernelspec import install
+    return Path(install(kernel_name=KERNEL_NAME, display_name="mlops-wb (project)", prefix=sys.prefix))
+
+def cmd_lab(args, root)->int:
+    "Start JupyterLab on the project with the project kernel installed."
+    k = install_kernel()
+    print(f"kernel {KERNEL_NAME} -> {k}")
+    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={root}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={args.port}",
+           f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"] + (["--no-browser"] if args.no_browser else [])
+    try: return subprocess.call(cmd, cwd=root)
+    except KeyboardInterrupt: return 0
+
+COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, data=cmd_data, lab=cmd_lab)
 
 def main(argv:list|None=None)->int:
     "Entry point of `mlops-wb`; returns the exit status."

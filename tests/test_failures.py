@@ -32,9 +32,9 @@ def test_failing_step_stops_the_pipeline_and_registers_nothing(tmp_path):
     assert parent.info.status == "FAILED"
     kids = {r.data.tags["mlops_wb.step"]: r for r in
             client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")}
-    assert sorted(kids) == ["ingest", "train", "validate"]          # evaluate and register never started
+    assert sorted(kids) == ["eda", "ingest", "split", "train", "validate"]   # evaluate and register never started
     assert kids["train"].info.status == "FAILED"
-    assert kids["ingest"].info.status == kids["validate"].info.status == "FINISHED"
+    assert all(kids[s].info.status == "FINISHED" for s in ["ingest", "validate", "split", "eda"])
     assert "ZeroDivisionError" in kids["train"].data.tags["mlops_wb.error"]
     arts = {a.path for a in client.list_artifacts(kids["train"].info.run_id, "notebook")}
     assert arts == {"notebook/train.ipynb", "notebook/train.html"}

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from conftest import cli, client_for, copy_project
 
-STEPS = ["ingest", "validate", "train", "evaluate", "register"]
+STEPS = ["ingest", "validate", "split", "eda", "train", "evaluate", "register"]
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_explain_says_why(project):
     root, _ = project
     res = cli(root, "run", "--explain")
     assert res.returncode == 0
-    assert res.stdout.count("cached") >= 5 and "would run" not in res.stdout
+    assert res.stdout.count("cached") >= len(STEPS) and "would run" not in res.stdout
     res = cli(root, "run", "--explain", "-p", "train.C=0.25")
     assert "param C: 1.0 -> 0.25" in res.stdout
     # what train will produce is unknown until it runs: downstream says so instead of guessing
@@ -106,7 +106,8 @@ def test_changed_param_reruns_step_and_downstream_only(project):
     parent = _runs(client, exp, "pipeline")[-1]
     kids = _children(client, exp, parent.info.run_id)
     cached = {s: kids[s].data.tags["mlops_wb.cached"] for s in STEPS}
-    assert cached == {"ingest": "true", "validate": "true", "train": "false", "evaluate": "false", "register": "false"}
+    assert cached == {"ingest": "true", "validate": "true", "split": "true", "eda": "true",
+                      "train": "false", "evaluate": "false", "register": "false"}
     assert "param C: 1.0 -> 0.5" in kids["train"].data.tags["mlops_wb.reason"]
     assert kids["train"].data.params["C"] == "0.5"
     assert "registered model: mlops-wb-model version 2" in res.stdout
@@ -120,7 +121,7 @@ def test_only_and_from(project):
     kids = _children(client, exp, _runs(client, exp, "pipeline")[-1].info.run_id)
     assert kids["evaluate"].data.tags["mlops_wb.cached"] == "false"
     assert kids["evaluate"].data.tags["mlops_wb.reason"] == "forced by --only evaluate"
-    assert all(kids[s].data.tags["mlops_wb.cached"] == "true" for s in ["ingest", "validate", "train"])
+    assert all(kids[s].data.tags["mlops_wb.cached"] == "true" for s in ["ingest", "validate", "split", "train"])
     assert "register" not in kids
     res = cli(root, "run", "--from", "evaluate")
     assert res.returncode == 0, res.stderr
