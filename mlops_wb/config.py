@@ -225,8 +225,8 @@ def context_params(spec:PipelineSpec, settings:Settings|None=None)->dict:
     "Values from `pipeline.yaml` and settings that a step receives when its parameters cell declares the name."
     d = dict(project=spec.project, source=spec.dataset.source, target=spec.dataset.target, task=spec.dataset.task,
              time_column=spec.dataset.time_column, features=spec.dataset.features, seed=spec.seed,
-             validation=spec.validation.model_dump(), candidates=spec.candidates,
-             gate=spec.gate.model_dump(), drift=spec.drift, retrain=spec.retrain)
+             validation=spec.validation.model_dump(mode="json"), candidates=spec.candidates,
+             gate=spec.gate.model_dump(mode="json"), drift=spec.drift, retrain=spec.retrain)
     if settings is not None: d.update(model_name=settings.model_name, experiment=settings.experiment)
     return d
 

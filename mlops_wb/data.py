@@ -85,7 +85,7 @@ def check_mixed_types(df:pd.DataFrame, where:str="data")->None:
         if 0.5 <= share < 1:
             bad = v[num.isna()]
             ex = ", ".join(f"{x!r} (row {i})" for i, x in bad.head(3).items())
-            raise DataError(f"{where}: column {c!r} mixes numbers and text: {share:.0%} of its values are numbers, "
+            raise DataError(f"{where}: column {c!r} mixes numbers and text: {share:.1%} of its values are numbers, "
                             f"{len(bad)} are not, e.g. {ex}; fix those values or make the column all text")
 
 def read_source(

@@ -27,7 +27,9 @@ def evaluate_model(
     if task == "regression":
         return dict(rmse=float(np.sqrt(skm.mean_squared_error(y, pred))), mae=float(skm.mean_absolute_error(y, pred)),
                     r2=float(skm.r2_score(y, pred)))
-    res = dict(accuracy=float(skm.accuracy_score(y, pred)), f1=float(skm.f1_score(y, pred, average="binary" if task == "binary" else "macro")))
+    pos = getattr(model, "classes_", [None, 1])[-1]   # the positive class: the larger label (works for text labels too)
+    f1 = skm.f1_score(y, pred, average="binary", pos_label=pos) if task == "binary" else skm.f1_score(y, pred, average="macro")
+    res = dict(accuracy=float(skm.accuracy_score(y, pred)), f1=float(f1))
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         res["log_loss"] = float(skm.log_loss(y, proba, labels=model.classes_))

@@ -8,6 +8,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/validate.html.md"""
 from __future__ import annotations
 import html, json, math
 from dataclasses import dataclass, asdict, field
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors

@@ -65,6 +65,12 @@ def test_cold_run_records_parent_children_and_model(project):
     assert [str(v.version) for v in versions] == ["1"]
     assert versions[0].run_id == kids["register"].info.run_id
     assert str(client.get_model_version_by_alias("mlops-wb-model", "challenger").version) == "1"
+    # the data the run used is recorded as MLflow dataset inputs, and the model version points at it
+    names = sorted(d.dataset.name for d in parent.inputs.dataset_inputs)
+    assert names == ["dataset", "holdout", "train", "validation"]
+    ds = {d.dataset.name: d.dataset for d in parent.inputs.dataset_inputs}
+    assert versions[0].tags["mlops_wb.dataset_digest"].startswith(ds["dataset"].digest)
+    assert (root / "reports" / parent.info.run_id / "eda.html").stat().st_size > 100_000   # plotly figures embedded
     index = (root / "reports" / "index.html").read_text()
     assert parent.info.run_id in index and "FINISHED" in index
 
