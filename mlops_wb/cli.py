@@ -228,7 +228,8 @@ def cmd_lab(args, root)->int:
     k = install_kernel()
     print(f"kernel {KERNEL_NAME} -> {k}")
     cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={root}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={args.port}",
-           f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"] + (["--no-browser"] if args.no_browser else [])
+           f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"] + (["--no-browser"] if args.no_browser else []) \
+          + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])   # containers and CI run as root
     try: return subprocess.call(cmd, cwd=root)
     except KeyboardInterrupt: return 0
 

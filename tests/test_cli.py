@@ -1,10 +1,11 @@
 """The mlops-wb command: help on every subcommand, and `ui` serving the MLflow UI on the project store."""
 import socket, subprocess, time, urllib.request
+from pathlib import Path
 import pytest
 from conftest import CLI, clean_env, cli, copy_project
 
 
-@pytest.mark.parametrize("sub", [[], ["run"], ["status"], ["ui"]])
+@pytest.mark.parametrize("sub", [[], ["run"], ["status"], ["ui"], ["lineage"], ["data"], ["data", "diff"], ["data", "list"], ["lab"]])
 def test_help(sub):
     res = subprocess.run([str(CLI), *sub, "--help"], capture_output=True, text=True, env=clean_env())
     assert res.returncode == 0 and "usage: mlops-wb" in res.stdout
@@ -35,5 +36,28 @@ def test_ui_serves_the_project_store(tmp_path):
                                       timeout=5).read().decode()
         assert "mlops-wb" in exps or '"experiments"' in exps
         assert (root / "store" / "mlflow.db").is_file()
+    finally:
+        proc.terminate(); proc.wait(timeout=30)
+
+
+def test_lab_starts_jupyterlab_with_the_project_kernel(tmp_path):
+    root = copy_project(tmp_path / "p")
+    port = _free_port()
+    env = clean_env(); env["JUPYTER_TOKEN"] = "t0k3n"; env["HOME"] = str(tmp_path)
+    proc = subprocess.Popen([str(CLI), "--project", str(root), "lab", "--no-browser", "--port", str(port)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        specs, deadline = None, time.time() + 120
+        while time.time() < deadline and specs is None:
+            try: specs = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/kernelspecs?token=t0k3n", timeout=2).read().decode()
+            except OSError: time.sleep(0.5)
+        assert specs is not None, "JupyterLab did not answer"
+        import json, sys
+        data = json.loads(specs)
+        assert data["default"] == "mlops-wb"
+        argv = data["kernelspecs"]["mlops-wb"]["spec"]["argv"]
+        assert Path(argv[0]).parent == Path(sys.executable).parent   # the project environment's Python, with mlops_wb importable
+        contents = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents?token=t0k3n", timeout=5).read())
+        assert {"pipeline.yaml", "nbs"} <= {c["name"] for c in contents["content"]}
     finally:
         proc.terminate(); proc.wait(timeout=30)
