@@ -80,6 +80,8 @@ def check_mixed_types(df:pd.DataFrame, where:str="data")->None:
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or pd.api.types.is_datetime64_any_dtype(s): continue
         v = s.dropna()
         if not len(v): continue
+        probe = v.sample(10_000, random_state=0) if len(v) > 10_000 else v   # cheap look first: most text columns hold no numbers
+        if pd.to_numeric(probe.astype(str), errors="coerce").notna().mean() < 0.4: continue
         num = pd.to_numeric(v.astype(str), errors="coerce")
         share = float(num.notna().mean())
         if 0.5 <= share < 1:
