@@ -228,3 +228,18 @@ def test_wide_and_regression_data(tmp_path):
     assert len(ref.schema) == 402 and store.load(ref).equals(df)
     parts = split_frame(df, "y", 0.2, 0.2, stratify=False)
     assert sum(len(p) for p in parts.values()) == 300
+
+
+def test_regression_dataset_through_pipeline_yaml_only(tmp_path):
+    root = copy_project(tmp_path / "p")
+    spec = yaml.safe_load((root / "pipeline.yaml").read_text())
+    spec["project"] = "diabetes"
+    spec["dataset"] = {"source": "demo:diabetes", "target": "target", "task": "auto"}
+    spec["gate"] = {"thresholds": {"r2": 0.2, "rmse": 80.0}, "tolerance": 0.01}
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    res = cli(root, "run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    client, exp = client_for(root)
+    ev = client.search_runs([exp], "tags.`mlops_wb.step` = 'evaluate'")[0]
+    assert {"rmse", "mae", "r2"} <= set(ev.data.metrics) and ev.data.metrics["r2"] > 0.2
+    assert "registered model: mlops-wb-model version 1" in res.stdout
