@@ -194,8 +194,7 @@ def test_second_dataset_through_pipeline_yaml_only(tmp_path):
 
     # the model takes the raw categorical columns, missing values included
     import mlflow
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    mlflow.set_tracking_uri(load_settings(root, env={}).tracking_uri)
+    client_for(root)   # points mlflow's tracking and registry URIs at this project's store
     model = mlflow.pyfunc.load_model("models:/mlops-wb-model@challenger")
     rows = pd.read_csv(root / "data" / "tips.csv").drop(columns="time").head(20)
     assert set(model.predict(rows)) <= {"Lunch", "Dinner"}
