@@ -123,7 +123,7 @@ def cmd_status(args, root)->int:
     "Print recent pipeline runs, or the steps of one run."
     from rich.table import Table
     from mlops_wb.tracking import connect, TAG_CACHED_FROM
-    from mlops_wb.pipeline import pipeline_runs, run_summary
+    from mlops_wb.pipeline import pipeline_runs, run_summary, run_state
     con = _console()
     client, exp = connect(load_settings(root))
     runs = pipeline_runs(client, exp, 200 if args.run_id else args.n)
@@ -131,7 +131,7 @@ def cmd_status(args, root)->int:
         match = [r for r in runs if r.info.run_id.startswith(args.run_id)]
         if len(match) != 1: raise ConfigError(f"status {args.run_id}: {'no' if not match else 'more than one'} pipeline run matches")
         r = match[0]
-        t = Table(title=f"pipeline run {r.info.run_id}: {r.info.status}")
+        t = Table(title=f"pipeline run {r.info.run_id}: {run_state(r)}")
         for c in ("step", "status", "duration", "step run", "why"): t.add_column(c)
         for s in run_summary(r): t.add_row(s["step"], s["status"], f"{s['duration']:.1f}s", s.get("run_id") or "-", s.get("reason", ""))
         con.print(t); return 0
@@ -142,7 +142,7 @@ def cmd_status(args, root)->int:
         started = datetime.fromtimestamp(r.info.start_time/1000).strftime("%Y-%m-%d %H:%M:%S")
         dur = f"{(r.info.end_time - r.info.start_time)/1000:.1f}s" if r.info.end_time else "running"
         steps = " ".join(f"{s['step']}:{s['status']}" + (f"({s['duration']:.1f}s)" if s['status'] == 'ran' else "") for s in run_summary(r))
-        t.add_row(r.info.run_id, started, r.info.status, dur, steps)
+        t.add_row(r.info.run_id, started, run_state(r), dur, steps)
     con.print(t); return 0
 
 def cmd_ui(args, root)->int:

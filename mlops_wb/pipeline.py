@@ -6,7 +6,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/pipeline.html.md"""
 
 # %% ../nbs/08_pipeline.ipynb #34257d00
 from __future__ import annotations
-import html, json, os, shutil, time, traceback
+import html, json, os, shutil, socket, time, traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
@@ -26,7 +26,7 @@ import mlops_wb
 # %% auto #0
 __all__ = ['KERNEL_ARGS', 'WARM_IMPORTS', 'StepResult', 'PipelineResult', 'effective_params', 'key_parts', 'cache_key',
            'explain_change', 'find_step_run', 'output_paths', 'render_html', 'render_cached_report', 'pipeline_runs',
-           'run_summary', 'write_index', 'KernelPool', 'run_pipeline', 'log_datasets']
+           'run_state', 'run_summary', 'write_index', 'KernelPool', 'run_pipeline', 'log_datasets']
 
 # %% ../nbs/08_pipeline.ipynb #5543bdc1
 @dataclass
@@ -161,6 +161,15 @@ def pipeline_runs(client, exp_id:str, max_results:int=20)->list:
     return client.search_runs([exp_id], f"tags.`{TAG_KIND}` = 'pipeline'", max_results=max_results,
                               order_by=["attributes.start_time DESC"])
 
+def run_state(run)->str:
+    "A pipeline run's status, flagging a RUNNING run whose process on this host is gone (killed, machine restarted)."
+    st = run.info.status
+    if st == "RUNNING" and run.data.tags.get("mlops_wb.host") == socket.gethostname():
+        import psutil
+        pid = run.data.tags.get("mlops_wb.pid")
+        if pid and not psutil.pid_exists(int(pid)): return "RUNNING (stale: its process is gone)"
+    return st
+
 def run_summary(run)->list[dict]:
     "The per-step summary a pipeline run carries: [{step, status, duration, run_id, reason}]."
     return json.loads(run.data.tags.get("mlops_wb.summary", "[]"))
@@ -169,11 +178,11 @@ def write_index(client, exp_id:str, reports:Path, max_results:int=50)->Path:
     "Write `reports/index.html`: recent pipeline runs, their status and each step's state."
     rows = []
     for r in pipeline_runs(client, exp_id, max_results):
-        rid, st = r.info.run_id, r.info.status
+        rid, st = r.info.run_id, run_state(r)
         started = datetime.fromtimestamp(r.info.start_time/1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         dur = f"{(r.info.end_time - r.info.start_time)/1000:.1f}s" if r.info.end_time else ""
         steps = " ".join(f"<a href='{rid}/{s['step']}.html'>{html.escape(s['step'])}</a>: {s['status']}" for s in run_summary(r))
-        rows.append(f"<tr><td><code>{rid}</code></td><td>{started}</td><td class='{st}'>{st}</td><td>{dur}</td><td>{steps}</td></tr>")
+        rows.append(f"<tr><td><code>{rid}</code></td><td>{started}</td><td class='{st.split()[0]}'>{st}</td><td>{dur}</td><td>{steps}</td></tr>")
     body = "<table><tr><th>pipeline run</th><th>started</th><th>status</th><th>duration</th><th>steps</th></tr>" + "".join(rows) + "</table>"
     return atomic_write(reports/"index.html", lambda t: t.write_text(_page("mlops-wb pipeline runs", body), encoding="utf-8"))
 
@@ -284,7 +293,8 @@ def run_pipeline(
     if not explain:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         parent = client.create_run(exp_id, run_name=f"{spec.project}-{stamp}",
-                                   tags={**base_tags, TAG_KIND: "pipeline", TAG_STEPS: json.dumps(order)})
+                                   tags={**base_tags, TAG_KIND: "pipeline", TAG_STEPS: json.dumps(order),
+                                         "mlops_wb.host": socket.gethostname(), "mlops_wb.pid": str(os.getpid())})
         prid = parent.info.run_id
         reports = root/"reports"/prid; reports.mkdir(parents=True, exist_ok=True)
         client.log_text(prid, (root/"pipeline.yaml").read_text(encoding="utf-8"), "pipeline.yaml")
