@@ -28,13 +28,15 @@ def main():
     ap = argparse.ArgumentParser(); ap.add_argument("--repeat", type=int, default=3); a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mlops-wb-bench-"))
     root = copy_project(tmp / "p")
+    import yaml
+    n_steps = len(yaml.safe_load((root / "pipeline.yaml").read_text())["steps"])
     cold, cached = [], []
     for i in range(a.repeat):
         shutil.rmtree(root / "store", ignore_errors=True); shutil.rmtree(root / "reports", ignore_errors=True)
         dt, out = timed([BIN / "mlops-wb", "--project", root, "run"], root); cold.append(dt)
-        assert out.count("│ ran ") == 5, out
+        assert out.count("│ ran ") == n_steps, out
         dt, out = timed([BIN / "mlops-wb", "--project", root, "run"], root); cached.append(dt)
-        assert out.count("│ cached ") == 5, out
+        assert out.count("│ cached ") == n_steps, out
         print(f"repetition {i+1}: cold {cold[-1]:.2f} s, cached {cached[-1]:.2f} s", flush=True)
 
     pm_cli = statistics.median(timed([BIN / "papermill", "--version"], tmp)[0] for _ in range(3))
@@ -44,7 +46,7 @@ def main():
 
     c, k = statistics.median(cold), statistics.median(cached)
     print()
-    print(f"{'default pipeline (5 steps), median of ' + str(a.repeat):<48} {'seconds':>8}")
+    print(f"{f'default pipeline ({n_steps} steps), median of {a.repeat}':<48} {'seconds':>8}")
     print(f"{'cold: every step executed':<48} {c:8.2f}")
     print(f"{'fully cached: nothing changed':<48} {k:8.2f}")
     print(f"{'cached / cold':<48} {k / c:8.1%}")
