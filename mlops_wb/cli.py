@@ -13,7 +13,7 @@ from .config import MlopsWbError, ConfigError, find_project_root, load_settings
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'cmd_ui', 'cmd_lineage', 'cmd_data',
-           'install_kernel', 'cmd_lab', 'main']
+           'cmd_promote', 'cmd_rollback', 'cmd_history', 'install_kernel', 'cmd_lab', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
 EXIT_CODES = """exit status:
@@ -21,6 +21,7 @@ EXIT_CODES = """exit status:
   1    a pipeline step failed (the error line names the step, cell, exception and executed notebook)
   2    bad input: pipeline.yaml, settings.ini or a command-line argument (nothing ran)
   3    the quality gate failed (nothing registered)
+  4    promotion or rollback refused (not an approver, no reason, gate failed without --force)
   130  interrupted (Ctrl-C); runs marked KILLED"""
 
 def build_parser()->argparse.ArgumentParser:
@@ -61,6 +62,22 @@ def build_parser()->argparse.ArgumentParser:
                          description="Install the project kernel (mlops-wb, this environment's Python) and start JupyterLab on 127.0.0.1.")
     lab.add_argument("--port", type=int, default=8888)
     lab.add_argument("--no-browser", action="store_true")
+    pr = sub.add_parser("promote", help="move @champion to a model version (approvers only, reason required, audited)",
+                        description="Point MODEL@champion at VERSION. Only users listed in settings.ini approvers; only "
+                                    "versions that passed their quality gate unless --force. Appends to the audit log.",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    pr.add_argument("model", metavar="MODEL"); pr.add_argument("version", metavar="VERSION")
+    pr.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    pr.add_argument("--force", action="store_true", help="promote a version that failed its gate (the reason says why)")
+    rb = sub.add_parser("rollback", help="return @champion to its previous holder (approvers only, audited)",
+                        description="Return MODEL@champion to the version that held it before the current one.")
+    rb.add_argument("model", metavar="MODEL", nargs="?", help="registered model (default: model_name in settings.ini)")
+    rb.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    hi = sub.add_parser("history", help="promotions and rollbacks of a model; which version was champion when",
+                        description="The audit log of MODEL, oldest first; with --at, the version that was @champion then.")
+    hi.add_argument("model", metavar="MODEL", nargs="?", help="registered model (default: model_name in settings.ini)")
+    hi.add_argument("--at", metavar="TIME", help="ISO time, e.g. 2026-11-29T12:00:00 (UTC unless an offset is given)")
+    hi.add_argument("--json", action="store_true")
     u = sub.add_parser("ui", help="start the MLflow UI on the project's tracking store",
                        description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
     u.add_argument("--host", default="127.0.0.1")
@@ -216,6 +233,50 @@ def cmd_data(args, root)->int:
         else: t.add_row(c, x["kind"], miss, "", "")
     con.print(t); return 0
 
+def cmd_promote(args, root)->int:
+    "Move @champion, with the governance checks; print the audit entry."
+    from mlops_wb.tracking import connect
+    from mlops_wb.registry import promote
+    s = load_settings(root); client, _ = connect(s)
+    e = promote(client, s, args.model, args.version, args.reason, force=args.force)
+    print(f"{e['model']}@champion: {e['from_version'] or 'none'} -> {e['to_version']} by {e['user']} at {e['when']} "
+          f"({'forced: ' if args.force else ''}{e['reason']}); audit entry {e['id']}")
+    return 0
+
+def cmd_rollback(args, root)->int:
+    "Return @champion to its previous holder; print the audit entry."
+    from mlops_wb.tracking import connect
+    from mlops_wb.registry import rollback
+    s = load_settings(root); client, _ = connect(s)
+    e = rollback(client, s, args.model or s.model_name, args.reason)
+    print(f"{e['model']}@champion rolled back: {e['from_version']} -> {e['to_version']} by {e['user']} at {e['when']} "
+          f"({e['reason']}); audit entry {e['id']}")
+    return 0
+
+def cmd_history(args, root)->int:
+    "Print the audit log of a model, or the champion at a moment."
+    from rich.table import Table
+    from mlops_wb.tracking import connect
+    from mlops_wb.registry import history, champion_at
+    s = load_settings(root); client, _ = connect(s)
+    name = args.model or s.model_name
+    h = history(client, s, name)
+    if args.at:
+        try: t = datetime.fromisoformat(args.at)
+        except ValueError: raise ConfigError(f"history --at {args.at}: not an ISO time; e.g. 2026-11-29T12:00:00") from None
+        if t.tzinfo is None: t = t.replace(tzinfo=timezone.utc)
+        v = champion_at(h, int(t.timestamp()*1000))
+        print(f"{name}@champion at {t.isoformat()}: {v or 'none'}"); return 0
+    if args.json: print(json.dumps(h, indent=1)); return 0
+    if not h: print(f"{name}: no promotions yet. Promote with: mlops-wb promote {name} VERSION --reason TEXT"); return 0
+    t = Table(title=f"{name}: promotions and rollbacks")
+    for c in ("when (UTC)", "action", "from", "to", "champion after", "who", "reason", "gate"): t.add_column(c)
+    for e in h:
+        g = e.get("gate") or {}
+        t.add_row(e["when"], e["action"] + (" (forced)" if e.get("forced") == "true" else ""), e.get("from_version") or "-",
+                  e["to_version"], e["champion_after"] or "-", e["user"], e["reason"], "passed" if g.get("passed") else "failed" if g else "-")
+    _console().print(t); return 0
+
 KERNEL_NAME = "mlops-wb"
 
 def install_kernel()->Path:
@@ -233,7 +294,8 @@ def cmd_lab(args, root)->int:
     try: return subprocess.call(cmd, cwd=root)
     except KeyboardInterrupt: return 0
 
-COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, data=cmd_data, lab=cmd_lab)
+COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, data=cmd_data, lab=cmd_lab,
+                promote=cmd_promote, rollback=cmd_rollback, history=cmd_history)
 
 def main(argv:list|None=None)->int:
     "Entry point of `mlops-wb`; returns the exit status."
@@ -246,3 +308,7 @@ def main(argv:list|None=None)->int:
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr); return 130
+    except Exception as e:   # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("MLOPS_WB_DEBUG"): raise
+        print(f"internal error: {type(e).__name__}: {e} (set MLOPS_WB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

@@ -14,8 +14,9 @@ from .tracking import mlflow, MlflowClient, TAG_PIPELINE, TAG_STEP, TAG_CACHED_F
 from .data import SnapshotStore, DataError
 
 # %% auto #0
-__all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'TAG_DATASET_DIGEST', 'model_requirements', 'register_model', 'RegistryError',
-           'parse_model_ref', 'get_version', 'model_lineage', 'reference_snapshot']
+__all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'TAG_DATASET_DIGEST', 'TAG_GATE_PASSED', 'TAG_GATE', 'model_requirements',
+           'register_model', 'RegistryError', 'parse_model_ref', 'get_version', 'model_lineage', 'reference_snapshot',
+           'PromotionRefused', 'AuditLog', 'promote', 'rollback', 'history', 'champion_at']
 
 # %% ../nbs/07_registry.ipynb #d3e24c92
 ALIAS_CHALLENGER, ALIAS_CHAMPION = "challenger", "champion"
@@ -32,7 +33,7 @@ def register_model(
     tags:dict|None=None,    # tags for the model version (lineage)
     description:str="",
     alias:str|None=ALIAS_CHALLENGER, # alias to point at the new version
-)->str:                     # the new version number
+)->str:                     # the new version number, as text
     "Log `model` in `run_id` as an MLflow model, register it under `name` and set `alias`."
     from mlflow.models import infer_signature
     sig = infer_signature(example, model.predict(example))
@@ -43,7 +44,7 @@ def register_model(
     mv = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
     if description: client.update_model_version(name, mv.version, description)
     if alias: client.set_registered_model_alias(name, alias, mv.version)
-    return mv.version
+    return str(mv.version)
 
 # %% ../nbs/07_registry.ipynb #8a08253f
 class RegistryError(MlopsWbError):
@@ -113,3 +114,118 @@ def reference_snapshot(store:SnapshotStore, reference:str, model_name:str, proje
         ref = store.find(mv.tags[TAG_DATASET_DIGEST])
         if ref is not None: return ref
     return store.latest("dataset", project)
+
+# %% ../nbs/07_registry.ipynb #4ca460e6
+import time as _time
+from datetime import datetime, timezone
+from mlflow.entities import Metric
+
+TAG_GATE_PASSED, TAG_GATE = "mlops_wb.gate_passed", "mlops_wb.gate"
+
+class PromotionRefused(MlopsWbError):
+    "A promotion or rollback was refused: not an approver, no reason, a failed gate, nothing to roll back to."
+    exit_code = 4
+
+class AuditLog:
+    "Append-only record of promotions and rollbacks, kept as runs of the `<experiment>-audit` experiment."
+    def __init__(self, client, settings):
+        self.client, self.settings = client, settings
+        name = f"{settings.experiment}-audit"
+        exp = client.get_experiment_by_name(name)
+        loc = settings.artifact_root.as_uri() if settings.artifact_root else None
+        self.exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=loc)
+
+    def append(self, **e)->dict:
+        "Record one entry; returns it with its time and id."
+        tags = {f"audit.{k}": (v if isinstance(v, str) else json.dumps(v)) for k, v in e.items() if v is not None}
+        run = self.client.create_run(self.exp_id, run_name=f"{e['action']} {e['model']} {e.get('from_version')}->{e.get('to_version')}",
+                                     tags={"mlops_wb.kind": "audit", **tags})
+        ms = [Metric(k, float(v), int(_time.time()*1000), 0) for k, v in (e.get("metrics") or {}).items()]
+        if ms: self.client.log_batch(run.info.run_id, metrics=ms)
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return self._entry(self.client.get_run(run.info.run_id))
+
+    def entries(self, model:str)->list[dict]:
+        "Every entry for `model`, oldest first."
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.exp_id], f"tags.`audit.model` = '{model}' and attributes.status = 'FINISHED'",
+                                           max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
+            runs += list(page); token = page.token
+            if not token: break
+        return [self._entry(r) for r in runs]
+
+    def _entry(self, run):
+        t = {"from_version": None, **{k[len("audit."):]: v for k, v in run.data.tags.items() if k.startswith("audit.")}}
+        for k in ("metrics", "gate"):
+            if k in t: t[k] = json.loads(t[k])
+        t.update(id=run.info.run_id, time=run.info.start_time,
+                 when=datetime.fromtimestamp(run.info.start_time/1000, timezone.utc).isoformat(timespec="seconds"))
+        return t
+
+def _holders(entries):
+    "Replay the log: the stack of champions, newest last."
+    stack = []
+    for e in entries:
+        if e["action"] == "promote": stack.append(e["to_version"])
+        elif e["action"] == "rollback" and stack: stack.pop()
+    return stack
+
+def _check_approver(settings, action):
+    if settings.user not in settings.approvers:
+        raise PromotionRefused(f"{action} refused: user {settings.user!r} is not an approver; approvers in settings.ini "
+                               f"[workbench] approvers are: {', '.join(settings.approvers) or '(none)'}")
+
+def _current(client, name):
+    try: return str(client.get_model_version_by_alias(name, ALIAS_CHAMPION).version)
+    except Exception: return None
+
+def promote(client, settings, name:str, version:str, reason:str, force:bool=False)->dict:
+    "Point `@champion` of `name` at `version`, after the checks above; returns the audit entry."
+    if not (reason or "").strip(): raise PromotionRefused("promote refused: a reason is required (--reason TEXT)")
+    _check_approver(settings, "promote")
+    mv = get_version(client, f"{name}/{version}")
+    tags = mv.tags or {}
+    gate = json.loads(tags[TAG_GATE]) if TAG_GATE in tags else None
+    passed = tags.get(TAG_GATE_PASSED) == "true"
+    if not passed and not force:
+        why = "; ".join(gate.get("failures", [])) if gate else "no gate result recorded"
+        raise PromotionRefused(f"promote refused: {name} version {version} did not pass its quality gate ({why}); "
+                               f"use --force with a reason to promote it anyway")
+    cur = _current(client, name)
+    if cur == str(mv.version): raise PromotionRefused(f"promote refused: {name} version {version} is already @{ALIAS_CHAMPION}")
+    run = client.get_run(mv.run_id)
+    client.set_registered_model_alias(name, ALIAS_CHAMPION, mv.version)
+    return AuditLog(client, settings).append(action="promote", model=name, from_version=cur, to_version=str(mv.version),
+                                             user=settings.user, reason=reason.strip(), forced="true" if force else "false",
+                                             gate=gate or {"passed": passed}, metrics=dict(run.data.metrics))
+
+def rollback(client, settings, name:str, reason:str)->dict:
+    "Return `@champion` of `name` to the version that held it before the current one; returns the audit entry."
+    if not (reason or "").strip(): raise PromotionRefused("rollback refused: a reason is required (--reason TEXT)")
+    _check_approver(settings, "rollback")
+    log = AuditLog(client, settings)
+    stack, cur = _holders(log.entries(name)), _current(client, name)
+    if len(stack) < 2: raise PromotionRefused(f"rollback refused: {name} has no earlier champion to return to "
+                                              f"(current: {cur or 'none'}); see mlops-wb history {name}")
+    prev = stack[-2]
+    mv = get_version(client, f"{name}/{prev}")
+    client.set_registered_model_alias(name, ALIAS_CHAMPION, prev)
+    return log.append(action="rollback", model=name, from_version=cur, to_version=prev, user=settings.user, reason=reason.strip(),
+                      metrics=dict(client.get_run(mv.run_id).data.metrics))
+
+def history(client, settings, name:str)->list[dict]:
+    "The audit entries of `name`, oldest first, each with the champion it left in place."
+    entries, stack = AuditLog(client, settings).entries(name), []
+    for e in entries:
+        if e["action"] == "promote": stack.append(e["to_version"])
+        elif stack: stack.pop()
+        e["champion_after"] = stack[-1] if stack else None
+    return entries
+
+def champion_at(entries:list[dict], when_ms:int)->str|None:
+    "Which version was `@champion` at `when_ms` (epoch milliseconds), from `history` entries."
+    cur = None
+    for e in entries:
+        if e["time"] <= when_ms: cur = e["champion_after"]
+    return cur
