@@ -178,10 +178,8 @@ def cmd_ui(args, root)->int:
 def cmd_lineage(args, root)->int:
     "Print the lineage of a model version."
     from rich.table import Table
-    from mlops_wb.tracking import connect
     from mlops_wb.registry import model_lineage
-    s = load_settings(root)
-    client, _ = connect(s)
+    s, client = _connect(root)
     ref = args.model or s.model_name
     if ref.startswith("@") or ref.startswith("/"): ref = s.model_name + ref
     lin = model_lineage(client, ref)
@@ -233,32 +231,35 @@ def cmd_data(args, root)->int:
         else: t.add_row(c, x["kind"], miss, "", "")
     con.print(t); return 0
 
+def _connect(root):
+    "Settings and a tracking client for the project at `root`."
+    from mlops_wb.tracking import connect
+    s = load_settings(root)
+    return s, connect(s)[0]
+
+def _print_audit(e:dict, what:str):
+    print(f"{e['model']}@champion{what}: {e['from_version'] or 'none'} -> {e['to_version']} by {e['user']} at {e['when']} "
+          f"({'forced: ' if e.get('forced') == 'true' else ''}{e['reason']}); audit entry {e['id']}")
+
 def cmd_promote(args, root)->int:
     "Move @champion, with the governance checks; print the audit entry."
-    from mlops_wb.tracking import connect
     from mlops_wb.registry import promote
-    s = load_settings(root); client, _ = connect(s)
-    e = promote(client, s, args.model, args.version, args.reason, force=args.force)
-    print(f"{e['model']}@champion: {e['from_version'] or 'none'} -> {e['to_version']} by {e['user']} at {e['when']} "
-          f"({'forced: ' if args.force else ''}{e['reason']}); audit entry {e['id']}")
+    s, client = _connect(root)
+    _print_audit(promote(client, s, args.model, args.version, args.reason, force=args.force), "")
     return 0
 
 def cmd_rollback(args, root)->int:
     "Return @champion to its previous holder; print the audit entry."
-    from mlops_wb.tracking import connect
     from mlops_wb.registry import rollback
-    s = load_settings(root); client, _ = connect(s)
-    e = rollback(client, s, args.model or s.model_name, args.reason)
-    print(f"{e['model']}@champion rolled back: {e['from_version']} -> {e['to_version']} by {e['user']} at {e['when']} "
-          f"({e['reason']}); audit entry {e['id']}")
+    s, client = _connect(root)
+    _print_audit(rollback(client, s, args.model or s.model_name, args.reason), " rolled back")
     return 0
 
 def cmd_history(args, root)->int:
     "Print the audit log of a model, or the champion at a moment."
     from rich.table import Table
-    from mlops_wb.tracking import connect
     from mlops_wb.registry import history, champion_at
-    s = load_settings(root); client, _ = connect(s)
+    s, client = _connect(root)
     name = args.model or s.model_name
     h = history(client, s, name)
     if args.at:
