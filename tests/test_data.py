@@ -111,9 +111,11 @@ def test_offending_rows_are_named(gate_project):
     g = _good_frame(); g.loc[5, "x"] = 1000.0; g.loc[9, "color"] = "purple"
     g.to_csv(root / "data" / "data.csv", index=False)
     res = cli(root, "run")
-    assert res.returncode == 1
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "step 'validate' failed" in res.stderr, res.stderr
     client, exp = client_for(root)
     run = client.search_runs([exp], "tags.`mlops_wb.step` = 'validate'", max_results=1, order_by=["attributes.start_time DESC"])[0]
+    assert run.info.status == "FAILED", (run.info, res.stderr)
     rep = json.loads(Path(client.download_artifacts(run.info.run_id, "outputs/validation_report.json")).read_text())
     by = {(f["column"], f["rule"]): f for f in rep["failures"]}
     assert by[("x", "range")]["rows"] == [{"row": 5, "x": 1000.0}]
