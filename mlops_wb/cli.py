@@ -1,4 +1,4 @@
-"""The `mlops-wb` command: thin argument parsing over the library. Exit status 0 ok, 1 a step failed, 2 bad input (pipeline file, settings, arguments), 3 quality gate failed, 130 interrupted.
+"""The `mlops-wb` command: thin argument parsing over the library. Exit status 0 ok, 1 a step failed, 2 bad input (pipeline file, settings, arguments), 3 quality gate failed, 4 promotion refused, 5 reproduction differs, 130 interrupted.
 
 Docs: https://mlops-wb.github.io/mlops-wb/cli.html.md"""
 
@@ -13,7 +13,7 @@ from .config import MlopsWbError, ConfigError, find_project_root, load_settings
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'cmd_ui', 'cmd_lineage', 'cmd_data',
-           'cmd_promote', 'cmd_rollback', 'cmd_history', 'install_kernel', 'cmd_lab', 'main']
+           'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'install_kernel', 'cmd_lab', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
 EXIT_CODES = """exit status:
@@ -22,6 +22,7 @@ EXIT_CODES = """exit status:
   2    bad input: pipeline.yaml, settings.ini or a command-line argument (nothing ran)
   3    the quality gate failed (nothing registered)
   4    promotion or rollback refused (not an approver, no reason, gate failed without --force)
+  5    reproduce: the rebuilt model's metrics or data differ from the registered version's
   130  interrupted (Ctrl-C); runs marked KILLED"""
 
 def build_parser()->argparse.ArgumentParser:
@@ -78,6 +79,15 @@ def build_parser()->argparse.ArgumentParser:
     hi.add_argument("model", metavar="MODEL", nargs="?", help="registered model (default: model_name in settings.ini)")
     hi.add_argument("--at", metavar="TIME", help="ISO time, e.g. 2026-11-29T12:00:00 (UTC unless an offset is given)")
     hi.add_argument("--json", action="store_true")
+    rp = sub.add_parser("reproduce", help="rebuild a model version from its record and compare its metrics",
+                        description="Re-run the pipeline recorded for MODEL VERSION (its pipeline.yaml, dataset snapshot and git "
+                                    "commit) in a temporary workspace with its own store, and compare holdout metrics and data digests.",
+                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    rp.add_argument("model", metavar="MODEL", help="registered model")
+    rp.add_argument("version", metavar="VERSION", help="its version number")
+    rp.add_argument("--atol", type=float, default=1e-9, help="metrics closer than this count as identical (default 1e-9)")
+    rp.add_argument("--keep", action="store_true", help="keep the temporary workspace")
+    rp.add_argument("--json", action="store_true")
     u = sub.add_parser("ui", help="start the MLflow UI on the project's tracking store",
                        description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
     u.add_argument("--host", default="127.0.0.1")
@@ -278,6 +288,27 @@ def cmd_history(args, root)->int:
                   e["to_version"], e["champion_after"] or "-", e["user"], e["reason"], "passed" if g.get("passed") else "failed" if g else "-")
     _console().print(t); return 0
 
+def cmd_reproduce(args, root)->int:
+    "Rebuild a model version and print the comparison."
+    from rich.table import Table
+    from mlops_wb.reproduce import reproduce, ReproductionDiffers
+    print(f"rebuilding {args.model} version {args.version} in a temporary workspace (a full pipeline run, no cache)...", flush=True)
+    try: rep, err = reproduce(f"{args.model}/{args.version}", root, atol=args.atol, keep=args.keep), None
+    except ReproductionDiffers as e: rep, err = e.report, e
+    if args.json: print(json.dumps(rep, indent=1))
+    else:
+        print(f"sources: {rep['sources']}; recorded pipeline run {rep['pipeline_run_id']}, rebuilt as run {rep['reproduced_run_id']}")
+        t = Table(title="holdout metrics")
+        for c in ("metric", "registered", "reproduced", "same"): t.add_column(c)
+        for r in rep["metrics"]: t.add_row(r["metric"], f"{r['registered']:.6f}", "-" if r["reproduced"] is None else f"{r['reproduced']:.6f}", "yes" if r["identical"] else "NO")
+        for d in rep["data"]: t.add_row(f"{d['data']} digest", str(d["registered"])[:16], str(d["reproduced"])[:16], "yes" if d["identical"] else "NO")
+        _console().print(t)
+        for n in rep["notes"]: print(f"note: {n}")
+        if rep.get("workspace"): print(f"workspace kept: {rep['workspace']}")
+        if err is None: print(f"{args.model} version {args.version}: reproduced, identical metrics")
+    if err is not None: raise err
+    return 0
+
 KERNEL_NAME = "mlops-wb"
 
 def install_kernel()->Path:
@@ -296,7 +327,7 @@ def cmd_lab(args, root)->int:
     except KeyboardInterrupt: return 0
 
 COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, data=cmd_data, lab=cmd_lab,
-                promote=cmd_promote, rollback=cmd_rollback, history=cmd_history)
+                promote=cmd_promote, rollback=cmd_rollback, history=cmd_history, reproduce=cmd_reproduce)
 
 def main(argv:list|None=None)->int:
     "Entry point of `mlops-wb`; returns the exit status."

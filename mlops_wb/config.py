@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 __all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'RUNNER_PARAMS', 'MlopsWbError', 'ConfigError', 'StepFailed',
            'GateFailed', 'RunInterrupted', 'find_project_root', 'Settings', 'load_settings', 'read_notebook',
            'notebook_params', 'notebook_hash', 'DatasetSpec', 'StepSpec', 'ColumnRule', 'RowBounds', 'ValidationSpec',
-           'GateSpec', 'PipelineSpec', 'context_params', 'load_pipeline', 'step_order', 'parse_override',
-           'apply_overrides']
+           'GateSpec', 'ColumnPrep', 'CandidateSpec', 'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params',
+           'load_pipeline', 'step_order', 'parse_override', 'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #48c142cd
 class MlopsWbError(Exception):
@@ -193,9 +193,35 @@ class ValidationSpec(_Strict):
     columns: dict[str, ColumnRule] = {}
 
 class GateSpec(_Strict):
-    "The model quality gate: absolute thresholds on holdout metrics."
+    "The model quality gate: absolute thresholds on holdout metrics, and no worse than `@champion` on the same holdout."
     thresholds: dict[str, float] = {}
-    tolerance: float = 0.0
+    tolerance: float = Field(0.0, ge=0, description="how much worse than the champion a compared metric may be (absolute)")
+    compare: list[str]|None = Field(None, description="metrics compared with the champion; default: the thresholds' metrics")
+    compare_champion: bool = True
+
+class ColumnPrep(_Strict):
+    "How one feature column is prepared inside the model; unset fields follow the column's type."
+    kind: Literal["numeric", "categorical", "drop"]|None = None
+    impute: Literal["median", "mean", "most_frequent", "constant"]|None = None
+    scale: bool|None = None
+
+class CandidateSpec(_Strict):
+    "An estimator family to tune; `params` overrides its search space (a value, a list of choices, or {low, high, log})."
+    family: Literal["linear", "random_forest", "gradient_boosting"]
+    params: dict[str, Any] = {}
+
+class TuningSpec(_Strict):
+    "The search budget, per candidate: trials and/or seconds, cross-validation folds and the metric."
+    trials: int = Field(10, ge=1)
+    timeout: float|None = Field(None, gt=0, description="seconds per candidate; a time budget makes reruns differ in trial count")
+    cv: int = Field(3, ge=2)
+    metric: str = Field("auto", description="a scikit-learn scorer name; auto: roc_auc, f1_macro or neg_root_mean_squared_error")
+    prune: bool = True
+
+class EvaluationSpec(_Strict):
+    "What the evaluate step computes besides the metrics."
+    slices: list[str] = Field([], description="columns whose values (or quartiles) get their own metrics")
+    importance_repeats: int = Field(5, ge=1)
 
 class PipelineSpec(_Strict):
     "The whole `pipeline.yaml`."
@@ -204,7 +230,10 @@ class PipelineSpec(_Strict):
     seed: int = 42
     steps: list[StepSpec] = Field(min_length=1)
     validation: ValidationSpec = ValidationSpec()
-    candidates: list[dict[str, Any]] = []
+    preprocessing: dict[str, ColumnPrep] = {}
+    candidates: list[CandidateSpec] = Field([CandidateSpec(family="linear")], min_length=1)
+    tuning: TuningSpec = TuningSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
     gate: GateSpec = GateSpec()
     drift: dict[str, Any] = {}
     retrain: dict[str, Any] = {}
@@ -225,7 +254,10 @@ def context_params(spec:PipelineSpec, settings:Settings|None=None)->dict:
     "Values from `pipeline.yaml` and settings that a step receives when its parameters cell declares the name."
     d = dict(project=spec.project, source=spec.dataset.source, target=spec.dataset.target, task=spec.dataset.task,
              time_column=spec.dataset.time_column, features=spec.dataset.features, seed=spec.seed,
-             validation=spec.validation.model_dump(mode="json"), candidates=spec.candidates,
+             validation=spec.validation.model_dump(mode="json"),
+             preprocessing={k: v.model_dump(mode="json") for k, v in spec.preprocessing.items()},
+             candidates=[c.model_dump(mode="json") for c in spec.candidates], tuning=spec.tuning.model_dump(mode="json"),
+             evaluation=spec.evaluation.model_dump(mode="json"),
              gate=spec.gate.model_dump(mode="json"), drift=spec.drift, retrain=spec.retrain)
     if settings is not None: d.update(model_name=settings.model_name, experiment=settings.experiment)
     return d
@@ -318,7 +350,7 @@ def parse_override(text:str)->tuple[str, str, Any]:
     head, sep, val = text.partition("=")
     step, dot, key = head.partition(".")
     if not (sep and dot and step and key):
-        raise ConfigError(f"-p {text}: expected STEP.KEY=VALUE, e.g. -p train.max_iter=200")
+        raise ConfigError(f"-p {text}: expected STEP.KEY=VALUE, e.g. -p train.seed=7")
     try: v = yaml.safe_load(val)
     except yaml.YAMLError: v = val
     return step.strip(), key.strip(), v

@@ -1,4 +1,4 @@
-"""Holdout metrics and the model quality gate.
+"""Holdout metrics, plots, permutation importance, slice metrics, the model card, and the model quality gate against thresholds and the current champion.
 
 Docs: https://mlops-wb.github.io/mlops-wb/evaluate.html.md"""
 
@@ -6,16 +6,21 @@ Docs: https://mlops-wb.github.io/mlops-wb/evaluate.html.md"""
 
 # %% ../nbs/06_evaluate.ipynb #6fbd9684
 from __future__ import annotations
+import html as _html
 from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd
+import plotly.graph_objects as go
 from sklearn import metrics as skm
 from .config import MlopsWbError
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'evaluate_model', 'GateResult', 'check_gate']
+__all__ = ['LOWER_IS_BETTER', 'evaluate_model', 'evaluation_figures', 'permutation_importance_frame', 'slice_metrics',
+           'GateResult', 'check_gate', 'score_champion', 'model_card', 'evaluation_html']
 
 # %% ../nbs/06_evaluate.ipynb #ebe060bc
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "brier"}
+
+def _positive(model): return getattr(model, "classes_", [None, 1])[-1]   # the larger label (works for text labels too)
 
 def evaluate_model(
     model, df:pd.DataFrame, target:str, # a fitted model, holdout rows and label column
@@ -27,26 +32,102 @@ def evaluate_model(
     if task == "regression":
         return dict(rmse=float(np.sqrt(skm.mean_squared_error(y, pred))), mae=float(skm.mean_absolute_error(y, pred)),
                     r2=float(skm.r2_score(y, pred)))
-    pos = getattr(model, "classes_", [None, 1])[-1]   # the positive class: the larger label (works for text labels too)
-    f1 = skm.f1_score(y, pred, average="binary", pos_label=pos) if task == "binary" else skm.f1_score(y, pred, average="macro")
+    pos = _positive(model)
+    f1 = (skm.f1_score(y, pred, average="binary", pos_label=pos, zero_division=0) if task == "binary"
+          else skm.f1_score(y, pred, average="macro", zero_division=0))
     res = dict(accuracy=float(skm.accuracy_score(y, pred)), f1=float(f1))
     if hasattr(model, "predict_proba"):
         proba = model.predict_proba(X)
         res["log_loss"] = float(skm.log_loss(y, proba, labels=model.classes_))
-        res["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]) if task == "binary" else skm.roc_auc_score(y, proba, multi_class="ovr"))
+        if y.nunique() > 1:
+            res["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]) if task == "binary" else
+                                   skm.roc_auc_score(y, proba, multi_class="ovr", labels=model.classes_))
+        if task == "binary": res["brier"] = float(skm.brier_score_loss(y == pos, proba[:, 1]))
     return res
 
 # %% ../nbs/06_evaluate.ipynb #d27e1b61
+def evaluation_figures(model, df:pd.DataFrame, target:str, task:str)->dict[str, go.Figure]:
+    "Plotly figures of the model on `df`, by name."
+    from sklearn.calibration import calibration_curve
+    X, y = df.drop(columns=[target]), df[target]
+    pred = model.predict(X)
+    if task == "regression":
+        res = go.Figure(go.Scatter(x=pred, y=y - pred, mode="markers", opacity=0.6))
+        res.add_hline(y=0, line_dash="dash").update_layout(title="Residuals", xaxis_title="predicted", yaxis_title="actual - predicted")
+        lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+        pva = go.Figure([go.Scatter(x=y, y=pred, mode="markers", opacity=0.6, name="rows"),
+                         go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line_dash="dash", name="perfect")])
+        pva.update_layout(title="Predicted vs actual", xaxis_title="actual", yaxis_title="predicted")
+        return {"residuals": res, "predicted_vs_actual": pva}
+    classes = list(model.classes_)
+    proba = model.predict_proba(X)
+    shown = [classes[-1]] if task == "binary" else classes
+    roc, pr, cal = go.Figure(), go.Figure(), go.Figure()
+    for c in shown:
+        yt, p = (y == c).to_numpy(), proba[:, classes.index(c)]
+        if yt.all() or not yt.any(): continue
+        fpr, tpr, _ = skm.roc_curve(yt, p); prec, rec, _ = skm.precision_recall_curve(yt, p)
+        roc.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{c} (AUC {skm.auc(fpr, tpr):.3f})")
+        pr.add_scatter(x=rec, y=prec, mode="lines", name=f"{c} (AP {skm.average_precision_score(yt, p):.3f})")
+        fp, mp = calibration_curve(yt, p, n_bins=10, strategy="quantile")
+        cal.add_scatter(x=mp, y=fp, mode="lines+markers", name=str(c))
+    roc.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line_dash="dash", name="chance")
+    cal.add_scatter(x=[0, 1], y=[0, 1], mode="lines", line_dash="dash", name="perfectly calibrated")
+    roc.update_layout(title="ROC curve", xaxis_title="false positive rate", yaxis_title="true positive rate")
+    pr.update_layout(title="Precision-recall curve", xaxis_title="recall", yaxis_title="precision")
+    cal.update_layout(title="Calibration", xaxis_title="mean predicted probability", yaxis_title="observed frequency")
+    cm = skm.confusion_matrix(y, pred, labels=classes)
+    conf = go.Figure(go.Heatmap(z=cm, x=[str(c) for c in classes], y=[str(c) for c in classes], text=cm, texttemplate="%{text}", colorscale="Blues"))
+    conf.update_layout(title="Confusion matrix", xaxis_title="predicted", yaxis_title="actual", yaxis_autorange="reversed")
+    return {"roc": roc, "precision_recall": pr, "confusion_matrix": conf, "calibration": cal}
+
+# %% ../nbs/06_evaluate.ipynb #67a407cb
+def permutation_importance_frame(model, df:pd.DataFrame, target:str, metric:str, repeats:int=5, seed:int=42)->pd.DataFrame:
+    "Mean and std of the drop in `metric` (a scikit-learn scorer name) when each column is shuffled, largest first."
+    from sklearn.inspection import permutation_importance
+    X, y = df.drop(columns=[target]), df[target]
+    r = permutation_importance(model, X, y, scoring=metric, n_repeats=repeats, random_state=seed, n_jobs=1)
+    return (pd.DataFrame({"feature": X.columns, "importance": r.importances_mean, "std": r.importances_std})
+            .sort_values("importance", ascending=False, ignore_index=True))
+
+def slice_metrics(model, df:pd.DataFrame, target:str, task:str, columns:list, max_values:int=10)->pd.DataFrame:
+    "Metrics per value (or quartile, for numeric columns) of each column in `columns`."
+    rows = []
+    for c in columns:
+        if c not in df: raise MlopsWbError(f"pipeline.yaml: evaluation.slices: column {c!r} is not in the holdout data")
+        s = df[c]
+        if pd.api.types.is_numeric_dtype(s) and s.nunique() > max_values:
+            q = pd.qcut(s, 4, duplicates="drop")
+            keys = q.cat.rename_categories([f"{iv.left:.4g} to {iv.right:.4g}" for iv in q.cat.categories])
+        else:
+            top = s.astype("string").fillna("<missing>")
+            keep = top.value_counts().index[:max_values]
+            keys = top.where(top.isin(keep), "<other>")
+        for k, part in df.groupby(keys, sort=True, observed=True):
+            m = evaluate_model(model, part, target, task) if len(part) > 1 else {}
+            rows.append({"column": c, "slice": str(k), "rows": len(part), **m})
+    return pd.DataFrame(rows)
+
+# %% ../nbs/06_evaluate.ipynb #5c829609
 @dataclass
 class GateResult:
-    "Whether the model passed, and one line per failed threshold."
+    "Whether the model passed, one line per failed check, and every check with its numbers."
     passed: bool
     failures: list = field(default_factory=list)
     checked: dict = field(default_factory=dict)
+    champion: dict|None = None     # {version, metrics} of the champion compared against, or None
     def to_dict(self): return asdict(self)
+    def summary(self)->str:
+        return "passed" if self.passed else "failed: " + "; ".join(self.failures)
 
-def check_gate(metrics:dict, thresholds:dict)->GateResult:
-    "Compare `metrics` with absolute `thresholds` (floors; ceilings for lower-is-better metrics)."
+def check_gate(
+    metrics:dict,                # the challenger's holdout metrics
+    thresholds:dict,             # metric -> floor (ceiling for lower-is-better metrics)
+    champion:dict|None=None,     # {version, metrics} of the champion on the same holdout, or None
+    tolerance:float=0.0,         # how much worse than the champion a compared metric may be
+    compare:list|None=None,      # metrics compared with the champion (default: the thresholds' metrics)
+)->GateResult:
+    "The quality gate: absolute thresholds, then no worse than the champion by more than `tolerance`."
     fails, checked = [], {}
     for k, t in thresholds.items():
         if k not in metrics: fails.append(f"{k}: not computed; computed metrics are {', '.join(sorted(metrics))}"); continue
@@ -54,4 +135,67 @@ def check_gate(metrics:dict, thresholds:dict)->GateResult:
         ok = v <= t if low else v >= t
         checked[k] = dict(value=v, threshold=t, op="<=" if low else ">=", passed=ok)
         if not ok: fails.append(f"{k} = {v:.4f}, required {'<=' if low else '>='} {t}")
-    return GateResult(not fails, fails, checked)
+    if champion is not None:
+        for k in (compare if compare is not None else list(thresholds)):
+            cm = champion["metrics"].get(k)
+            if k not in metrics or cm is None:
+                fails.append(f"{k}: cannot compare with champion version {champion['version']} (not computed for both)"); continue
+            v, low = metrics[k], k in LOWER_IS_BETTER
+            bound = cm + tolerance if low else cm - tolerance
+            ok = v <= bound if low else v >= bound
+            checked[f"{k}_vs_champion"] = dict(value=v, champion=cm, tolerance=tolerance, bound=bound, op="<=" if low else ">=", passed=ok)
+            if not ok: fails.append(f"{k} = {v:.4f} is worse than champion version {champion['version']} ({cm:.4f}) by more than the tolerance {tolerance}")
+    return GateResult(not fails, fails, checked, champion)
+
+# %% ../nbs/06_evaluate.ipynb #742c2768
+def score_champion(client, name:str, df:pd.DataFrame, target:str, task:str)->dict|None:
+    "{version, metrics, error} of `name@champion` re-scored on `df`; None when there is no champion."
+    import mlflow
+    try: mv = client.get_model_version_by_alias(name, "champion")
+    except Exception: return None
+    try:
+        model = mlflow.sklearn.load_model(f"models:/{name}/{mv.version}")
+        return {"version": str(mv.version), "metrics": evaluate_model(model, df, target, task)}
+    except Exception as e:
+        return {"version": str(mv.version), "metrics": {}, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+
+# %% ../nbs/06_evaluate.ipynb #3b46e3ee
+def _table(rows:list, cols:list)->str:
+    head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+    return head + "".join("| " + " | ".join(str(r.get(c, "")) for c in cols) + " |\n" for r in rows)
+
+def _f(v): return f"{v:.4f}" if isinstance(v, float) else v
+
+def model_card(
+    name:str, task:str, target:str, features:list, # what the model predicts from what
+    data:dict,                 # dataset, train and holdout digests and row counts
+    tuning:dict,               # TuneResult.summary()
+    metrics:dict, gate:dict,   # holdout metrics and GateResult.to_dict()
+    importance:pd.DataFrame|None=None, slices:pd.DataFrame|None=None,
+    version:str|None=None, pipeline_run_id:str|None=None,
+)->str:
+    "The model card as markdown."
+    out = [f"# Model card: {name}" + (f" version {version}" if version else ""), "",
+           f"Predicts **{target}** ({task}) from {len(features)} features. Pipeline run `{pipeline_run_id}`.", "",
+           "## Data", _table([{"part": k, "digest": f"`{v.get('digest', '')[:16]}`", "rows": v.get("rows", "")} for k, v in data.items()], ["part", "digest", "rows"]),
+           "## Model", f"Family **{tuning.get('family')}**, chosen by cross-validated {tuning.get('metric')} = {_f(tuning.get('cv_score'))}.", "",
+           _table([{"param": k, "value": v} for k, v in (tuning.get("params") or {}).items()], ["param", "value"]),
+           _table([{"family": f, "cv score": _f(b["score"]), "trials": b["trials"], "pruned": b["pruned"], "seconds": f"{b['seconds']:.1f}"}
+                   for f, b in (tuning.get("best") or {}).items()], ["family", "cv score", "trials", "pruned", "seconds"]),
+           "## Holdout metrics", _table([{"metric": k, "value": _f(v)} for k, v in metrics.items()], ["metric", "value"]),
+           "## Quality gate", f"**{'PASSED' if gate['passed'] else 'FAILED'}**" + ("" if gate["passed"] else ": " + "; ".join(gate["failures"])), ""]
+    ch = gate.get("champion")
+    out += [f"Compared with champion version {ch['version']} on the same holdout." if ch else "No champion to compare with.", "",
+            _table([{"check": k, **{kk: _f(vv) for kk, vv in v.items()}} for k, v in gate["checked"].items()], ["check", "value", "op", "threshold", "champion", "bound", "passed"])]
+    if importance is not None and len(importance):
+        out += ["## Permutation importance (top 10)", _table([{k: _f(v) for k, v in r.items()} for r in importance.head(10).to_dict("records")], ["feature", "importance", "std"])]
+    if slices is not None and len(slices):
+        cols = [c for c in slices.columns if c not in ()]
+        out += ["## Slices", _table([{k: _f(v) for k, v in r.items()} for r in slices.to_dict("records")], cols)]
+    return "\n".join(out)
+
+def evaluation_html(figs:dict, card:str, title:str="Evaluation")->str:
+    "One offline HTML page: the model card (as preformatted markdown) and every figure."
+    body = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs.values()))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title></head><body>"
+            f"<h1>{_html.escape(title)}</h1><pre>{_html.escape(card)}</pre>{body}</body></html>")

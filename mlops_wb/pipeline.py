@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse, unquote
 
-from .config import (ConfigError, MlopsWbError, StepFailed, RunInterrupted, PipelineSpec, Settings,
+from .config import (ConfigError, MlopsWbError, StepFailed, GateFailed, RunInterrupted, PipelineSpec, Settings,
                              RUNNER_PARAMS, apply_overrides, context_params, find_project_root, load_pipeline,
                              load_settings, notebook_hash, notebook_params, step_order)
 from .step import atomic_write, digest_outputs, file_digest
@@ -43,6 +43,7 @@ class StepResult:
     report: str|None = None   # HTML report of the executed notebook
     notebook: str|None = None # executed notebook
     error: str|None = None    # one line: cell, exception, executed notebook
+    error_type: str|None = None # the exception's class name, e.g. 'GateFailed'
 
 @dataclass
 class PipelineResult:
@@ -378,7 +379,10 @@ def run_pipeline(
             _run_step(client, settings, root, spec, s, r, params, upstream, prid, reports, pool, prewarm=bool(more))
             emit("end", r); summarize()
             if r.status == "failed":
-                status, failure = "FAILED", StepFailed(r.error)
+                status = "FAILED"
+                if r.error_type == "GateFailed":   # a model that failed its gate: exit 3, so CI can tell it from a broken step
+                    failure = GateFailed(r.error); client.set_tag(prid, "mlops_wb.gate_passed", "false")
+                else: failure = StepFailed(r.error)
                 break
         if status == "FAILED":
             for name in order:
@@ -471,6 +475,7 @@ def _run_step(client, settings, root, spec, s, r, params, upstream, prid, report
     _keep_notebook(client, r, out, reports)
     if err is not None:
         r.status, r.error = "failed", _error_line(s.name, err, out)
+        r.error_type = getattr(err, "ename", None) or type(err).__name__
         if any((step_dir/"outputs").iterdir()): client.log_artifacts(r.run_id, str(step_dir/"outputs"), "outputs")  # e.g. a validation report
         client.set_tag(r.run_id, TAG_ERROR, r.error[:5000])
         client.set_tag(r.run_id, TAG_DURATION, f"{r.duration:.2f}")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.modules.setdefault("rfc3987_syntax", None)  # see below: keeps jsonschema from building a grammar at import
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline by design: no usage reports leave the machine
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs and CLI output
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus

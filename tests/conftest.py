@@ -4,19 +4,35 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "mlops-wb"
 PROJECT_FILES = ["pipeline.yaml", "settings.ini", "nbs/pipeline"]
 
 
-def copy_project(dst: Path) -> Path:
-    """A copy of the project's pipeline (pipeline.yaml, settings.ini, step notebooks) in its own git repo."""
+# Tests keep the default pipeline's shape (every candidate family, tuning, importance, slices)
+# on a small budget; the default budget is measured by bench/ and `make run`.
+SMALL_BUDGET = {
+    "candidates": [{"family": "linear"}, {"family": "random_forest", "params": {"n_estimators": {"low": 10, "high": 30}}},
+                   {"family": "gradient_boosting", "params": {"max_iter": {"low": 20, "high": 50}}}],
+    "tuning": {"trials": 2, "cv": 3},
+    "evaluation": {"slices": [], "importance_repeats": 2},
+}
+
+
+def copy_project(dst: Path, small: bool = True, **spec_changes) -> Path:
+    """A copy of the project's pipeline (pipeline.yaml, settings.ini, step notebooks) in its own git repo;
+    `small` puts tuning on a small budget, `spec_changes` replace top-level sections of pipeline.yaml."""
     dst.mkdir(parents=True, exist_ok=True)
     for f in PROJECT_FILES:
         src = REPO / f
         if src.is_dir(): shutil.copytree(src, dst / f)
         else: shutil.copy2(src, dst / f)
+    if small or spec_changes:
+        spec = yaml.safe_load((dst / "pipeline.yaml").read_text())
+        spec.update({**(SMALL_BUDGET if small else {}), **spec_changes})
+        (dst / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     git = ["git", "-c", "user.email=t@example.invalid", "-c", "user.name=test"]
     subprocess.run(git + ["init", "-q"], cwd=dst, check=True)
     subprocess.run(git + ["add", "-A"], cwd=dst, check=True)

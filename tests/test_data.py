@@ -240,6 +240,7 @@ def test_regression_dataset_through_pipeline_yaml_only(tmp_path):
     spec["project"] = "diabetes"
     spec["dataset"] = {"source": "demo:diabetes", "target": "target", "task": "auto"}
     spec["gate"] = {"thresholds": {"r2": 0.2, "rmse": 80.0}, "tolerance": 0.01}
+    spec["evaluation"] = {"slices": ["sex"], "importance_repeats": 2}
     (root / "pipeline.yaml").write_text(yaml.safe_dump(spec))
     res = cli(root, "run")
     assert res.returncode == 0, res.stdout + res.stderr

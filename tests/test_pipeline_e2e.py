@@ -56,7 +56,13 @@ def test_cold_run_records_parent_children_and_model(project):
         outputs = json.loads(t["mlops_wb.outputs"])
         for o in outputs.values(): assert len(o["sha256"]) == 64 and o["bytes"] > 0
     # params injected from pipeline.yaml and the step's own params
-    assert kids["train"].data.params["C"] == "1.0" and kids["train"].data.params["target"] == "target"
+    assert kids["train"].data.params["seed"] == "42" and kids["train"].data.params["target"] == "target"
+    assert '"trials":2' in kids["train"].data.params["tuning"].replace(" ", "")
+    # every tuning trial is a nested run of the train step; the winner's params are on the train run
+    trials = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{kids['train'].info.run_id}'", max_results=100)
+    assert len(trials) == 3 * 2 and {t.data.tags["mlops_wb.family"] for t in trials} == {"linear", "random_forest", "gradient_boosting"}
+    assert kids["train"].data.params["best.family"] in {"linear", "random_forest", "gradient_boosting"}
+    assert kids["train"].data.metrics["tuning_seconds"] > 0
     # metrics logged by the notebooks
     assert kids["ingest"].data.metrics["rows"] == 569
     assert kids["evaluate"].data.metrics["roc_auc"] > 0.9
@@ -98,8 +104,8 @@ def test_explain_says_why(project):
     res = cli(root, "run", "--explain")
     assert res.returncode == 0
     assert res.stdout.count("cached") >= len(STEPS) and "would run" not in res.stdout
-    res = cli(root, "run", "--explain", "-p", "train.C=0.25")
-    assert "param C: 1.0 -> 0.25" in res.stdout
+    res = cli(root, "run", "--explain", "-p", "train.seed=7")
+    assert "param seed: 42 -> 7" in res.stdout
     # what train will produce is unknown until it runs: downstream says so instead of guessing
     assert re.search(r"would run\s+evaluate\s+upstream train would run", res.stdout), res.stdout
 
@@ -107,15 +113,15 @@ def test_explain_says_why(project):
 def test_changed_param_reruns_step_and_downstream_only(project):
     root, _ = project
     client, exp = client_for(root)
-    res = cli(root, "run", "-p", "train.C=0.5")
+    res = cli(root, "run", "-p", "train.seed=5")
     assert res.returncode == 0, res.stderr
     parent = _runs(client, exp, "pipeline")[-1]
     kids = _children(client, exp, parent.info.run_id)
     cached = {s: kids[s].data.tags["mlops_wb.cached"] for s in STEPS}
     assert cached == {"ingest": "true", "validate": "true", "split": "true", "eda": "true",
                       "train": "false", "evaluate": "false", "register": "false"}
-    assert "param C: 1.0 -> 0.5" in kids["train"].data.tags["mlops_wb.reason"]
-    assert kids["train"].data.params["C"] == "0.5"
+    assert "param seed: 42 -> 5" in kids["train"].data.tags["mlops_wb.reason"]
+    assert kids["train"].data.params["seed"] == "5"
     assert "registered model: mlops-wb-model version 2" in res.stdout
 
 

@@ -10,7 +10,7 @@ from conftest import clean_env, cli, client_for, copy_project
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     root = copy_project(tmp_path_factory.mktemp("promo") / "p")
-    for args in (["run"], ["run", "-p", "train.C=0.5"]):
+    for args in (["run"], ["run", "-p", "train.seed=5"]):
         res = cli(root, *args)
         assert res.returncode == 0, res.stdout + res.stderr
     return root
@@ -43,7 +43,7 @@ def test_governed_promotion_rollback_and_history(project):
     assert "mlops-wb-model@champion: none -> 1 by alice" in res.stdout and _champion(root) == "1"
     between = datetime.now(timezone.utc).isoformat()
     time.sleep(0.05)
-    res = cli(root, "promote", "mlops-wb-model", "2", "--reason", "C=0.5 is better", env=_as("alice"))
+    res = cli(root, "promote", "mlops-wb-model", "2", "--reason", "seed 5 is better", env=_as("alice"))
     assert res.returncode == 0 and _champion(root) == "2"
     res = cli(root, "rollback", "--reason", "v2 misbehaves in canary", env=_as("alice"))
     assert res.returncode == 0 and "rolled back: 2 -> 1" in res.stdout and _champion(root) == "1"
@@ -51,7 +51,7 @@ def test_governed_promotion_rollback_and_history(project):
     h = json.loads(cli(root, "history", "--json").stdout)
     assert [(e["action"], e["from_version"], e["to_version"], e["champion_after"]) for e in h] == [
         ("promote", None, "1", "1"), ("promote", "1", "2", "2"), ("rollback", "2", "1", "1")]
-    assert [e["user"] for e in h] == ["alice"] * 3 and h[1]["reason"] == "C=0.5 is better"
+    assert [e["user"] for e in h] == ["alice"] * 3 and h[1]["reason"] == "seed 5 is better"
     assert h[0]["gate"]["passed"] is True and h[0]["metrics"]["roc_auc"] > 0.9   # metric snapshot and gate result kept
     assert "1" == re.search(r"@champion at .*: (\S+)", cli(root, "history", "--at", between).stdout).group(1)
     table = cli(root, "history").stdout
