@@ -12,8 +12,9 @@ from pathlib import Path
 from .config import MlopsWbError, ConfigError, find_project_root, load_settings
 
 # %% auto #0
-__all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'cmd_ui', 'cmd_lineage', 'cmd_data',
-           'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'install_kernel', 'cmd_lab', 'main']
+__all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'cmd_lineage',
+           'cmd_data', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
+           'install_kernel', 'cmd_lab', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
 EXIT_CODES = """exit status:
@@ -88,6 +89,26 @@ def build_parser()->argparse.ArgumentParser:
     rp.add_argument("--atol", type=float, default=1e-9, help="metrics closer than this count as identical (default 1e-9)")
     rp.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     rp.add_argument("--json", action="store_true")
+    sv = sub.add_parser("serve", help="REST scoring of MODEL@champion (canary, hot swap, inference log, metrics)",
+                        description="Serve models:/MODEL@champion over HTTP on /invocations (MLflow's request formats), with an optional "
+                                    "canary share to @challenger, hot swap when the aliases move, every scored row in the inference log, "
+                                    "/health, /ready, /metrics and the OpenAPI schema at /docs.")
+    sv.add_argument("--model", help="registered model (default: model_name in settings.ini)")
+    sv.add_argument("--host", help="default: serve_host in settings.ini (127.0.0.1)")
+    sv.add_argument("--port", type=int, help="default: serve_port in settings.ini")
+    sv.add_argument("--canary", type=float, help="share of requests for @challenger (default: serve_canary in settings.ini)")
+    sv.add_argument("--max-rows", type=int, default=10_000, help="rows per request (413 beyond; default 10000)")
+    sv.add_argument("--max-bytes", type=int, default=20_000_000, help="body bytes (413 beyond; default 20 MB)")
+    sv.add_argument("--batch-rows", type=int, default=512, help="micro-batching: rows per predict call at most (default 512)")
+    sv.add_argument("--batch-wait-ms", type=float, default=2.0, help="micro-batching: wait for more requests at most this long (default 2)")
+    sv.add_argument("--poll", type=float, default=2.0, help="seconds between alias checks (default 2)")
+    sv.add_argument("--flush-interval", type=float, default=0.5, help="seconds between inference-log commits: at most this much is lost on a kill")
+    sv.add_argument("--no-log", action="store_true", help="do not write the inference log")
+    sc = sub.add_parser("score", help="batch-score a CSV or Parquet file with a model version, in chunks",
+                        description="Score IN (CSV or Parquet) with MODEL_REF (NAME@ALIAS or NAME/VERSION) chunk by chunk into OUT "
+                                    "(.csv or .parquet): the input columns plus prediction and model_version. OUT appears only when complete.")
+    sc.add_argument("model", metavar="MODEL_REF"); sc.add_argument("input", metavar="IN"); sc.add_argument("output", metavar="OUT")
+    sc.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time (default 50000)")
     u = sub.add_parser("ui", help="start the MLflow UI on the project's tracking store",
                        description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
     u.add_argument("--host", default="127.0.0.1")
@@ -172,6 +193,22 @@ def cmd_status(args, root)->int:
         t.add_row(r.info.run_id, started, run_state(r), dur, steps)
     con.print(t); return 0
 
+def run_child(cmd:list, cwd)->int:
+    "Run a long-lived server as its own process group; Ctrl-C or SIGTERM stop the whole group, so nothing outlives the command."
+    import signal
+    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True)
+    def _stop(signum, frame): raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, _stop)
+    try: return proc.wait()
+    except KeyboardInterrupt:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try: os.killpg(proc.pid, sig)
+            except ProcessLookupError: break
+            try: proc.wait(wait); break
+            except subprocess.TimeoutExpired: pass
+        return 0
+    finally: signal.signal(signal.SIGTERM, old)
+
 def cmd_ui(args, root)->int:
     "Start the MLflow UI on the project's store (blocks until stopped)."
     s = load_settings(root)
@@ -181,8 +218,7 @@ def cmd_ui(args, root)->int:
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", s.tracking_uri,
            "--default-artifact-root", s.artifact_root.as_uri(), "--host", args.host, "--port", str(args.port)]
     print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C stops it)", flush=True)
-    try: return subprocess.call(cmd, cwd=root)
-    except KeyboardInterrupt: return 0
+    return run_child(cmd, root)
 
 # %% ../nbs/09_cli.ipynb #b525a616
 def cmd_lineage(args, root)->int:
@@ -309,6 +345,29 @@ def cmd_reproduce(args, root)->int:
     if err is not None: raise err
     return 0
 
+def cmd_serve(args, root)->int:
+    "Run the scoring server."
+    from mlops_wb.serve import serve, ServeOptions
+    s = load_settings(root)
+    canary = s.serve_canary if args.canary is None else args.canary
+    if not 0 <= canary <= 1: raise ConfigError(f"--canary {canary}: expected a share between 0 and 1")
+    for flag, v in (("--max-rows", args.max_rows), ("--max-bytes", args.max_bytes), ("--batch-rows", args.batch_rows)):
+        if v < 1: raise ConfigError(f"{flag} {v}: expected a positive number")
+    opts = ServeOptions(model_name=args.model or s.model_name, canary=canary, token=s.serve_token, max_rows=args.max_rows,
+                        max_bytes=args.max_bytes, batch_rows=args.batch_rows, batch_wait_ms=args.batch_wait_ms, poll=args.poll,
+                        log_path="" if args.no_log else str(s.inference_log), flush_interval=args.flush_interval)
+    serve(s, opts, args.host, args.port)
+    return 0
+
+def cmd_score(args, root)->int:
+    "Batch-score a file."
+    from mlops_wb.serve import score_file
+    s, client = _connect(root)
+    ref = args.model if ("@" in args.model or "/" in args.model) else f"{args.model}@champion"
+    r = score_file(client, ref, Path(args.input), Path(args.output), args.chunk_rows, progress=sys.stderr.isatty())
+    print(f"scored {r['rows']} rows with {r['model']} version {r['version']} in {r['seconds']:.1f}s -> {r['output']}")
+    return 0
+
 KERNEL_NAME = "mlops-wb"
 
 def install_kernel()->Path:
@@ -323,11 +382,11 @@ def cmd_lab(args, root)->int:
     cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={root}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={args.port}",
            f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"] + (["--no-browser"] if args.no_browser else []) \
           + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])   # containers and CI run as root
-    try: return subprocess.call(cmd, cwd=root)
-    except KeyboardInterrupt: return 0
+    return run_child(cmd, root)
 
 COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, data=cmd_data, lab=cmd_lab,
-                promote=cmd_promote, rollback=cmd_rollback, history=cmd_history, reproduce=cmd_reproduce)
+                promote=cmd_promote, rollback=cmd_rollback, history=cmd_history, reproduce=cmd_reproduce,
+                serve=cmd_serve, score=cmd_score)
 
 def main(argv:list|None=None)->int:
     "Entry point of `mlops-wb`; returns the exit status."

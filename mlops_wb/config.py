@@ -61,7 +61,7 @@ def find_project_root(
 SETTINGS_DEFAULTS = dict(
     tracking_uri="sqlite:///store/mlflow.db", artifact_root="store/artifacts", experiment="mlops-wb",
     model_name="mlops-wb-model", serve_host="127.0.0.1", serve_port="8808", serve_token="",
-    approvers="", user="", alert_webhook="")
+    approvers="", user="", alert_webhook="", serve_canary="0", inference_log="store/inference.db")
 
 def _env_name(key): return "MLFLOW_TRACKING_URI" if key == "tracking_uri" else f"MLOPS_WB_{key.upper()}"
 
@@ -79,6 +79,8 @@ class Settings:
     approvers: tuple         # users allowed to promote
     user: str                # who is acting (audit log); default the OS user
     alert_webhook: str
+    serve_canary: float = 0.0  # share of scoring requests sent to @challenger
+    inference_log: Path|None = None # SQLite file of every scored row
 
     @property
     def embedded(self)->bool:
@@ -113,13 +115,16 @@ def load_settings(
         if env.get(_env_name(k)): vals[k], src[k] = env[_env_name(k)], f"environment variable {_env_name(k)}"
     try: port = int(vals["serve_port"])
     except ValueError: raise ConfigError(f"{src['serve_port']}: serve_port must be an integer, got {vals['serve_port']!r}") from None
+    try: canary = float(vals["serve_canary"]); assert 0 <= canary <= 1
+    except (ValueError, AssertionError): raise ConfigError(f"{src['serve_canary']}: serve_canary must be a share between 0 and 1, got {vals['serve_canary']!r}") from None
     uri = _resolve_uri(vals["tracking_uri"], root)
     art = (root/vals["artifact_root"]).resolve() if uri.startswith("sqlite:") else None
     return Settings(root=root, tracking_uri=uri, artifact_root=art, experiment=vals["experiment"],
                     model_name=vals["model_name"], serve_host=vals["serve_host"], serve_port=port,
                     serve_token=vals["serve_token"],
                     approvers=tuple(a.strip() for a in vals["approvers"].split(",") if a.strip()),
-                    user=vals["user"] or getpass.getuser(), alert_webhook=vals["alert_webhook"])
+                    user=vals["user"] or getpass.getuser(), alert_webhook=vals["alert_webhook"],
+                    serve_canary=canary, inference_log=(root/vals["inference_log"]).resolve())
 
 # %% ../nbs/00_config.ipynb #5eb2229c
 def read_notebook(path:str|Path)->dict:

@@ -38,6 +38,10 @@ def test_ui_serves_the_project_store(tmp_path):
         assert (root / "store" / "mlflow.db").is_file()
     finally:
         proc.terminate(); proc.wait(timeout=30)
+    time.sleep(1)
+    try: urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2); alive = True
+    except OSError: alive = False
+    assert not alive, "the MLflow UI server outlived `mlops-wb ui`"
 
 
 def test_lab_starts_jupyterlab_with_the_project_kernel(tmp_path):
