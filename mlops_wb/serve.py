@@ -17,8 +17,8 @@ from .config import MlopsWbError, ConfigError, Settings
 
 # %% auto #0
 __all__ = ['NUMERIC_TYPES', 'LOG_SCHEMA', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'BadRequest', 'InputSchema',
-           'parse_request', 'Slot', 'load_slot', 'canary_pick', 'Models', 'Batcher', 'open_log', 'InferenceLog',
-           'read_inference_log', 'ServeOptions', 'create_app', 'serve', 'score_file']
+           'parse_request', 'compile_pipeline', 'probe_rows', 'Slot', 'load_slot', 'canary_pick', 'Models', 'Batcher',
+           'open_log', 'InferenceLog', 'read_inference_log', 'ServeOptions', 'create_app', 'serve', 'score_file']
 
 # %% ../nbs/11_serve.ipynb #907abec8
 class BadRequest(Exception):
@@ -53,31 +53,30 @@ def _split_to_columns(d):
         raise BadRequest(422, "BAD_FORMAT", "dataframe_split needs 'columns' and 'data'", "dataframe_split")
     cols, data = d["columns"], d["data"]
     if not isinstance(cols, list) or not isinstance(data, list): raise BadRequest(422, "BAD_FORMAT", "dataframe_split: 'columns' and 'data' must be lists", "dataframe_split")
-    for i, row in enumerate(data):
-        if not isinstance(row, list) or len(row) != len(cols):
-            raise BadRequest(422, "BAD_FORMAT", f"dataframe_split: row {i} has {len(row) if isinstance(row, list) else 'no'} values for {len(cols)} columns", f"data[{i}]")
-    if len(set(cols)) != len(cols): raise BadRequest(422, "BAD_FORMAT", "dataframe_split: duplicate column names", "columns")
-    return ({c: [row[j] for row in data] for j, c in enumerate(cols)} if data else {c: [] for c in cols}), len(data)
+    if not all(type(r) is list for r in data) or set(map(len, data)) - {len(cols)}:
+        i = next(i for i, r in enumerate(data) if type(r) is not list or len(r) != len(cols))
+        raise BadRequest(422, "BAD_FORMAT", f"dataframe_split: row {i} has {len(data[i]) if type(data[i]) is list else 'no'} values for {len(cols)} columns", f"data[{i}]")
+    if len(set(map(str, cols))) != len(cols): raise BadRequest(422, "BAD_FORMAT", "dataframe_split: duplicate column names", "columns")
+    return (dict(zip(cols, zip(*data))) if data else {c: () for c in cols}), len(data)
+
+_NUMBER_OK = {int, float, type(None)}
 
 def _check_column(name, vals, kind):
     if kind in NUMERIC_TYPES:
-        for i, v in enumerate(vals):
-            t = type(v)
-            if t is float:
-                if not math.isfinite(v): raise BadRequest(422, "BAD_VALUE", f"column {name!r}, row {i}: {v} is not a finite number", name)
-            elif t is int: pass
-            elif v is None: pass
-            elif t is str: raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected a number, got text {v[:40]!r} (numeric strings are refused)", name)
-            else: raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected a number, got {type(v).__name__}", name)
-        try: return np.array(vals, dtype=np.float64)
+        bad = set(map(type, vals)) - _NUMBER_OK   # one C-speed pass; the slow search only when something is wrong
+        if bad:
+            i, v = next((i, v) for i, v in enumerate(vals) if type(v) not in _NUMBER_OK)
+            if type(v) is str: raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected a number, got text {v[:40]!r} (numeric strings are refused)", name)
+            raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected a number, got {type(v).__name__}", name)
+        try: arr = np.array(vals, dtype=np.float64)
         except OverflowError: raise BadRequest(422, "BAD_VALUE", f"column {name!r}: a value is beyond float range", name) from None
-    if kind == "boolean":
-        for i, v in enumerate(vals):
-            if not (v is None or type(v) is bool): raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected true/false, got {type(v).__name__}", name)
-        return vals
-    for i, v in enumerate(vals):
-        if not (v is None or type(v) is str): raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected text, got {type(v).__name__}", name)
-    return vals
+        if np.isinf(arr).any(): raise BadRequest(422, "BAD_VALUE", f"column {name!r}, row {int(np.isinf(arr).argmax())}: not a finite number", name)
+        return arr
+    ok = {bool, type(None)} if kind == "boolean" else {str, type(None)}
+    if set(map(type, vals)) - ok:
+        i, v = next((i, v) for i, v in enumerate(vals) if type(v) not in ok)
+        raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected {'true/false' if kind == 'boolean' else 'text'}, got {type(v).__name__}", name)
+    return list(vals)
 
 def parse_request(body:bytes, schema:InputSchema, max_rows:int=10_000)->tuple[dict, int, dict, list]:
     "({column: values}, rows, params, ignored columns) from an MLflow-style JSON body, checked against `schema`."
@@ -89,7 +88,7 @@ def parse_request(body:bytes, schema:InputSchema, max_rows:int=10_000)->tuple[di
     k, payload = keys[0], doc[keys[0]]
     if k == "dataframe_split": cols, n = _split_to_columns(payload)
     elif isinstance(payload, dict):   # instances/inputs as {column: [values]}
-        cols = {c: (v if isinstance(v, list) else [v]) for c, v in payload.items()}
+        cols = {c: (v if type(v) is list else [v]) for c, v in payload.items()}
         lens = {len(v) for v in cols.values()}
         if len(lens) > 1: raise BadRequest(422, "BAD_FORMAT", f"{k}: columns have different lengths {sorted(lens)}", k)
         n = lens.pop() if lens else 0
@@ -103,6 +102,95 @@ def parse_request(body:bytes, schema:InputSchema, max_rows:int=10_000)->tuple[di
     if not isinstance(params, dict): raise BadRequest(422, "BAD_FORMAT", "params must be an object", "params")
     return out, n, params, [c for c in cols if c not in schema.types]
 
+# %% ../nbs/11_serve.ipynb #95c798e3
+def _fitted_parts(model):
+    from sklearn.pipeline import Pipeline
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import StandardScaler, OneHotEncoder
+    if not isinstance(model, Pipeline) or len(model.steps) != 2 or not isinstance(model.steps[0][1], ColumnTransformer): return None
+    ct, est = model.steps[0][1], model.steps[1][1]
+    parts = []
+    for name, tr, cols in ct.transformers_:
+        if tr == "drop" or len(cols) == 0: continue
+        if not isinstance(tr, Pipeline) or any(not isinstance(c, str) for c in cols): return None
+        steps = [st for _, st in tr.steps]
+        imp = steps.pop(0) if steps and isinstance(steps[0], SimpleImputer) else None
+        if imp is not None and (imp.add_indicator or not (isinstance(imp.missing_values, float) and np.isnan(imp.missing_values))): return None
+        stats = None if imp is None else imp.statistics_
+        if len(steps) == 1 and isinstance(steps[0], OneHotEncoder):
+            enc = steps[0]
+            if enc.drop is not None or enc.handle_unknown != "ignore" or getattr(enc, "infrequent_categories_", None): return None
+            cats = [{(c.item() if hasattr(c, "item") else c): k for k, c in enumerate(cs)} for cs in enc.categories_]
+            parts.append(("cat", list(cols), stats, cats))
+        elif len(steps) <= 1 and all(isinstance(st, StandardScaler) for st in steps):
+            if stats is not None and np.isnan(np.asarray(stats, dtype=float)).any(): return None   # an all-empty column the imputer dropped
+            sc = steps[0] if steps else None
+            parts.append(("num", list(cols), None if stats is None else np.asarray(stats, dtype=float),
+                          (None if sc is None or sc.mean_ is None else sc.mean_, None if sc is None or sc.scale_ is None else sc.scale_)))
+        else: return None
+    return parts, est
+
+def _missing(v): return v is None or (type(v) is float and v != v)
+
+def compile_pipeline(model, probe:dict|None=None):
+    "A function {column: values} -> feature matrix equivalent to the model's preprocessing, and the estimator; None when unsupported or not equal on `probe`."
+    got = _fitted_parts(model)
+    if got is None: return None
+    parts, est = got
+    def features(cols:dict)->np.ndarray:
+        blocks = []
+        for kind, names, stats, extra in parts:
+            if kind == "num":
+                Z = np.column_stack([np.asarray(cols[c], dtype=np.float64) for c in names])
+                if stats is not None:
+                    m = np.isnan(Z)
+                    if m.any(): Z = np.where(m, stats, Z)
+                mean, scale = extra
+                if mean is not None: Z = Z - mean
+                if scale is not None: Z = Z / scale
+                blocks.append(Z)
+            else:
+                for j, c in enumerate(names):
+                    mp = extra[j]; vals = cols[c]
+                    B = np.zeros((len(vals), len(mp)))
+                    fill = None if stats is None else stats[j]
+                    idx = [mp.get(fill if _missing(v) else v, -1) for v in vals]
+                    rows = [i for i, k in enumerate(idx) if k >= 0]
+                    if rows: B[rows, [idx[i] for i in rows]] = 1.0
+                    blocks.append(B)
+        return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
+    if probe is not None:
+        import warnings
+        X = pd.DataFrame(probe)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                ref = model.predict_proba(X) if hasattr(model, "predict_proba") else model.predict(X)
+                fast = est.predict_proba(features(probe)) if hasattr(model, "predict_proba") else est.predict(features(probe))
+            except Exception: return None
+        if ref.shape != fast.shape or not np.allclose(ref, fast, rtol=1e-9, atol=1e-9): return None
+    return features, est
+
+def probe_rows(model, schema:"InputSchema", n:int=24, seed:int=0)->dict|None:
+    "Rows that exercise the model's preprocessing: typical and extreme numbers, missing values, seen and unseen categories."
+    got = _fitted_parts(model)
+    if got is None: return None
+    rng, cols = np.random.default_rng(seed), {}
+    for kind, names, stats, extra in got[0]:
+        for j, c in enumerate(names):
+            if kind == "num":
+                mean, scale = extra
+                mu = mean[j] if mean is not None else (stats[j] if stats is not None else 0.0)
+                sd = scale[j] if scale is not None else 1.0
+                v = list(mu + sd * rng.normal(size=n) * 2); v[0] = None if stats is not None else v[0]
+            else:
+                cats = list(extra[j]); v = [cats[i % len(cats)] for i in range(n)]
+                v[1] = "__unseen__" if isinstance(cats[0], str) else v[1]; v[2] = None if stats is not None else v[2]
+            cols[c] = v
+    for c in schema.columns: cols.setdefault(c, [None] * n)
+    return {c: (np.array(v, dtype=float) if schema.types.get(c) in NUMERIC_TYPES else v) for c, v in cols.items()}
+
 # %% ../nbs/11_serve.ipynb #88bec11b
 @dataclass
 class Slot:
@@ -113,6 +201,7 @@ class Slot:
     schema: InputSchema
     classes: list|None
     loaded_at: float = field(default_factory=time.time)
+    fast: tuple|None = None     # (features, estimator) from `compile_pipeline`, when it matches the model
 
 def load_slot(client, name:str, alias:str)->Slot|None:
     "The version `name@alias` loaded from the registry, or None when the alias is not set."
@@ -124,7 +213,9 @@ def load_slot(client, name:str, alias:str)->Slot|None:
     if info.signature is None: raise ConfigError(f"{name} version {mv.version} has no signature; it cannot be validated against")
     model = mlflow.sklearn.load_model(uri)
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] or None
-    return Slot(alias, str(mv.version), model, InputSchema.from_signature(info.signature), classes)
+    schema = InputSchema.from_signature(info.signature)
+    probe = probe_rows(model, schema)
+    return Slot(alias, str(mv.version), model, schema, classes, fast=compile_pipeline(model, probe) if probe else None)
 
 def canary_pick(share:float, key:str|None)->bool:
     "True when this request goes to the challenger: sticky per client key, else random."
@@ -207,11 +298,12 @@ class Batcher:
             for c in cols:
                 parts = [j.cols[c] for j in js]
                 data[c] = np.concatenate(parts) if isinstance(parts[0], np.ndarray) else [v for p in parts for v in p]
-        X = pd.DataFrame(data, columns=cols)
-        if slot.classes is not None and hasattr(slot.model, "predict_proba"):   # one call gives both: predict is the argmax
-            P = slot.model.predict_proba(X)
+        if slot.fast is not None: features, est = slot.fast; X = features(data)
+        else: est, X = slot.model, pd.DataFrame(data, columns=cols)
+        if slot.classes is not None and hasattr(est, "predict_proba"):   # one call gives both: predict is the argmax
+            P = est.predict_proba(X)
             pred = np.asarray(slot.classes, dtype=object)[P.argmax(axis=1)]
-        else: P, pred = None, slot.model.predict(X)
+        else: P, pred = None, est.predict(X)
         i = 0
         for j in js:
             p = pred[i:i + j.n]; pp = P[i:i + j.n] if (P is not None and j.proba) else None
@@ -223,7 +315,8 @@ LOG_SCHEMA = """CREATE TABLE IF NOT EXISTS inference (
   id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL, ts REAL NOT NULL,
   model_name TEXT, model_version TEXT NOT NULL, alias TEXT, client_key TEXT,
   features TEXT NOT NULL, prediction TEXT NOT NULL, latency_ms REAL);
-CREATE INDEX IF NOT EXISTS inference_ts ON inference(ts);"""
+CREATE INDEX IF NOT EXISTS inference_ts ON inference(ts);
+CREATE TABLE IF NOT EXISTS inference_columns (model_version TEXT PRIMARY KEY, columns TEXT NOT NULL);"""
 
 def open_log(path:str|Path)->sqlite3.Connection:
     "The inference log database at `path` (created, WAL mode)."
@@ -238,24 +331,29 @@ class InferenceLog:
     def __init__(self, path:str|Path, model_name:str="", flush_interval:float=0.5):
         self.path, self.model_name, self.flush_interval = Path(path), model_name, flush_interval
         self.pending, self.lock, self.stop_ev = [], threading.Lock(), threading.Event()
-        self.written = 0
+        self.written, self.known, self.new_columns = 0, set(), {}
         self.con = open_log(self.path)
         self.thread = threading.Thread(target=self._loop, name="inference-log", daemon=True)
         self.thread.start()
     def append(self, request_id, ts, slot, client_key, cols, n, pred, latency_ms):
         with self.lock: self.pending.append((request_id, ts, slot.version, slot.alias, client_key, slot.schema.columns, cols, n, pred, latency_ms))
     def _rows(self, items):
+        dumps = orjson.dumps
         for rid, ts, ver, alias, key, names, cols, n, pred, lat in items:
+            if ver not in self.known: self.new_columns[ver] = names; self.known.add(ver)
             vals = [cols[c].tolist() if isinstance(cols[c], np.ndarray) else cols[c] for c in names]
             predl = pred.tolist() if isinstance(pred, np.ndarray) else list(pred)
-            for i in range(n):
-                feats = {c: (None if isinstance(v[i], float) and v[i] != v[i] else v[i]) for c, v in zip(names, vals)}
-                yield (rid, i, ts, self.model_name, ver, alias, key, orjson.dumps(feats).decode(), orjson.dumps(predl[i]).decode(), lat)
+            for i, (row, p) in enumerate(zip(zip(*vals), predl)):   # features: a JSON array in the version's column order
+                yield (rid, i, ts, self.model_name, ver, alias, key, dumps(row).decode(), dumps(p).decode(), lat)
     def flush(self):
         with self.lock: items, self.pending = self.pending, []
         if not items: return 0
         rows = list(self._rows(items))
         with self.con:
+            if self.new_columns:
+                self.con.executemany("INSERT OR IGNORE INTO inference_columns VALUES (?, ?)",
+                                     [(v, orjson.dumps(c).decode()) for v, c in self.new_columns.items()])
+                self.new_columns = {}
             self.con.executemany("INSERT INTO inference (request_id,row,ts,model_name,model_version,alias,client_key,features,prediction,latency_ms) "
                                  "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
         self.written += len(rows)
@@ -274,8 +372,9 @@ def read_inference_log(path:str|Path, since:float|None=None, until:float|None=No
         if until is not None: q += " AND ts < ?"; args.append(until)
         if version is not None: q += " AND model_version = ?"; args.append(str(version))
         df = pd.read_sql_query(q + " ORDER BY id", con, params=args)
+        names = {v: orjson.loads(c) for v, c in con.execute("SELECT model_version, columns FROM inference_columns")}
     finally: con.close()
-    feats = pd.DataFrame([orjson.loads(f) for f in df.features]) if len(df) else pd.DataFrame()
+    feats = pd.DataFrame([dict(zip(names.get(v, []), orjson.loads(f))) for v, f in zip(df.model_version, df.features)]) if len(df) else pd.DataFrame()
     return pd.concat([df.drop(columns=["features"]).assign(prediction=[orjson.loads(p) for p in df.prediction]), feats], axis=1)
 
 # %% ../nbs/11_serve.ipynb #ff483fa5
