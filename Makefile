@@ -33,7 +33,7 @@ nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cache.py
