@@ -544,9 +544,10 @@ def serve(settings:Settings, opts:ServeOptions, host:str|None=None, port:int|Non
     host, port = host or settings.serve_host, port or settings.serve_port
     print(f"serving models:/{opts.model_name}@champion" + (f" ({opts.canary:.0%} to @challenger)" if opts.canary else "")
           + f" on http://{host}:{port}/invocations  (docs: http://{host}:{port}/docs)", flush=True)
-    uvicorn.Config  # noqa: the import above fails loudly when uvicorn is missing
     cfg = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
                          access_log=False, timeout_graceful_shutdown=5)
+    import gc
+    gc.collect(); gc.freeze(); gc.set_threshold(100_000, 50, 100)   # long-lived imports leave the collector; fewer pauses per request
     uvicorn.Server(cfg).run()
 
 # %% ../nbs/11_serve.ipynb #2437921e
