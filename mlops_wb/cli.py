@@ -14,7 +14,7 @@ from .config import MlopsWbError, ConfigError, find_project_root, load_settings
 # %% auto #0
 __all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'cmd_lineage',
            'cmd_data', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
-           'install_kernel', 'cmd_lab', 'main']
+           'cmd_monitor', 'install_kernel', 'cmd_lab', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
 EXIT_CODES = """exit status:
@@ -109,6 +109,15 @@ def build_parser()->argparse.ArgumentParser:
                                     "(.csv or .parquet): the input columns plus prediction and model_version. OUT appears only when complete.")
     sc.add_argument("model", metavar="MODEL_REF"); sc.add_argument("input", metavar="IN"); sc.add_argument("output", metavar="OUT")
     sc.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time (default 50000)")
+    mo = sub.add_parser("monitor", help="drift of current data (a file or the inference log) against a model version's reference",
+                        description="Compare current rows with the reference profile stored with MODEL_REF (default MODEL@champion): "
+                                    "per-feature drift, PSI, dataset and prediction drift. Reports in reports/monitor/ and a run of the "
+                                    "<experiment>-monitoring experiment.")
+    mo.add_argument("model", metavar="MODEL_REF", nargs="?", help="NAME@ALIAS or NAME/VERSION (default: model_name@champion)")
+    mo.add_argument("--data", metavar="FILE", help="CSV or Parquet of current rows (default: the inference log)")
+    mo.add_argument("--since", help="inference-log window start: ISO time or a duration ago (30m, 2h, 7d)")
+    mo.add_argument("--window", help="inference-log window length (1h); default: up to now")
+    mo.add_argument("--json", action="store_true")
     u = sub.add_parser("ui", help="start the MLflow UI on the project's tracking store",
                        description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
     u.add_argument("--host", default="127.0.0.1")
@@ -368,6 +377,26 @@ def cmd_score(args, root)->int:
     print(f"scored {r['rows']} rows with {r['model']} version {r['version']} in {r['seconds']:.1f}s -> {r['output']}")
     return 0
 
+def cmd_monitor(args, root)->int:
+    "Drift report of current data against a model version."
+    from rich.table import Table
+    from mlops_wb.monitor import run_monitor
+    s = load_settings(root)
+    ref = args.model if (args.model is None or "@" in args.model or "/" in args.model) else f"{args.model}@champion"
+    r = run_monitor(root, ref, args.data, args.since, args.window)
+    if args.json: print(json.dumps(r, indent=1, default=str)); return 0
+    t = Table(title=f"drift of {r['model']} version {r['version']} ({r['rows']} rows from {r['source']})")
+    for c in ("column", "test", "statistic", "p-value", "effect", "drifted", "PSI", "problem"): t.add_column(c)
+    f = lambda v, spec: "" if v is None else format(v, spec)
+    for c in r["columns"] + ([{**r["prediction"], "column": "(prediction)"}] if r["prediction"] else []):
+        t.add_row(c["column"], c["test"] or "", f(c["statistic"], ".4g"), f(c["p_value"], ".3g"), f(c["effect"], ".3f"),
+                  "[red]yes[/]" if c["drifted"] else "no", f"{f(c['psi'], '.3f')} {c['psi_level'] or ''}".strip(), c["problem"] or "")
+    _console().print(t)
+    print(f"dataset drift: {'YES' if r['dataset_drift'] else 'no'} ({len([c for c in r['columns'] if c['drifted']])} of "
+          f"{len(r['columns'])} features drifted = {r['share_drifted']:.0%}; threshold {r['config']['share']:.0%})")
+    print(f"report: {r['html']}; monitoring run {r['run_id']}")
+    return 0
+
 KERNEL_NAME = "mlops-wb"
 
 def install_kernel()->Path:
@@ -386,7 +415,7 @@ def cmd_lab(args, root)->int:
 
 COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, data=cmd_data, lab=cmd_lab,
                 promote=cmd_promote, rollback=cmd_rollback, history=cmd_history, reproduce=cmd_reproduce,
-                serve=cmd_serve, score=cmd_score)
+                serve=cmd_serve, score=cmd_score, monitor=cmd_monitor)
 
 def main(argv:list|None=None)->int:
     "Entry point of `mlops-wb`; returns the exit status."

@@ -151,13 +151,10 @@ class SnapshotRef:
 class SnapshotStore:
     "Content-addressed snapshots kept as runs of the `<experiment>-snapshots` experiment."
     def __init__(self, settings:Settings):
-        from mlops_wb.tracking import connect   # MLflow is imported only by steps that store or load snapshots
+        from mlops_wb.tracking import connect, experiment_id   # MLflow is imported only by steps that store or load snapshots
         self.settings = settings
         self.client, _ = connect(settings)
-        name = f"{settings.experiment}-snapshots"
-        exp = self.client.get_experiment_by_name(name)
-        loc = settings.artifact_root.as_uri() if settings.artifact_root else None
-        self.exp_id = exp.experiment_id if exp else self.client.create_experiment(name, artifact_location=loc)
+        self.exp_id = experiment_id(self.client, settings, f"{settings.experiment}-snapshots")
 
     @classmethod
     def for_project(cls, root:str|Path): return cls(load_settings(root))

@@ -16,7 +16,8 @@ from .data import dtype_kind
 
 # %% auto #0
 __all__ = ['DRIFT_DEFAULTS', 'drift_config', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift',
-           'column_drift', 'DriftReport', 'dataset_drift']
+           'column_drift', 'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile', 'parse_when',
+           'parse_duration', 'drift_html', 'run_monitor']
 
 # %% ../nbs/12_monitor.ipynb #36e5a684
 DRIFT_DEFAULTS = dict(small_sample=1000, p_value=0.05, distance=0.1, effect_floor=0.1, share=0.5,
@@ -57,7 +58,7 @@ def column_profile(s:pd.Series, cfg:dict|None=None, seed:int=0)->dict:
 
 def reference_profile(X:pd.DataFrame, predictions=None, cfg:dict|None=None, seed:int=0)->dict:
     "The profile stored with a model version: every feature column and, when given, the predictions."
-    cfg = drift_config(cfg) if cfg is None or set(cfg) - set(DRIFT_DEFAULTS) == set() and len(cfg) < len(DRIFT_DEFAULTS) else cfg
+    cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
     prof = {"columns": {c: column_profile(X[c], cfg, seed) for c in X.columns}, "rows": int(len(X))}
     if predictions is not None: prof["prediction"] = column_profile(pd.Series(np.asarray(predictions)), cfg, seed)
     return prof
@@ -153,7 +154,7 @@ class DriftReport:
 
 def dataset_drift(profile:dict, current:pd.DataFrame, predictions=None, cfg:dict|None=None)->DriftReport:
     "Per-column drift, the share of drifted features, dataset drift and prediction drift."
-    cfg = drift_config(cfg) if cfg is None or "bins" not in cfg else cfg
+    cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
     ref_cols = profile["columns"]
     missing = [c for c in ref_cols if c not in current.columns]
     extra = [c for c in current.columns if c not in ref_cols]
@@ -167,3 +168,140 @@ def dataset_drift(profile:dict, current:pd.DataFrame, predictions=None, cfg:dict
     if predictions is not None and "prediction" in profile:
         pred = asdict(column_drift("prediction", profile["prediction"], pd.Series(np.asarray(predictions)), cfg))
     return DriftReport(cols, share, bool(compared) and share >= cfg["share"], pred, missing, extra, int(len(current)), cfg)
+
+# %% ../nbs/12_monitor.ipynb #460ed1fe
+import json, re, time as _time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+class MonitorError(MlopsWbError):
+    "Monitoring cannot run: no reference profile, no current data."
+    exit_code = 2
+
+def load_profile(client, mv)->dict:
+    "The reference profile stored with model version `mv`."
+    try: return json.loads(Path(client.download_artifacts(mv.run_id, "monitoring/reference_profile.json")).read_text())
+    except Exception:
+        raise MonitorError(f"{mv.name} version {mv.version} has no reference profile (monitoring/reference_profile.json); "
+                           "it was registered before monitoring existed: run the pipeline to register a version with one") from None
+
+def parse_when(text:str|None, now:float|None=None)->float|None:
+    "A UNIX time from an ISO time or a duration ago ('30m', '2h', '7d')."
+    if text is None: return None
+    now = _time.time() if now is None else now
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if m: return now - float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+    try: t = datetime.fromisoformat(text)
+    except ValueError: raise MonitorError(f"{text!r}: expected an ISO time (2026-11-29T12:00) or a duration like 30m, 2h, 7d") from None
+    return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
+
+def parse_duration(text:str|None)->float|None:
+    if text is None: return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if not m: raise MonitorError(f"--window {text!r}: expected a duration like 30m, 2h, 7d")
+    return float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+
+def drift_html(report:DriftReport, profile:dict, current:pd.DataFrame, title:str, max_overlays:int=8)->str:
+    "An offline HTML page: drift per feature and reference-vs-current overlays of the drifted features."
+    import html as _h
+    import plotly.graph_objects as go
+    cols = report.columns
+    eff = go.Figure(go.Bar(x=[c["column"] for c in cols], y=[c["effect"] or 0 for c in cols],
+                           marker_color=["#c0392b" if c["drifted"] else "#7f8c8d" for c in cols],
+                           hovertext=[f"{c['test']}: stat {c['statistic']}, p {c['p_value']}, PSI {c['psi']}" for c in cols]))
+    eff.update_layout(title="Drift per feature (effect size; red: drifted)", xaxis_title="feature", yaxis_title="effect")
+    figs = [eff]
+    for c in [c for c in cols if c["drifted"]][:max_overlays]:
+        pr = profile["columns"][c["column"]]; f = go.Figure()
+        if pr["kind"] == "numeric":
+            f.add_histogram(x=pr["sample"], name="reference", histnorm="probability", opacity=0.6)
+            f.add_histogram(x=_num(current[c["column"]]).dropna(), name="current", histnorm="probability", opacity=0.6)
+            f.update_layout(barmode="overlay")
+        else:
+            cur = current[c["column"]].dropna().astype(str).value_counts(normalize=True)
+            ks = list(pr["shares"])
+            f.add_bar(x=ks, y=[pr["shares"][k] for k in ks], name="reference"); f.add_bar(x=ks, y=[float(cur.get(k, 0)) for k in ks], name="current")
+        f.update_layout(title=f"{c['column']}: {c['test']} {c['statistic']:.4g}, PSI {c['psi']:.3f} ({c['psi_level']})")
+        figs.append(f)
+    def fmt(v, spec): return "" if v is None else format(v, spec)
+    rows = "".join(f"<tr><td>{_h.escape(c['column'])}</td><td>{c['test'] or ''}</td><td>{fmt(c['effect'], '.4f')}</td>"
+                   f"<td>{'yes' if c['drifted'] else 'no'}</td><td>{fmt(c['psi'], '.3f')}</td><td>{_h.escape(c['problem'] or '')}</td></tr>"
+                   for c in cols)
+    head = (f"<p>rows: {report.rows}; drifted features: {len(report.drifted())} of {len(cols)} ({report.share_drifted:.0%}); "
+            f"dataset drift: <b>{'yes' if report.dataset_drift else 'no'}</b>" + (f"; prediction drift: <b>{'yes' if report.prediction['drifted'] else 'no'}</b>" if report.prediction else "") + "</p>"
+            + (f"<p>missing columns: {_h.escape(', '.join(report.missing_columns))}</p>" if report.missing_columns else "")
+            + (f"<p>extra columns (ignored): {_h.escape(', '.join(report.extra_columns))}</p>" if report.extra_columns else ""))
+    body = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_h.escape(title)}</title></head><body><h1>{_h.escape(title)}</h1>{head}"
+            f"<table border=1 cellpadding=3><tr><th>column</th><th>test</th><th>effect</th><th>drifted</th><th>PSI</th><th>problem</th></tr>{rows}</table>{body}</body></html>")
+
+# %% ../nbs/12_monitor.ipynb #741e1359
+def _metric_name(s): return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(s))[:200]
+
+def run_monitor(
+    root:str|Path,               # project root
+    ref:str|None=None,           # model version (NAME@ALIAS or NAME/VERSION); default the @champion
+    data:str|None=None,          # a CSV/Parquet file of current rows
+    since:str|None=None,         # inference-log window start: ISO time or duration ago ('2h')
+    window:str|None=None,        # inference-log window length ('1h'); default up to now
+)->dict:
+    "Drift of current data against model version `ref`'s reference profile; reports written and logged as a monitoring run."
+    import mlflow
+    from mlflow.entities import Metric
+    from mlops_wb.config import load_settings, load_pipeline
+    from mlops_wb.tracking import connect, experiment_id, TAG_KIND
+    from mlops_wb.registry import get_version
+    from mlops_wb.data import read_source
+    root = Path(root)
+    settings = load_settings(root)
+    client, _ = connect(settings)
+    try: drift_section = load_pipeline(root).drift
+    except Exception: drift_section = {}
+    cfg = drift_config(drift_section)
+    mv = get_version(client, ref or f"{settings.model_name}@champion")
+    profile = load_profile(client, mv)
+    features = list(profile["columns"])
+    if data is not None:
+        current = read_source(data, root)
+        usable = [c for c in features if c in current.columns]
+        preds = None
+        if len(usable) == len(features):
+            model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
+            try: preds = model.predict(current[features])
+            except Exception: preds = None   # mistyped columns: drift still computed column by column
+        source, t0, t1 = str(data), None, None
+    else:
+        from mlops_wb.serve import read_inference_log
+        if not settings.inference_log or not Path(settings.inference_log).exists():
+            raise MonitorError(f"no inference log at {settings.inference_log}; serve the model first, or pass --data FILE")
+        t0 = parse_when(since); dur = parse_duration(window)
+        t1 = (t0 + dur) if (t0 is not None and dur is not None) else None
+        if t0 is None and dur is not None: t0 = _time.time() - dur
+        log = read_inference_log(settings.inference_log, t0, t1, version=str(mv.version))
+        if log.empty: raise MonitorError(f"the inference log has no rows of {mv.name} version {mv.version} in that window")
+        current, preds, source = log, log["prediction"].to_numpy(), f"inference log {settings.inference_log}"
+    report = dataset_drift(profile, current, preds, cfg)
+    eid = experiment_id(client, settings, f"{settings.experiment}-monitoring")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run = client.create_run(eid, run_name=f"{mv.name}-v{mv.version}-{stamp}",
+                            tags={TAG_KIND: "monitoring", "mlops_wb.model": mv.name, "mlops_wb.model_version": str(mv.version),
+                                  "mlops_wb.source": source[:500], "mlops_wb.dataset_drift": str(report.dataset_drift).lower(),
+                                  "mlops_wb.window": json.dumps([t0, t1])})
+    ts = int(_time.time() * 1000)
+    ms = [Metric("share_drifted", report.share_drifted, ts, 0), Metric("dataset_drift", float(report.dataset_drift), ts, 0),
+          Metric("rows", float(report.rows), ts, 0)]
+    for c in report.columns:
+        if c["psi"] is not None: ms.append(Metric(_metric_name(f"psi.{c['column']}"), c["psi"], ts, 0))
+        if c["effect"] is not None: ms.append(Metric(_metric_name(f"effect.{c['column']}"), c["effect"], ts, 0))
+    if report.prediction and report.prediction["effect"] is not None: ms.append(Metric("prediction_drift", float(report.prediction["drifted"]), ts, 0))
+    for i in range(0, len(ms), 900): client.log_batch(run.info.run_id, metrics=ms[i:i + 900])
+    out = root/"reports"/"monitor"; out.mkdir(parents=True, exist_ok=True)
+    doc = {**report.to_dict(), "model": mv.name, "version": str(mv.version), "source": source, "run_id": run.info.run_id}
+    jpath, hpath = out/f"{run.info.run_id}.json", out/f"{run.info.run_id}.html"
+    from mlops_wb.step import atomic_write
+    atomic_write(jpath, lambda t: t.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8"))
+    atomic_write(hpath, lambda t: t.write_text(drift_html(report, profile, current, f"Drift of {mv.name} version {mv.version}: {source}"), encoding="utf-8"))
+    client.log_artifact(run.info.run_id, str(jpath), "report"); client.log_artifact(run.info.run_id, str(hpath), "report")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    client.set_model_version_tag(mv.name, mv.version, "mlops_wb.last_monitoring_run", run.info.run_id)
+    return {**doc, "html": str(hpath), "json": str(jpath)}

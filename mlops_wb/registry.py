@@ -10,7 +10,7 @@ import importlib.metadata as md
 import pandas as pd
 import json
 from .config import MlopsWbError, ConfigError
-from .tracking import mlflow, MlflowClient, TAG_PIPELINE, TAG_STEP, TAG_CACHED_FROM, TAG_NOTEBOOK, TAG_NOTEBOOK_HASH, TAG_GIT_COMMIT, TAG_GIT_DIRTY
+from .tracking import mlflow, MlflowClient, experiment_id, TAG_PIPELINE, TAG_STEP, TAG_CACHED_FROM, TAG_NOTEBOOK, TAG_NOTEBOOK_HASH, TAG_GIT_COMMIT, TAG_GIT_DIRTY
 from .data import SnapshotStore, DataError
 
 # %% auto #0
@@ -130,10 +130,7 @@ class AuditLog:
     "Append-only record of promotions and rollbacks, kept as runs of the `<experiment>-audit` experiment."
     def __init__(self, client, settings):
         self.client, self.settings = client, settings
-        name = f"{settings.experiment}-audit"
-        exp = client.get_experiment_by_name(name)
-        loc = settings.artifact_root.as_uri() if settings.artifact_root else None
-        self.exp_id = exp.experiment_id if exp else client.create_experiment(name, artifact_location=loc)
+        self.exp_id = experiment_id(client, settings, f"{settings.experiment}-audit")
 
     def append(self, **e)->dict:
         "Record one entry; returns it with its time and id."

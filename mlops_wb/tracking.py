@@ -23,7 +23,7 @@ from .config import Settings, MlopsWbError
 __all__ = ['TAG_KIND', 'TAG_PIPELINE', 'TAG_STEP', 'TAG_NOTEBOOK', 'TAG_NOTEBOOK_HASH', 'TAG_GIT_COMMIT', 'TAG_GIT_DIRTY',
            'TAG_VERSION', 'TAG_LIB_HASH', 'TAG_CACHE_KEY', 'TAG_CACHED', 'TAG_CACHED_FROM', 'TAG_OUTPUTS',
            'TAG_KEY_PARTS', 'TAG_REASON', 'TAG_ERROR', 'TAG_DURATION', 'TAG_PROJECT', 'TAG_STEPS', 'TrackingError',
-           'connect', 'git_info', 'library_hash']
+           'experiment_id', 'connect', 'git_info', 'library_hash']
 
 # %% ../nbs/02_tracking.ipynb #f1b25e9a
 TAG_KIND = "mlops_wb.kind"            # "pipeline" on the parent run, "step" on each child
@@ -53,6 +53,17 @@ for _n in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abst
 class TrackingError(MlopsWbError):
     "The tracking store cannot be reached or used."
 
+def experiment_id(client, settings:Settings, name:str)->str:
+    "The id of experiment `name`, created on first use; with the embedded store its artifacts live under the project's artifact root."
+    exp = client.get_experiment_by_name(name)
+    if exp is not None: return exp.experiment_id
+    loc = settings.artifact_root.as_uri() if settings.artifact_root else None
+    try: return client.create_experiment(name, artifact_location=loc)
+    except Exception:   # another process created it first
+        exp = client.get_experiment_by_name(name)
+        if exp is None: raise
+        return exp.experiment_id
+
 def connect(
     settings:Settings, # where tracking lives
 )->tuple[MlflowClient, str]: # a client and the id of the workbench's experiment
@@ -62,9 +73,7 @@ def connect(
     try:
         client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
         exp = client.get_experiment_by_name(settings.experiment)
-        if exp is None:
-            loc = settings.artifact_root.as_uri() if settings.artifact_root else None
-            return client, client.create_experiment(settings.experiment, artifact_location=loc)
+        if exp is None: return client, experiment_id(client, settings, settings.experiment)
     except MlopsWbError: raise
     except Exception as e:
         raise TrackingError(f"cannot use tracking store {settings.tracking_uri} (from settings.ini tracking_uri "

@@ -144,3 +144,33 @@ def test_multiclass_dataset_through_pipeline_yaml_only(tmp_path):
     mv = client.get_model_version(M, "1")
     assert "Predicts **target** (multiclass)" in mv.description and "f1_macro" in mv.description
     assert "## Slices" in mv.description and "alcohol" in mv.description
+
+
+def test_monitor_reports_drift_against_the_stored_profile(project, tmp_path):
+    root, _ = project
+    from mlops_wb.data import load_demo
+    X = load_demo("breast_cancer").drop(columns="target")
+    X.sample(300, random_state=3).to_csv(root / "same.csv", index=False)
+    shifted = X.sample(300, random_state=4)
+    moved = list(X.columns[:20])
+    shifted[moved] = shifted[moved] * 1.6
+    shifted.drop(columns=["worst_symmetry"]).assign(region="north").to_csv(root / "shifted.csv", index=False)
+    res = cli(root, "monitor", f"{M}/2", "--data", "same.csv", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    same = json.loads(res.stdout)
+    assert not same["dataset_drift"] and same["share_drifted"] < 0.2 and not same["prediction"]["drifted"]
+    res = cli(root, "monitor", f"{M}/2", "--data", "shifted.csv", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "dataset drift: YES" in res.stdout and "missing in the current data" in res.stdout
+    client, _ = client_for(root)
+    mv = client.get_model_version(M, "2")
+    run = client.get_run(mv.tags["mlops_wb.last_monitoring_run"])
+    assert run.data.tags["mlops_wb.model_version"] == "2" and run.data.metrics["dataset_drift"] == 1.0
+    rep = json.loads((root / "reports" / "monitor" / f"{run.info.run_id}.json").read_text())
+    drifted = {c["column"] for c in rep["columns"] if c["drifted"]}
+    assert drifted == set(moved)   # exactly the moved columns
+    assert rep["missing_columns"] == ["worst_symmetry"] and rep["extra_columns"] == ["region"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "report")} >= {f"report/{run.info.run_id}.html"}
+    assert not (tmp_path / "mlruns").exists() and not (root / "mlruns").exists()   # artifacts stay in the project's store
+    res = cli(root, "monitor", f"{M}/2", "--since", "2h")    # nothing served yet: a clear error, exit 2
+    assert res.returncode == 2 and "no inference log" in res.stderr, res.stderr
