@@ -64,16 +64,29 @@ def experiment_id(client, settings:Settings, name:str)->str:
         if exp is None: raise
         return exp.experiment_id
 
+from contextlib import contextmanager
+
+@contextmanager
+def _store_lock(settings:Settings):
+    "An exclusive lock next to the embedded store's file, held while a process opens it (nothing for a tracking server)."
+    if not settings.embedded: yield; return
+    db = Path(settings.tracking_uri[len("sqlite:///"):]); db.parent.mkdir(parents=True, exist_ok=True)
+    import fcntl
+    with open(db.parent/".mlflow.db.lock", "w") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        try: yield
+        finally: fcntl.flock(lk, fcntl.LOCK_UN)
+
 def connect(
     settings:Settings, # where tracking lives
 )->tuple[MlflowClient, str]: # a client and the id of the workbench's experiment
     "A client on the project's tracking store and its experiment, created on first use."
-    if settings.embedded: Path(settings.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri); mlflow.set_registry_uri(settings.tracking_uri)
     try:
-        client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
-        exp = client.get_experiment_by_name(settings.experiment)
-        if exp is None: return client, experiment_id(client, settings, settings.experiment)
+        with _store_lock(settings):   # two processes creating one SQLite store at once would both run its migrations
+            client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+            exp = client.get_experiment_by_name(settings.experiment)
+            if exp is None: return client, experiment_id(client, settings, settings.experiment)
     except MlopsWbError: raise
     except Exception as e:
         raise TrackingError(f"cannot use tracking store {settings.tracking_uri} (from settings.ini tracking_uri "

@@ -81,3 +81,21 @@ def mini_project(dst: Path, steps: dict, yaml_steps: str) -> Path:
     (dst / "pipeline.yaml").write_text(
         'project: mini\ndataset: {source: "demo:iris", target: target}\nsteps:\n' + yaml_steps)
     return dst
+
+
+def kernel_children(pid: int) -> set:
+    """Pids of the Jupyter kernels started by process `pid` (tests run in parallel: never look at other tests' kernels)."""
+    import psutil
+    try: kids = psutil.Process(pid).children(recursive=True)
+    except psutil.Error: return set()
+    out = set()
+    for k in kids:
+        try:
+            if "ipykernel_launcher" in " ".join(k.cmdline()): out.add(k.pid)
+        except psutil.Error: pass
+    return out
+
+
+def alive(pids: set) -> set:
+    import psutil
+    return {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}

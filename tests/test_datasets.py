@@ -9,7 +9,7 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
-from conftest import CLI, clean_env, cli, client_for, copy_project
+from conftest import CLI, clean_env, cli, client_for, copy_project, kernel_children
 
 from mlops_wb.config import load_settings
 from mlops_wb.data import SnapshotStore, frame_digest, read_source, split_frame
@@ -28,10 +28,6 @@ def _gate_project(root: Path, data: Path, target="label", extra=None):
     return root
 
 
-def _kernel_pids():
-    return {p.pid for p in psutil.process_iter(["cmdline"]) if "ipykernel_launcher" in " ".join(p.info["cmdline"] or [])}
-
-
 def test_killed_snapshot_write_leaves_no_partial_snapshot(tmp_path):
     root = tmp_path / "p"; (root / "data").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -41,7 +37,6 @@ def test_killed_snapshot_write_leaves_no_partial_snapshot(tmp_path):
     big.to_csv(root / "data" / "big.csv", index=False)
     _gate_project(root, root / "data" / "big.csv")
     store = SnapshotStore(load_settings(root, env={}))
-    kernels = _kernel_pids()
     proc = subprocess.Popen([str(CLI), "--project", str(root), "run"], cwd=root, env=clean_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     writing, deadline = [], time.time() + 240
@@ -49,7 +44,7 @@ def test_killed_snapshot_write_leaves_no_partial_snapshot(tmp_path):
         writing = store.client.search_runs([store.exp_id], "attributes.status = 'RUNNING'")
         time.sleep(0.05)
     assert writing, "the snapshot write was never seen in progress"
-    for pid in (_kernel_pids() - kernels) | {proc.pid}:     # SIGKILL the runner and the step's kernel mid-write
+    for pid in kernel_children(proc.pid) | {proc.pid}:     # SIGKILL the runner and its kernels mid-write
         try: os.kill(pid, signal.SIGKILL)
         except ProcessLookupError: pass
     proc.wait(timeout=30)

@@ -5,7 +5,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import CLI, INJECTED, clean_env, cli, client_for, copy_project, mini_project, write_notebook
+from conftest import CLI, INJECTED, alive, clean_env, cli, client_for, copy_project, kernel_children, mini_project, write_notebook
 
 
 def test_failing_step_stops_the_pipeline_and_registers_nothing(tmp_path):
@@ -101,27 +101,25 @@ def test_bad_arguments_exit_2(tmp_path, args, expected):
     assert not (root / "store").exists()
 
 
-def _kernels():
-    return {p.pid for p in psutil.process_iter(["cmdline"]) if "ipykernel_launcher" in " ".join(p.info["cmdline"] or [])}
-
-
 def test_ctrl_c_ends_the_kernel_and_marks_runs_killed(tmp_path):
     root = mini_project(tmp_path / "p", {
         "a": ("", ["from mlops_wb.step import StepIO\nStepIO(step_dir, upstream).save('x', {'v': 1})"]),
         "slow": ("", ["import time\nprint('sleeping', flush=True)\ntime.sleep(120)"]),
     }, "  - {name: a, notebook: nbs/a.ipynb}\n  - {name: slow, notebook: nbs/slow.ipynb, depends_on: [a]}\n")
-    before = _kernels()
     proc = subprocess.Popen([str(CLI), "--project", str(root), "run"], cwd=root, env=clean_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     client, exp = client_for(root)
     deadline = time.time() + 120
-    running = []
+    running, mine = [], set()
     while time.time() < deadline and not running:   # wait until the slow step's kernel is executing
         time.sleep(0.5)
         running = client.search_runs([exp], "tags.`mlops_wb.step` = 'slow' and attributes.status = 'RUNNING'")
-        running = [r for r in running if _kernels() - before] if running else []
+        mine |= kernel_children(proc.pid)           # this run's kernels only: other tests run in parallel
+        running = running if running and mine else []
+        assert proc.poll() is None, proc.communicate()   # the run ended before its slow step: say why
     assert running, "the slow step never started"
     time.sleep(3)
+    mine |= kernel_children(proc.pid)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
@@ -131,4 +129,4 @@ def test_ctrl_c_ends_the_kernel_and_marks_runs_killed(tmp_path):
     parent = client.get_run(slow.data.tags["mlflow.parentRunId"])
     assert parent.info.status == "KILLED"
     time.sleep(1)
-    assert _kernels() - before == set(), "a kernel outlived the interrupted run"
+    assert alive(mine) == set(), "a kernel outlived the interrupted run"
