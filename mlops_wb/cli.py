@@ -394,6 +394,8 @@ def cmd_monitor(args, root)->int:
     _console().print(t)
     print(f"dataset drift: {'YES' if r['dataset_drift'] else 'no'} ({len([c for c in r['columns'] if c['drifted']])} of "
           f"{len(r['columns'])} features drifted = {r['share_drifted']:.0%}; threshold {r['config']['share']:.0%})")
+    for a in r["alerts"]:
+        print(f"ALERT {a['rule']['kind']}: {a['message']} (alert {a['id']}, webhook: {a['delivery']}" + (f", {a['error']}" if a.get("error") else "") + ")")
     print(f"report: {r['html']}; monitoring run {r['run_id']}")
     return 0
 

@@ -258,6 +258,8 @@ def run_monitor(
     try: drift_section = load_pipeline(root).drift
     except Exception: drift_section = {}
     cfg = drift_config(drift_section)
+    from mlops_wb.alerts import check_rules
+    check_rules(drift_section.get("alerts", []))
     mv = get_version(client, ref or f"{settings.model_name}@champion")
     profile = load_profile(client, mv)
     features = list(profile["columns"])
@@ -304,4 +306,8 @@ def run_monitor(
     client.log_artifact(run.info.run_id, str(jpath), "report"); client.log_artifact(run.info.run_id, str(hpath), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
     client.set_model_version_tag(mv.name, mv.version, "mlops_wb.last_monitoring_run", run.info.run_id)
-    return {**doc, "html": str(hpath), "json": str(jpath)}
+    from mlops_wb.alerts import evaluate_rules, record_alerts
+    alerts = record_alerts(client, settings, evaluate_rules(drift_section.get("alerts", []), doc), mv.name, str(mv.version),
+                           run.info.run_id, str(hpath))
+    if alerts: client.set_tag(run.info.run_id, "mlops_wb.alerts", json.dumps([a["id"] for a in alerts]))
+    return {**doc, "html": str(hpath), "json": str(jpath), "alerts": alerts}

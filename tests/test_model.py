@@ -159,9 +159,18 @@ def test_monitor_reports_drift_against_the_stored_profile(project, tmp_path):
     assert res.returncode == 0, res.stderr
     same = json.loads(res.stdout)
     assert not same["dataset_drift"] and same["share_drifted"] < 0.2 and not same["prediction"]["drifted"]
-    res = cli(root, "monitor", f"{M}/2", "--data", "shifted.csv", cwd=tmp_path)
+    spec = yaml.safe_load((root / "pipeline.yaml").read_text())
+    spec["drift"] = {"alerts": [{"kind": "dataset_drift"}, {"kind": "psi", "column": "mean_radius", "above": 0.25}]}
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    env = clean_env(); env["MLOPS_WB_ALERT_WEBHOOK"] = "http://127.0.0.1:9/dead"   # nothing listens: delivery fails, monitoring goes on
+    res = cli(root, "monitor", f"{M}/2", "--data", "shifted.csv", cwd=tmp_path, env=env)
     assert res.returncode == 0, res.stderr
     assert "dataset drift: YES" in res.stdout and "missing in the current data" in res.stdout
+    assert "ALERT dataset_drift" in res.stdout and "ALERT psi: PSI of mean_radius" in res.stdout and "webhook: failed" in res.stdout
+    from mlops_wb.alerts import alert_log
+    from mlops_wb.config import load_settings
+    log = alert_log(client_for(root)[0], load_settings(root, env={}), M)
+    assert {a["rule"]["kind"] for a in log[:2]} == {"dataset_drift", "psi"} and all(a["delivery"] == "failed" for a in log[:2])
     client, _ = client_for(root)
     mv = client.get_model_version(M, "2")
     run = client.get_run(mv.tags["mlops_wb.last_monitoring_run"])
