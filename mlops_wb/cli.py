@@ -354,6 +354,10 @@ def cmd_reproduce(args, root)->int:
     if err is not None: raise err
     return 0
 
+def _model_ref(ref:str)->str:
+    "A bare model name means its @champion; NAME@ALIAS and NAME/VERSION stay as they are."
+    return ref if ("@" in ref or "/" in ref) else f"{ref}@champion"
+
 def cmd_serve(args, root)->int:
     "Run the scoring server."
     from mlops_wb.serve import serve, ServeOptions
@@ -372,7 +376,7 @@ def cmd_score(args, root)->int:
     "Batch-score a file."
     from mlops_wb.serve import score_file
     s, client = _connect(root)
-    ref = args.model if ("@" in args.model or "/" in args.model) else f"{args.model}@champion"
+    ref = _model_ref(args.model)
     r = score_file(client, ref, Path(args.input), Path(args.output), args.chunk_rows, progress=sys.stderr.isatty())
     print(f"scored {r['rows']} rows with {r['model']} version {r['version']} in {r['seconds']:.1f}s -> {r['output']}")
     return 0
@@ -381,9 +385,7 @@ def cmd_monitor(args, root)->int:
     "Drift report of current data against a model version."
     from rich.table import Table
     from mlops_wb.monitor import run_monitor
-    s = load_settings(root)
-    ref = args.model if (args.model is None or "@" in args.model or "/" in args.model) else f"{args.model}@champion"
-    r = run_monitor(root, ref, args.data, args.since, args.window)
+    r = run_monitor(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window)
     if args.json: print(json.dumps(r, indent=1, default=str)); return 0
     t = Table(title=f"drift of {r['model']} version {r['version']} ({r['rows']} rows from {r['source']})")
     for c in ("column", "test", "statistic", "p-value", "effect", "drifted", "PSI", "problem"): t.add_column(c)

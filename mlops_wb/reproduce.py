@@ -83,7 +83,7 @@ def reproduce(
         if ev is None or ev.info.status != "FINISHED":
             raise MlopsWbError(f"the rebuild failed before evaluation (exit {proc.returncode}): "
                                + (proc.stderr.strip().splitlines() or ["no output"])[-1] + f" -- workspace {ws}")
-        registered = {k: v for k, v in client.get_run(mv.run_id).data.metrics.items()}
+        registered = client.get_run(mv.run_id).data.metrics
         rebuilt = ev.data.metrics
         rows = [dict(metric=k, registered=registered[k], reproduced=rebuilt.get(k), identical=_close(registered[k], rebuilt.get(k), atol))
                 for k in sorted(registered)]

@@ -99,3 +99,15 @@ def kernel_children(pid: int) -> set:
 def alive(pids: set) -> set:
     import psutil
     return {p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE}
+
+
+def gate_copy(root: Path, data: Path, target="label", extra=None) -> Path:
+    """A copy of the project running only ingest and validate on `data`."""
+    copy_project(root)
+    spec = yaml.safe_load((root / "pipeline.yaml").read_text())
+    spec["project"] = "gate"
+    spec["dataset"] = {"source": str(data.relative_to(root)), "target": target, "task": "auto"}
+    spec["steps"] = spec["steps"][:2]
+    spec.update(extra or {})
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    return root

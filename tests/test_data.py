@@ -9,23 +9,11 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
-from conftest import CLI, clean_env, cli, client_for, copy_project
+from conftest import CLI, clean_env, cli, client_for, copy_project, gate_copy
 
 from mlops_wb.config import load_settings
 from mlops_wb.data import SnapshotStore, frame_digest, read_source, split_frame
 from mlops_wb.step import file_digest
-
-
-def _gate_project(root: Path, data: Path, target="label", extra=None):
-    """A copy of the project running only ingest and validate on `data`."""
-    copy_project(root)
-    spec = yaml.safe_load((root / "pipeline.yaml").read_text())
-    spec["project"] = "gate"
-    spec["dataset"] = {"source": str(data.relative_to(root)), "target": target, "task": "auto"}
-    spec["steps"] = spec["steps"][:2]
-    spec.update(extra or {})
-    (root / "pipeline.yaml").write_text(yaml.safe_dump(spec))
-    return root
 
 
 def _good_frame(n=200, seed=0):
@@ -45,7 +33,7 @@ def gate_project(tmp_path_factory):
     root.mkdir(parents=True)
     (root / "data").mkdir()
     _good_frame().to_csv(root / "data" / "data.csv", index=False)
-    _gate_project(root, root / "data" / "data.csv")
+    gate_copy(root, root / "data" / "data.csv")
     res = cli(root, "run")
     assert res.returncode == 0, res.stdout + res.stderr
     assert len([r for r in _snapshots(root) if r.info.status == "FINISHED"]) == 1   # the accepted reference

@@ -9,23 +9,11 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
-from conftest import CLI, clean_env, cli, client_for, copy_project, kernel_children
+from conftest import CLI, clean_env, cli, client_for, copy_project, gate_copy, kernel_children
 
 from mlops_wb.config import load_settings
 from mlops_wb.data import SnapshotStore, frame_digest, read_source, split_frame
 from mlops_wb.step import file_digest
-
-
-def _gate_project(root: Path, data: Path, target="label", extra=None):
-    """A copy of the project running only ingest and validate on `data`."""
-    copy_project(root)
-    spec = yaml.safe_load((root / "pipeline.yaml").read_text())
-    spec["project"] = "gate"
-    spec["dataset"] = {"source": str(data.relative_to(root)), "target": target, "task": "auto"}
-    spec["steps"] = spec["steps"][:2]
-    spec.update(extra or {})
-    (root / "pipeline.yaml").write_text(yaml.safe_dump(spec))
-    return root
 
 
 def test_killed_snapshot_write_leaves_no_partial_snapshot(tmp_path):
@@ -35,7 +23,7 @@ def test_killed_snapshot_write_leaves_no_partial_snapshot(tmp_path):
     big = pd.DataFrame({f"f{i}": rng.normal(size=n).round(4) for i in range(20)})
     big["label"] = rng.choice(["a", "b"], n)
     big.to_csv(root / "data" / "big.csv", index=False)
-    _gate_project(root, root / "data" / "big.csv")
+    gate_copy(root, root / "data" / "big.csv")
     store = SnapshotStore(load_settings(root, env={}))
     proc = subprocess.Popen([str(CLI), "--project", str(root), "run"], cwd=root, env=clean_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
