@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 lock:
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip freeze --exclude-editable > requirements.lock
+	$(BIN)/python -m pip list --format=freeze --exclude-editable > requirements.lock
 
 # nbdev-export and nbdev-clean must leave notebooks and library unchanged.
 sync-check: $(STAMP)
@@ -33,7 +33,7 @@ nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cache.py

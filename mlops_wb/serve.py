@@ -402,6 +402,7 @@ class ServeOptions:
     token: str = ""              # bearer token; empty: no auth
     max_rows: int = 10_000       # rows per request (413 beyond)
     max_bytes: int = 20_000_000  # body bytes (413 beyond)
+    drain_bytes: int = 100_000_000  # a too-large body is read and dropped up to this, so the client gets its 413
     batch_rows: int = 512        # micro-batch: at most this many rows per predict
     batch_wait_ms: float = 2.0   # micro-batch: wait at most this long for more requests
     poll: float = 2.0            # seconds between alias checks
@@ -471,13 +472,17 @@ def create_app(client, opts:ServeOptions):
         if not ct.startswith("application/json"):
             raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {ct or '(none)'!r}: send application/json", "Content-Type")
         cl = request.headers.get("content-length")
-        if cl and cl.isdigit() and int(cl) > opts.max_bytes:
-            raise BadRequest(413, "BODY_TOO_LARGE", f"body of {int(cl)} bytes; at most {opts.max_bytes}", "body")
         chunks, size = [], 0
+        # A body over the limit is read to its end and dropped (up to `drain_bytes`) before the 413 goes out:
+        # a client still sending when the server closes would see a reset instead of the answer.
         async for c in request.stream():
             size += len(c)
-            if size > opts.max_bytes: raise BadRequest(413, "BODY_TOO_LARGE", f"body over {opts.max_bytes} bytes", "body")
-            chunks.append(c)
+            if size <= opts.max_bytes: chunks.append(c)
+            else:
+                chunks = []
+                if size > opts.drain_bytes: break
+        if size > opts.max_bytes:
+            raise BadRequest(413, "BODY_TOO_LARGE", f"body of {int(cl) if cl and cl.isdigit() else size} bytes; at most {opts.max_bytes}", "body")
         return b"".join(chunks)
 
     responses = {"200": {"description": "predictions", "content": {"application/json": {"schema": RESPONSE_SCHEMA}}},
