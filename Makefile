@@ -32,8 +32,14 @@ sync-check: $(STAMP)
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(VENV)/evidently/.installed
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
+
+# Evidently in its own venv (it needs pandas<3): only tests/test_evidently.py and bench/bench_drift.py use it.
+$(VENV)/evidently/.installed: tools/evidently-requirements.txt
+	test -x $(VENV)/evidently/bin/python || $(PYTHON) -m venv $(VENV)/evidently
+	$(VENV)/evidently/bin/python -m pip install --quiet -r tools/evidently-requirements.txt
+	touch $@
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cache.py

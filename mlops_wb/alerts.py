@@ -114,5 +114,7 @@ def alert_log(client, settings, model:str|None=None, n:int=100)->list[dict]:
     return [{"id": r.info.run_id, "time": r.info.start_time, "rule": json.loads(r.data.tags.get("mlops_wb.rule", "{}")),
              "message": r.data.tags.get("mlops_wb.message"), "version": r.data.tags.get("mlops_wb.model_version"),
              "delivery": r.data.tags.get("mlops_wb.delivery"), "monitoring_run": r.data.tags.get("mlops_wb.monitoring_run"),
-             "retrain_run": r.data.tags.get("mlops_wb.retrain_run")}
+             "retrain": r.data.tags.get("mlops_wb.retrain"), "retrain_run": r.data.tags.get("mlops_wb.retrain_run"),
+             "retrain_version": r.data.tags.get("mlops_wb.retrain_version"), "retrain_result": r.data.tags.get("mlops_wb.retrain_result")
+                                or r.data.tags.get("mlops_wb.retrain_reason")}
             for r in client.search_runs([exp.experiment_id], flt, max_results=n, order_by=["attributes.start_time DESC"])]

@@ -111,12 +111,20 @@ def build_parser()->argparse.ArgumentParser:
     sc.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time (default 50000)")
     mo = sub.add_parser("monitor", help="drift of current data (a file or the inference log) against a model version's reference",
                         description="Compare current rows with the reference profile stored with MODEL_REF (default MODEL@champion): "
-                                    "per-feature drift, PSI, dataset and prediction drift. Reports in reports/monitor/ and a run of the "
-                                    "<experiment>-monitoring experiment.")
+                                    "per-feature drift, PSI, dataset and prediction drift; with labels, the task's metrics against the "
+                                    "version's holdout baseline; from the inference log, the server's error rate and latency. Reports in "
+                                    "reports/monitor/ and a run of the <experiment>-monitoring experiment; alert rules fire, and an alert "
+                                    "matching pipeline.yaml's retrain policy starts a retrain. --backtest instead replays stable windows "
+                                    "and reports how often each threshold would have alerted.")
     mo.add_argument("model", metavar="MODEL_REF", nargs="?", help="NAME@ALIAS or NAME/VERSION (default: model_name@champion)")
     mo.add_argument("--data", metavar="FILE", help="CSV or Parquet of current rows (default: the inference log)")
     mo.add_argument("--since", help="inference-log window start: ISO time or a duration ago (30m, 2h, 7d)")
     mo.add_argument("--window", help="inference-log window length (1h); default: up to now")
+    mo.add_argument("--labels", metavar="FILE", help="labels for the inference log: request_id, [row], and the target (or label) column")
+    mo.add_argument("--every", help="metrics per bucket of this length (1h); with --backtest, the window length")
+    mo.add_argument("--no-retrain", action="store_true", help="record alerts but start no retrain")
+    mo.add_argument("--backtest", action="store_true", help="replay stable windows (--data or the log) and report false-alarm rates")
+    mo.add_argument("--chunks", type=int, default=10, help="--backtest on a file without a time column: this many windows (default 10)")
     mo.add_argument("--json", action="store_true")
     u = sub.add_parser("ui", help="start the MLflow UI on the project's tracking store",
                        description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
@@ -382,22 +390,51 @@ def cmd_score(args, root)->int:
     return 0
 
 def cmd_monitor(args, root)->int:
-    "Drift report of current data against a model version."
+    "Drift report of current data against a model version (or a backtest of the thresholds)."
     from rich.table import Table
-    from mlops_wb.monitor import run_monitor
-    r = run_monitor(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window)
+    from mlops_wb.monitor import run_monitor, backtest
+    f = lambda v, spec: "" if v is None else format(v, spec)
+    if args.backtest:
+        r = backtest(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window, args.every, args.chunks)
+        if args.json: print(json.dumps(r, indent=1, default=str)); return 0
+        t = Table(title=f"backtest of {r['model']} version {r['version']}: {r['windows']} stable windows from {r['source']}")
+        for c in ("column", "test", "drift rate", "largest effect", "PSI >= moderate", "PSI > significant"): t.add_column(c)
+        for c, v in r["columns"].items():
+            t.add_row(c, v["test"], f(v["drift_rate"], ".0%"), f(v["max_effect"], ".4f"), f(v["psi_moderate_rate"], ".0%"), f(v["psi_significant_rate"], ".0%"))
+        _console().print(t)
+        g = Table(title="alert rate at other thresholds (share of column checks; share of windows with dataset drift)")
+        for c in ("test", "threshold", "column rate", "dataset drift rate"): g.add_column(c)
+        for x in r["grid"].get("distance", []): g.add_row("distance", f"{x['threshold']}", f(x["column_rate"], ".1%"), f(x["dataset_drift_rate"], ".0%"))
+        for x in r["grid"].get("p_value", []): g.add_row("p-value", f"p < {x['threshold']}, effect >= {x['effect_floor']}", f(x["column_rate"], ".1%"), f(x["dataset_drift_rate"], ".0%"))
+        for x in r["grid"].get("psi", []): g.add_row("PSI", f"> {x['threshold']}", f(x["column_rate"], ".1%"), "")
+        _console().print(g)
+        print(f"dataset drift at the configured thresholds: {r['dataset_drift_rate']:.0%} of windows; largest effect per test: "
+              + ", ".join(f"{k} {v:.4f}" for k, v in r["max_effect"].items()))
+        for rule, rate in r["rules"].items(): print(f"rule {rule}: would have alerted in {rate:.0%} of windows")
+        print(f"report: {r['json']}")
+        return 0
+    r = run_monitor(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window,
+                    args.labels, args.every, retrain=not args.no_retrain)
     if args.json: print(json.dumps(r, indent=1, default=str)); return 0
     t = Table(title=f"drift of {r['model']} version {r['version']} ({r['rows']} rows from {r['source']})")
     for c in ("column", "test", "statistic", "p-value", "effect", "drifted", "PSI", "problem"): t.add_column(c)
-    f = lambda v, spec: "" if v is None else format(v, spec)
     for c in r["columns"] + ([{**r["prediction"], "column": "(prediction)"}] if r["prediction"] else []):
         t.add_row(c["column"], c["test"] or "", f(c["statistic"], ".4g"), f(c["p_value"], ".3g"), f(c["effect"], ".3f"),
                   "[red]yes[/]" if c["drifted"] else "no", f"{f(c['psi'], '.3f')} {c['psi_level'] or ''}".strip(), c["problem"] or "")
     _console().print(t)
     print(f"dataset drift: {'YES' if r['dataset_drift'] else 'no'} ({len([c for c in r['columns'] if c['drifted']])} of "
           f"{len(r['columns'])} features drifted = {r['share_drifted']:.0%}; threshold {r['config']['share']:.0%})")
+    if r["performance"]:
+        p = r["performance"]
+        print(f"performance on {p['rows']} labelled rows: " + ", ".join(
+            f"{k} {v:.4f}" + (f" (baseline {p['baseline'][k]:.4f})" if k in p["baseline"] else "") for k, v in p["current"].items()))
+    if r["service"] and r["service"]["requests"]:
+        sv = r["service"]
+        print(f"server: {sv['requests']} requests, error rate {sv['error_rate']:.1%}, p99 latency {f(sv['latency_p99_ms'], '.1f')} ms")
     for a in r["alerts"]:
         print(f"ALERT {a['rule']['kind']}: {a['message']} (alert {a['id']}, webhook: {a['delivery']}" + (f", {a['error']}" if a.get("error") else "") + ")")
+    rt = r.get("retrain")
+    if rt: print(f"retrain: {'started by alert ' + rt['alert'] + ', pipeline run ' + str(rt['pipeline_run']) + ': ' + rt['outcome'] if rt['started'] else 'not started: ' + rt['reason']}")
     print(f"report: {r['html']}; monitoring run {r['run_id']}")
     return 0
 

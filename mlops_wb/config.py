@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 __all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'RUNNER_PARAMS', 'MlopsWbError', 'ConfigError', 'StepFailed',
            'GateFailed', 'RunInterrupted', 'find_project_root', 'Settings', 'load_settings', 'read_notebook',
            'notebook_params', 'notebook_hash', 'DatasetSpec', 'StepSpec', 'ColumnRule', 'RowBounds', 'ValidationSpec',
-           'GateSpec', 'ColumnPrep', 'CandidateSpec', 'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params',
-           'load_pipeline', 'step_order', 'parse_override', 'apply_overrides']
+           'GateSpec', 'RetrainSpec', 'ColumnPrep', 'CandidateSpec', 'TuningSpec', 'EvaluationSpec', 'PipelineSpec',
+           'context_params', 'load_pipeline', 'step_order', 'parse_override', 'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #48c142cd
 class MlopsWbError(Exception):
@@ -204,6 +204,22 @@ class GateSpec(_Strict):
     compare: list[str]|None = Field(None, description="metrics compared with the champion; default: the thresholds' metrics")
     compare_champion: bool = True
 
+_DURATION = r"^\d+(\.\d+)?[smhd]$"
+
+class RetrainSpec(_Strict):
+    "When monitoring starts a retraining run, on which data, and what happens to the new version."
+    on: list[str] = Field([], description="alert rule kinds or names that start a retrain (e.g. dataset_drift, metric_drop)")
+    schedule: str|None = Field(None, pattern=_DURATION, description="also retrain when the monitored version is older than this (e.g. 30d)")
+    data: Literal["source", "window"] = Field("source", description="source: dataset.source read again (a glob picks up new files); "
+                                              "window: the monitored rows with their labels, added to dataset.source's rows")
+    promote: Literal["review", "auto"] = Field("review", description="review: the new version waits as @challenger; auto: promoted when its gate passed")
+    reference: Literal["none", "auto"] = Field("none", description="the data gate's reference in retrain runs: none (declared rules only: "
+                                               "drifted data breaks ranges learned from the champion's data) or auto (as in validation:)")
+    cooldown: str = Field("1d", pattern=_DURATION, description="no new retrain within this long of the last one")
+
+    @property
+    def enabled(self)->bool: return bool(self.on or self.schedule)
+
 class ColumnPrep(_Strict):
     "How one feature column is prepared inside the model; unset fields follow the column's type."
     kind: Literal["numeric", "categorical", "drop"]|None = None
@@ -241,7 +257,7 @@ class PipelineSpec(_Strict):
     evaluation: EvaluationSpec = EvaluationSpec()
     gate: GateSpec = GateSpec()
     drift: dict[str, Any] = {}
-    retrain: dict[str, Any] = {}
+    retrain: RetrainSpec = RetrainSpec()
 
     def step(self, name:str)->StepSpec:
         "The step called `name`."
@@ -263,7 +279,7 @@ def context_params(spec:PipelineSpec, settings:Settings|None=None)->dict:
              preprocessing={k: v.model_dump(mode="json") for k, v in spec.preprocessing.items()},
              candidates=[c.model_dump(mode="json") for c in spec.candidates], tuning=spec.tuning.model_dump(mode="json"),
              evaluation=spec.evaluation.model_dump(mode="json"),
-             gate=spec.gate.model_dump(mode="json"), drift=spec.drift, retrain=spec.retrain)
+             gate=spec.gate.model_dump(mode="json"), drift=spec.drift, retrain=spec.retrain.model_dump(mode="json"))
     if settings is not None: d.update(model_name=settings.model_name, experiment=settings.experiment)
     return d
 

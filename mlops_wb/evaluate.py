@@ -14,13 +14,36 @@ from sklearn import metrics as skm
 from .config import MlopsWbError
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'evaluate_model', 'evaluation_figures', 'permutation_importance_frame', 'slice_metrics',
-           'GateResult', 'check_gate', 'score_champion', 'model_card', 'evaluation_html']
+__all__ = ['LOWER_IS_BETTER', 'prediction_metrics', 'evaluate_model', 'evaluation_figures', 'permutation_importance_frame',
+           'slice_metrics', 'GateResult', 'check_gate', 'score_champion', 'model_card', 'evaluation_html']
 
 # %% ../nbs/06_evaluate.ipynb #ebe060bc
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "brier"}
 
 def _positive(model): return getattr(model, "classes_", [None, 1])[-1]   # the larger label (works for text labels too)
+
+def prediction_metrics(
+    y, pred,                  # true labels and predicted labels (or values)
+    task:str,                 # 'binary', 'multiclass' or 'regression'
+    proba=None,               # class probabilities (n x classes), when the model has them
+    classes=None,             # the model's classes, in the order of `proba`'s columns
+)->dict:                      # metric name -> value
+    "The usual metrics for `task` from labels and predictions (and probabilities when given)."
+    y, pred = pd.Series(np.asarray(y)), np.asarray(pred)
+    if task == "regression":
+        return dict(rmse=float(np.sqrt(skm.mean_squared_error(y, pred))), mae=float(skm.mean_absolute_error(y, pred)),
+                    r2=float(skm.r2_score(y, pred)) if len(y) > 1 else float("nan"))
+    pos = list(classes)[-1] if classes is not None else sorted(pd.unique(np.concatenate([y.to_numpy(), pred])), key=str)[-1]
+    f1 = (skm.f1_score(y, pred, average="binary", pos_label=pos, zero_division=0) if task == "binary"
+          else skm.f1_score(y, pred, average="macro", zero_division=0))
+    res = dict(accuracy=float(skm.accuracy_score(y, pred)), f1=float(f1))
+    if proba is not None:
+        res["log_loss"] = float(skm.log_loss(y, proba, labels=classes))
+        if y.nunique() > 1:
+            res["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]) if task == "binary" else
+                                   skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+        if task == "binary": res["brier"] = float(skm.brier_score_loss(y == pos, proba[:, 1]))
+    return res
 
 def evaluate_model(
     model, df:pd.DataFrame, target:str, # a fitted model, holdout rows and label column
@@ -28,22 +51,8 @@ def evaluate_model(
 )->dict:                                # metric name -> value
     "The usual holdout metrics for `task`."
     X, y = df.drop(columns=[target]), df[target]
-    pred = model.predict(X)
-    if task == "regression":
-        return dict(rmse=float(np.sqrt(skm.mean_squared_error(y, pred))), mae=float(skm.mean_absolute_error(y, pred)),
-                    r2=float(skm.r2_score(y, pred)))
-    pos = _positive(model)
-    f1 = (skm.f1_score(y, pred, average="binary", pos_label=pos, zero_division=0) if task == "binary"
-          else skm.f1_score(y, pred, average="macro", zero_division=0))
-    res = dict(accuracy=float(skm.accuracy_score(y, pred)), f1=float(f1))
-    if hasattr(model, "predict_proba"):
-        proba = model.predict_proba(X)
-        res["log_loss"] = float(skm.log_loss(y, proba, labels=model.classes_))
-        if y.nunique() > 1:
-            res["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]) if task == "binary" else
-                                   skm.roc_auc_score(y, proba, multi_class="ovr", labels=model.classes_))
-        if task == "binary": res["brier"] = float(skm.brier_score_loss(y == pos, proba[:, 1]))
-    return res
+    proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
+    return prediction_metrics(y, model.predict(X), task, proba, getattr(model, "classes_", None))
 
 # %% ../nbs/06_evaluate.ipynb #d27e1b61
 def evaluation_figures(model, df:pd.DataFrame, target:str, task:str)->dict[str, go.Figure]:

@@ -15,13 +15,14 @@ from .config import MlopsWbError, ConfigError
 from .data import dtype_kind
 
 # %% auto #0
-__all__ = ['DRIFT_DEFAULTS', 'drift_config', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift',
-           'column_drift', 'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile', 'parse_when',
-           'parse_duration', 'drift_html', 'run_monitor']
+__all__ = ['DRIFT_DEFAULTS', 'LOG_COLUMNS', 'BACKTEST_GRID', 'drift_config', 'column_profile', 'reference_profile', 'psi',
+           'psi_level', 'ColumnDrift', 'column_drift', 'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile',
+           'parse_when', 'parse_duration', 'drift_html', 'read_labels', 'join_labels', 'window_performance',
+           'load_current', 'run_monitor', 'backtest_rates', 'backtest']
 
 # %% ../nbs/12_monitor.ipynb #36e5a684
 DRIFT_DEFAULTS = dict(small_sample=1000, p_value=0.05, distance=0.1, effect_floor=0.1, share=0.5,
-                      psi_moderate=0.1, psi_significant=0.25, bins=10, sample_size=5000, max_categories=50, min_numeric_unique=6)
+                      psi_moderate=0.1, psi_significant=0.25, bins=10, sample_size=5000, quantiles=1000, max_categories=50, min_numeric_unique=6)
 
 def drift_config(section:dict|None=None)->dict:
     "The drift thresholds: `pipeline.yaml`'s `drift:` keys over the defaults; an unknown key is a `ConfigError`."
@@ -39,14 +40,18 @@ def column_profile(s:pd.Series, cfg:dict|None=None, seed:int=0)->dict:
     rng = np.random.default_rng(seed)
     miss = float(s.isna().mean()) if len(s) else 0.0
     x = s.dropna()
-    numeric = dtype_kind(s) == "number" and x.nunique() >= cfg["min_numeric_unique"]
+    k = cfg["min_numeric_unique"]   # a head is usually enough to see k distinct values (nunique of 1M values costs ~50 ms)
+    numeric = dtype_kind(s) == "number" and (x.iloc[:1000].nunique() >= k or x.nunique() >= k)
     if numeric:
         v = _num(x).to_numpy()
         edges = np.unique(np.quantile(v, np.linspace(0, 1, cfg["bins"] + 1)[1:-1]))
         counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
         smp = v if len(v) <= cfg["sample_size"] else rng.choice(v, cfg["sample_size"], replace=False)
+        nq = cfg["quantiles"]
+        qs = np.sort(v) if len(v) <= nq else np.quantile(v, (np.arange(nq) + 0.5) / nq)
         return dict(kind="numeric", rows=int(len(s)), missing=miss, edges=edges.tolist(), shares=(counts / max(len(v), 1)).tolist(),
-                    mean=float(v.mean()), std=float(v.std()), min=float(v.min()), max=float(v.max()), sample=smp.tolist())
+                    mean=float(v.mean()), std=float(v.std()), min=float(v.min()), max=float(v.max()), sample=smp.tolist(),
+                    quantiles=qs.tolist())
     vc = x.astype(str).value_counts()
     top = vc.iloc[:cfg["max_categories"]]
     shares = (top / max(len(x), 1)).to_dict()
@@ -94,7 +99,7 @@ def column_drift(name:str, prof:dict, cur:pd.Series, cfg:dict)->ColumnDrift:
     x = cur.dropna()
     if prof["kind"] == "numeric":
         v = _num(x); bad = int(v.isna().sum())
-        v = v.dropna().to_numpy()
+        v = np.sort(v.dropna().to_numpy())   # sorted once: scipy's merge and both searchsorted calls then run over ordered data
         res = ColumnDrift(name, "numeric", rows=int(len(v)),
                           problem=f"{bad} of {len(x)} values are not numbers (mistyped); compared the rest" if bad else None)
         if len(v) == 0: res.problem = "no numeric values to compare"; return res
@@ -102,11 +107,12 @@ def column_drift(name:str, prof:dict, cur:pd.Series, cfg:dict)->ColumnDrift:
         if small:
             r = _st.ks_2samp(ref, v)
             res.test, res.statistic, res.p_value, res.effect, res.threshold = "ks", float(r.statistic), float(r.pvalue), float(r.statistic), cfg["p_value"]
-            res.drifted = res.p_value < cfg["p_value"] and res.effect >= cfg["effect_floor"]
+            res.drifted = bool(res.p_value < cfg["p_value"] and res.effect >= cfg["effect_floor"])
         else:
-            w = _st.wasserstein_distance(ref, v) / (prof["std"] or 1.0)
-            res.test, res.statistic, res.effect, res.threshold = "wasserstein", float(w), float(w), cfg["distance"]
-            res.drifted = w >= cfg["distance"]
+            ref_q = np.asarray(prof.get("quantiles") or prof["sample"], dtype=float)   # the reference's quantile function
+            w = float(_st.wasserstein_distance(ref_q, v)) / (prof["std"] or 1.0)
+            res.test, res.statistic, res.effect, res.threshold = "wasserstein", w, w, cfg["distance"]
+            res.drifted = bool(w >= cfg["distance"])
         edges = np.asarray(prof["edges"]); counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
         res.psi = psi(prof["shares"], counts / len(v))
     else:
@@ -128,11 +134,11 @@ def column_drift(name:str, prof:dict, cur:pd.Series, cfg:dict)->ColumnDrift:
             else: chi, p, _, _ = _st.chi2_contingency(table, correction=False)
             v = float(np.sqrt(chi / table.sum())) if table.sum() else 0.0   # Cramér's V of a 2 x k table
             res.test, res.statistic, res.p_value, res.effect, res.threshold = "chi2", float(chi), float(p), v, cfg["p_value"]
-            res.drifted = res.p_value < cfg["p_value"] and v >= cfg["effect_floor"]
+            res.drifted = bool(res.p_value < cfg["p_value"] and v >= cfg["effect_floor"])
         else:
             js = float(_dist.jensenshannon(ref_sh, cur_sh))
             res.test, res.statistic, res.effect, res.threshold = "jensenshannon", js, js, cfg["distance"]
-            res.drifted = js >= cfg["distance"]
+            res.drifted = bool(js >= cfg["distance"])
         res.psi = psi(ref_sh, cur_sh)
     res.psi_level = psi_level(res.psi, cfg)
     return res
@@ -195,14 +201,15 @@ def parse_when(text:str|None, now:float|None=None)->float|None:
     except ValueError: raise MonitorError(f"{text!r}: expected an ISO time (2026-11-29T12:00) or a duration like 30m, 2h, 7d") from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
-def parse_duration(text:str|None)->float|None:
+def parse_duration(text:str|None, flag:str="--window")->float|None:
     if text is None: return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if not m: raise MonitorError(f"--window {text!r}: expected a duration like 30m, 2h, 7d")
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", str(text).strip())
+    if not m: raise MonitorError(f"{flag} {text!r}: expected a duration like 30m, 2h, 7d")
     return float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
 
-def drift_html(report:DriftReport, profile:dict, current:pd.DataFrame, title:str, max_overlays:int=8)->str:
-    "An offline HTML page: drift per feature and reference-vs-current overlays of the drifted features."
+def drift_html(report:DriftReport, profile:dict, current:pd.DataFrame, title:str, max_overlays:int=8,
+               performance:dict|None=None, service:dict|None=None)->str:
+    "An offline HTML page: drift per feature, reference-vs-current overlays of the drifted features, metrics over time, server figures."
     import html as _h
     import plotly.graph_objects as go
     cols = report.columns
@@ -223,6 +230,15 @@ def drift_html(report:DriftReport, profile:dict, current:pd.DataFrame, title:str
             f.add_bar(x=ks, y=[pr["shares"][k] for k in ks], name="reference"); f.add_bar(x=ks, y=[float(cur.get(k, 0)) for k in ks], name="current")
         f.update_layout(title=f"{c['column']}: {c['test']} {c['statistic']:.4g}, PSI {c['psi']:.3f} ({c['psi_level']})")
         figs.append(f)
+    if performance and performance.get("windows"):
+        w = performance["windows"]; f = go.Figure()
+        x = [datetime.fromtimestamp(v["start"], timezone.utc) for v in w]
+        for k in performance["current"]:
+            f.add_scatter(x=x, y=[v.get(k) for v in w], mode="lines+markers", name=k)
+            if k in performance["baseline"]:
+                f.add_scatter(x=[x[0], x[-1]], y=[performance["baseline"][k]] * 2, mode="lines", line_dash="dash", name=f"{k} (baseline)")
+        f.update_layout(title="Metrics over time (dashed: the version's holdout baseline)", xaxis_title="window start", yaxis_title="metric")
+        figs.append(f)
     def fmt(v, spec): return "" if v is None else format(v, spec)
     rows = "".join(f"<tr><td>{_h.escape(c['column'])}</td><td>{c['test'] or ''}</td><td>{fmt(c['effect'], '.4f')}</td>"
                    f"<td>{'yes' if c['drifted'] else 'no'}</td><td>{fmt(c['psi'], '.3f')}</td><td>{_h.escape(c['problem'] or '')}</td></tr>"
@@ -231,64 +247,150 @@ def drift_html(report:DriftReport, profile:dict, current:pd.DataFrame, title:str
             f"dataset drift: <b>{'yes' if report.dataset_drift else 'no'}</b>" + (f"; prediction drift: <b>{'yes' if report.prediction['drifted'] else 'no'}</b>" if report.prediction else "") + "</p>"
             + (f"<p>missing columns: {_h.escape(', '.join(report.missing_columns))}</p>" if report.missing_columns else "")
             + (f"<p>extra columns (ignored): {_h.escape(', '.join(report.extra_columns))}</p>" if report.extra_columns else ""))
+    if performance:
+        head += (f"<h2>Performance</h2><p>{performance['rows']} labelled rows ({performance['unlabelled']} not yet labelled)</p>"
+                 "<table border=1 cellpadding=3><tr><th>metric</th><th>current</th><th>baseline</th></tr>"
+                 + "".join(f"<tr><td>{k}</td><td>{v:.4f}</td><td>{fmt(performance['baseline'].get(k), '.4f')}</td></tr>" for k, v in performance["current"].items())
+                 + "</table>")
+    if service:
+        head += ("<h2>Server</h2><p>" + "; ".join(f"{k}: {fmt(v, '.4g') if isinstance(v, float) else v}" for k, v in service.items()) + "</p>")
     body = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_h.escape(title)}</title></head><body><h1>{_h.escape(title)}</h1>{head}"
             f"<table border=1 cellpadding=3><tr><th>column</th><th>test</th><th>effect</th><th>drifted</th><th>PSI</th><th>problem</th></tr>{rows}</table>{body}</body></html>")
 
 # %% ../nbs/12_monitor.ipynb #741e1359
+def read_labels(path:str|Path, root:str|Path, target:str)->pd.DataFrame:
+    "A labels file as (request_id, row, label); `row` is None when the file has no row column."
+    from mlops_wb.data import read_source
+    lab = read_source(str(path), root)
+    col = target if target in lab.columns else "label" if "label" in lab.columns else None
+    if "request_id" not in lab.columns or col is None:
+        raise MonitorError(f"{path}: a labels file needs the columns request_id and {target!r} (or 'label'); it has {list(lab.columns)[:20]}")
+    out = pd.DataFrame({"request_id": lab["request_id"].astype(str), "row": lab["row"].astype(int) if "row" in lab.columns else None,
+                        "label": lab[col]})
+    keys = ["request_id", "row"] if "row" in lab.columns else ["request_id"]
+    dup = out.duplicated(keys)
+    if dup.any(): raise MonitorError(f"{path}: {int(dup.sum())} duplicate label(s), first for request {out[dup].request_id.iloc[0]}")
+    return out
+
+def join_labels(log:pd.DataFrame, labels:pd.DataFrame)->pd.Series:
+    "The label of each inference-log row (NaN where none arrived); a request with several rows needs a `row` column."
+    if labels["row"].isna().all():
+        multi = log.groupby("request_id")["row"].transform("size") > 1
+        if multi[log.request_id.isin(labels.request_id)].any():
+            raise MonitorError("labels without a row column, but some labelled requests carry several rows: add a row column")
+        m = dict(zip(labels.request_id, labels.label))
+        return pd.Series([m.get(r, np.nan) for r in log.request_id.astype(str)], index=log.index, dtype=object)
+    m = {(r, int(i)): v for r, i, v in zip(labels.request_id, labels.row, labels.label)}
+    return pd.Series([m.get((r, int(i)), np.nan) for r, i in zip(log.request_id.astype(str), log.row)], index=log.index, dtype=object)
+
+def window_performance(
+    y, pred, task:str,           # labels (NaN: not labelled yet), predictions, task
+    proba=None, classes=None,    # class probabilities, when known
+    times=None, every:float|None=None,  # UNIX time per row and a bucket length in seconds
+    baseline:dict|None=None,     # the version's holdout metrics
+)->dict|None:
+    "The task's metrics over the labelled rows and per time bucket, with the baseline; None when nothing is labelled."
+    from mlops_wb.evaluate import prediction_metrics
+    y = pd.Series(np.asarray(y, dtype=object)); has = y.notna().to_numpy()
+    if not has.any(): return None
+    yl = y[has].infer_objects().reset_index(drop=True)
+    if task == "regression": yl = yl.astype(float)
+    pr, pp = np.asarray(pred)[has], (np.asarray(proba)[has] if proba is not None else None)
+    cur = prediction_metrics(yl, pr, task, pp, classes)
+    windows = []
+    if times is not None and every:
+        t = np.asarray(times, dtype=float)[has]; b = np.floor((t - t.min()) / every).astype(int)
+        for k in np.unique(b):
+            i = b == k
+            windows.append({"start": float(t.min() + k * every), "end": float(t.min() + (k + 1) * every), "rows": int(i.sum()),
+                            **prediction_metrics(yl[i], pr[i], task, pp[i] if pp is not None else None, classes)})
+    base = {k: v for k, v in (baseline or {}).items() if k in cur}
+    return {"rows": int(has.sum()), "unlabelled": int((~has).sum()), "current": cur, "baseline": base, "windows": windows}
+
+# %% ../nbs/12_monitor.ipynb #4ba35f0d
 def _metric_name(s): return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(s))[:200]
+
+LOG_COLUMNS = ("id", "request_id", "row", "ts", "model_name", "model_version", "alias", "client_key", "prediction", "latency_ms")
+
+def _task(model)->str:
+    c = getattr(model, "classes_", None)
+    return "regression" if c is None else "binary" if len(c) == 2 else "multiclass"
+
+def load_current(root:Path, client, settings, spec, mv, profile:dict, data:str|None=None, since:str|None=None, window:str|None=None,
+                 labels:str|None=None, every:str|None=None, now:float|None=None)->dict:
+    "The current window: rows, predictions, labelled performance and (from the log) the server's figures."
+    import mlflow
+    from mlops_wb.data import read_source
+    features, target = list(profile["columns"]), spec.dataset.target
+    model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
+    task = _task(model); classes = getattr(model, "classes_", None)
+    baseline = dict(client.get_run(mv.run_id).data.metrics)
+    every_s = parse_duration(every, "--every")
+    if data is not None:
+        if labels is not None: raise MonitorError("--labels goes with the inference log; with --data, the file's target column holds the labels")
+        current = read_source(data, root)
+        y = current.pop(target) if target in current.columns else None
+        preds = proba = None
+        if all(c in current.columns for c in features):
+            try:
+                preds = model.predict(current[features])
+                if classes is not None and hasattr(model, "predict_proba"): proba = model.predict_proba(current[features])
+            except Exception: preds = proba = None   # mistyped columns: drift still computed column by column
+        tcol = spec.dataset.time_column
+        times = (pd.to_datetime(current[tcol]).astype("int64").to_numpy() / 1e9) if (tcol and tcol in current.columns and every_s) else None
+        perf = window_performance(y, preds, task, proba, classes, times, every_s, baseline) if (y is not None and preds is not None) else None
+        return dict(current=current, preds=preds, source=str(data), t0=None, t1=None, performance=perf, service=None, task=task, labels=y)
+    from mlops_wb.serve import read_inference_log, read_service_log
+    if not settings.inference_log or not Path(settings.inference_log).exists():
+        raise MonitorError(f"no inference log at {settings.inference_log}; serve the model first, or pass --data FILE")
+    now = _time.time() if now is None else now
+    t0 = parse_when(since, now); dur = parse_duration(window)
+    t1 = (t0 + dur) if (t0 is not None and dur is not None) else None
+    if t0 is None and dur is not None: t0 = now - dur
+    log = read_inference_log(settings.inference_log, t0, t1, version=str(mv.version))
+    if log.empty: raise MonitorError(f"the inference log has no rows of {mv.name} version {mv.version} in that window")
+    perf = y = None
+    if labels is not None:
+        y = join_labels(log, read_labels(labels, root, target))
+        perf = window_performance(y, log["prediction"].to_numpy(), task, None, classes, log["ts"].to_numpy(), every_s, baseline)
+        if perf is None: raise MonitorError(f"{labels}: none of its labels matches a request of version {mv.version} in that window")
+    return dict(current=log, preds=log["prediction"].to_numpy(), source=f"inference log {settings.inference_log}", t0=t0, t1=t1,
+                performance=perf, service=read_service_log(settings.inference_log, t0, t1), task=task, labels=y)
 
 def run_monitor(
     root:str|Path,               # project root
     ref:str|None=None,           # model version (NAME@ALIAS or NAME/VERSION); default the @champion
-    data:str|None=None,          # a CSV/Parquet file of current rows
+    data:str|None=None,          # a CSV/Parquet file of current rows (a target column there is the labels)
     since:str|None=None,         # inference-log window start: ISO time or duration ago ('2h')
     window:str|None=None,        # inference-log window length ('1h'); default up to now
+    labels:str|None=None,        # labels for the inference log: request_id, [row], target (or label)
+    every:str|None=None,         # performance per bucket of this length ('1h')
+    retrain:bool=True,           # let alerts start a retrain when pipeline.yaml's retrain policy says so
 )->dict:
-    "Drift of current data against model version `ref`'s reference profile; reports written and logged as a monitoring run."
-    import mlflow
+    "Drift (and performance) of current data against model version `ref`; reports written, logged as a monitoring run; alerts and retraining follow."
     from mlflow.entities import Metric
     from mlops_wb.config import load_settings, load_pipeline
     from mlops_wb.tracking import connect, experiment_id, TAG_KIND
     from mlops_wb.registry import get_version
-    from mlops_wb.data import read_source
+    from mlops_wb.alerts import check_rules, evaluate_rules, record_alerts
     root = Path(root)
-    settings = load_settings(root)
+    settings, spec = load_settings(root), load_pipeline(root)
+    cfg = drift_config(spec.drift)
+    rules = check_rules(spec.drift.get("alerts", []))
     client, _ = connect(settings)
-    try: drift_section = load_pipeline(root).drift
-    except Exception: drift_section = {}
-    cfg = drift_config(drift_section)
-    from mlops_wb.alerts import check_rules
-    check_rules(drift_section.get("alerts", []))
     mv = get_version(client, ref or f"{settings.model_name}@champion")
     profile = load_profile(client, mv)
-    features = list(profile["columns"])
-    if data is not None:
-        current = read_source(data, root)
-        usable = [c for c in features if c in current.columns]
-        preds = None
-        if len(usable) == len(features):
-            model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
-            try: preds = model.predict(current[features])
-            except Exception: preds = None   # mistyped columns: drift still computed column by column
-        source, t0, t1 = str(data), None, None
-    else:
-        from mlops_wb.serve import read_inference_log
-        if not settings.inference_log or not Path(settings.inference_log).exists():
-            raise MonitorError(f"no inference log at {settings.inference_log}; serve the model first, or pass --data FILE")
-        t0 = parse_when(since); dur = parse_duration(window)
-        t1 = (t0 + dur) if (t0 is not None and dur is not None) else None
-        if t0 is None and dur is not None: t0 = _time.time() - dur
-        log = read_inference_log(settings.inference_log, t0, t1, version=str(mv.version))
-        if log.empty: raise MonitorError(f"the inference log has no rows of {mv.name} version {mv.version} in that window")
-        current, preds, source = log, log["prediction"].to_numpy(), f"inference log {settings.inference_log}"
-    report = dataset_drift(profile, current, preds, cfg)
+    cur = load_current(root, client, settings, spec, mv, profile, data, since, window, labels, every)
+    current, perf, service = cur["current"], cur["performance"], cur["service"]
+    report = dataset_drift(profile, current, cur["preds"], cfg)
+    if data is None: report.extra_columns = [c for c in report.extra_columns if c not in LOG_COLUMNS]   # the log's own columns
     eid = experiment_id(client, settings, f"{settings.experiment}-monitoring")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run = client.create_run(eid, run_name=f"{mv.name}-v{mv.version}-{stamp}",
                             tags={TAG_KIND: "monitoring", "mlops_wb.model": mv.name, "mlops_wb.model_version": str(mv.version),
-                                  "mlops_wb.source": source[:500], "mlops_wb.dataset_drift": str(report.dataset_drift).lower(),
-                                  "mlops_wb.window": json.dumps([t0, t1])})
+                                  "mlops_wb.source": cur["source"][:500], "mlops_wb.dataset_drift": str(report.dataset_drift).lower(),
+                                  "mlops_wb.window": json.dumps([cur["t0"], cur["t1"]])})
     ts = int(_time.time() * 1000)
     ms = [Metric("share_drifted", report.share_drifted, ts, 0), Metric("dataset_drift", float(report.dataset_drift), ts, 0),
           Metric("rows", float(report.rows), ts, 0)]
@@ -296,18 +398,111 @@ def run_monitor(
         if c["psi"] is not None: ms.append(Metric(_metric_name(f"psi.{c['column']}"), c["psi"], ts, 0))
         if c["effect"] is not None: ms.append(Metric(_metric_name(f"effect.{c['column']}"), c["effect"], ts, 0))
     if report.prediction and report.prediction["effect"] is not None: ms.append(Metric("prediction_drift", float(report.prediction["drifted"]), ts, 0))
+    for k, v in ((perf or {}).get("current") or {}).items(): ms.append(Metric(_metric_name(f"perf.{k}"), float(v), ts, 0))
+    for k, v in (service or {}).items():
+        if v is not None: ms.append(Metric(_metric_name(f"service.{k}"), float(v), ts, 0))
     for i in range(0, len(ms), 900): client.log_batch(run.info.run_id, metrics=ms[i:i + 900])
     out = root/"reports"/"monitor"; out.mkdir(parents=True, exist_ok=True)
-    doc = {**report.to_dict(), "model": mv.name, "version": str(mv.version), "source": source, "run_id": run.info.run_id}
+    doc = {**report.to_dict(), "model": mv.name, "version": str(mv.version), "source": cur["source"], "run_id": run.info.run_id,
+           "task": cur["task"], "performance": perf, "service": service}
     jpath, hpath = out/f"{run.info.run_id}.json", out/f"{run.info.run_id}.html"
     from mlops_wb.step import atomic_write
     atomic_write(jpath, lambda t: t.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8"))
-    atomic_write(hpath, lambda t: t.write_text(drift_html(report, profile, current, f"Drift of {mv.name} version {mv.version}: {source}"), encoding="utf-8"))
+    atomic_write(hpath, lambda t: t.write_text(drift_html(report, profile, current, f"Drift of {mv.name} version {mv.version}: {cur['source']}",
+                                                          performance=perf, service=service), encoding="utf-8"))
     client.log_artifact(run.info.run_id, str(jpath), "report"); client.log_artifact(run.info.run_id, str(hpath), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
     client.set_model_version_tag(mv.name, mv.version, "mlops_wb.last_monitoring_run", run.info.run_id)
-    from mlops_wb.alerts import evaluate_rules, record_alerts
-    alerts = record_alerts(client, settings, evaluate_rules(drift_section.get("alerts", []), doc), mv.name, str(mv.version),
-                           run.info.run_id, str(hpath))
+    fired = evaluate_rules(rules, doc, service, perf)
+    from mlops_wb.retrain import schedule_alert, maybe_retrain
+    due = schedule_alert(spec.retrain, mv)
+    if due: fired.append(due)
+    alerts = record_alerts(client, settings, fired, mv.name, str(mv.version), run.info.run_id, str(hpath))
     if alerts: client.set_tag(run.info.run_id, "mlops_wb.alerts", json.dumps([a["id"] for a in alerts]))
-    return {**doc, "html": str(hpath), "json": str(jpath), "alerts": alerts}
+    res = {**doc, "html": str(hpath), "json": str(jpath), "alerts": alerts, "retrain": None}
+    if retrain and alerts and spec.retrain.enabled:
+        res["retrain"] = maybe_retrain(root, client, settings, spec, mv, alerts,
+                                       window=current.assign(**{spec.dataset.target: cur["labels"].to_numpy()}) if perf else None)
+    return res
+
+# %% ../nbs/12_monitor.ipynb #8627bd34
+BACKTEST_GRID = dict(distance=[0.05, 0.1, 0.15, 0.2, 0.3], p_value=[0.001, 0.01, 0.05], effect_floor=[0.0, 0.05, 0.1, 0.2],
+                     psi=[0.1, 0.25])
+
+def backtest_rates(reports:list[dict], cfg:dict, rules:list|None=None, grid:dict|None=None)->dict:
+    "How often each threshold alerts over `reports` (DriftReport dicts of stable windows)."
+    from mlops_wb.alerts import evaluate_rules
+    grid = grid or BACKTEST_GRID
+    rows = [dict(window=i, **c) for i, r in enumerate(reports) for c in r["columns"] if c["test"] is not None]
+    df = pd.DataFrame(rows); n = len(reports)
+    out = {"windows": n, "dataset_drift_rate": float(np.mean([r["dataset_drift"] for r in reports])) if n else 0.0}
+    if df.empty: return {**out, "columns": {}, "grid": {}, "rules": {}, "max_effect": {}}
+    out["columns"] = {c: {"test": g.test.iloc[0], "drift_rate": float(g.drifted.mean()), "max_effect": float(g.effect.max()),
+                          "psi_moderate_rate": float((g.psi >= cfg["psi_moderate"]).mean()),
+                          "psi_significant_rate": float((g.psi > cfg["psi_significant"]).mean())}
+                      for c, g in df.groupby("column", sort=False)}
+    dist, pt = df[df.p_value.isna()], df[df.p_value.notna()]
+    def ds_rate(flags):   # share of windows whose drifted share would reach `share`
+        return float((flags.groupby(df.window).mean() >= cfg["share"]).reindex(range(n), fill_value=False).mean())
+    g = {}
+    if len(dist): g["distance"] = [{"threshold": t, "column_rate": float((dist.effect >= t).mean()),
+                                    "dataset_drift_rate": ds_rate((df.p_value.isna() & (df.effect >= t)) | (df.p_value.notna() & df.drifted))}
+                                   for t in grid["distance"]]
+    if len(pt): g["p_value"] = [{"threshold": p, "effect_floor": f, "column_rate": float(((pt.p_value < p) & (pt.effect >= f)).mean()),
+                                 "dataset_drift_rate": ds_rate((df.p_value.notna() & (df.p_value < p) & (df.effect >= f)) | (df.p_value.isna() & df.drifted))}
+                                for p in grid["p_value"] for f in grid["effect_floor"]]
+    g["psi"] = [{"threshold": t, "column_rate": float((df.psi > t).mean())} for t in grid["psi"]]
+    out["grid"] = g
+    out["max_effect"] = {t: float(d.effect.max()) for t, d in df.groupby("test")}
+    out["rules"] = {json.dumps(r): float(np.mean([any(True for _ in evaluate_rules([r], rep)) for rep in reports])) for r in (rules or [])}
+    return out
+
+def backtest(
+    root:str|Path, ref:str|None=None,   # project root and model version (default @champion)
+    data:str|None=None,                 # a file of stable rows; default the inference log
+    since:str|None=None, window:str|None=None,  # inference-log range
+    every:str|None=None,                # window length: by the time column (file) or log time
+    chunks:int=10,                      # a file without a time column: this many equal windows
+)->dict:
+    "Replay stable windows against the reference profile and measure how often each threshold alerts; written to reports/monitor/."
+    from mlops_wb.config import load_settings, load_pipeline
+    from mlops_wb.tracking import connect
+    from mlops_wb.registry import get_version
+    from mlops_wb.alerts import check_rules
+    from mlops_wb.data import read_source
+    root = Path(root)
+    settings, spec = load_settings(root), load_pipeline(root)
+    cfg, rules = drift_config(spec.drift), check_rules(spec.drift.get("alerts", []))
+    client, _ = connect(settings)
+    mv = get_version(client, ref or f"{settings.model_name}@champion")
+    profile = load_profile(client, mv)
+    every_s = parse_duration(every, "--every")
+    if data is not None:
+        cur = read_source(data, root); cur = cur.drop(columns=[spec.dataset.target], errors="ignore")
+        tcol = spec.dataset.time_column
+        if tcol and tcol in cur.columns and every_s:
+            t = pd.to_datetime(cur[tcol]).astype("int64").to_numpy() / 1e9
+            parts = [g for _, g in cur.groupby(np.floor((t - t.min()) / every_s))]
+        else:
+            if chunks < 2: raise MonitorError(f"--chunks {chunks}: need at least 2 windows")
+            parts = [cur.iloc[i] for i in np.array_split(np.arange(len(cur)), chunks)]
+        source = str(data)
+    else:
+        from mlops_wb.serve import read_inference_log
+        if not settings.inference_log or not Path(settings.inference_log).exists():
+            raise MonitorError(f"no inference log at {settings.inference_log}; pass --data FILE of stable rows")
+        if not every_s: raise MonitorError("--backtest over the inference log needs --every (the window length, e.g. 1h)")
+        t0 = parse_when(since); dur = parse_duration(window)
+        log = read_inference_log(settings.inference_log, t0, (t0 + dur) if (t0 is not None and dur) else None, version=str(mv.version))
+        parts = [g for _, g in log.groupby(np.floor((log.ts - log.ts.min()) / every_s))] if len(log) else []
+        source = f"inference log {settings.inference_log}"
+    parts = [p for p in parts if len(p)]
+    if len(parts) < 2: raise MonitorError(f"{source}: {len(parts)} window(s) of data; a backtest needs at least 2 (more data, or a shorter --every)")
+    reports = [dataset_drift(profile, p, p["prediction"].to_numpy() if "prediction" in p.columns else None, cfg).to_dict() for p in parts]
+    res = {"model": mv.name, "version": str(mv.version), "source": source, "window_rows": [len(p) for p in parts], "config": cfg,
+           **backtest_rates(reports, cfg, rules)}
+    out = root/"reports"/"monitor"; out.mkdir(parents=True, exist_ok=True)
+    path = out/f"backtest-{mv.name}-v{mv.version}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.json"
+    from mlops_wb.step import atomic_write
+    atomic_write(path, lambda t: t.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8"))
+    return {**res, "json": str(path)}

@@ -272,6 +272,7 @@ def run_pipeline(
     explain:bool=False,        # dry run: say for each step whether it would run and why; record nothing
     on_event:Callable|None=None, # called as on_event(kind, step_result) with kind 'start' or 'end'
     timeout:float|None=None,   # seconds a single cell may run
+    tags:dict|None=None,       # extra tags for the pipeline run (e.g. the alert that started a retrain)
 )->PipelineResult:
     "Run the project's pipeline; raises `StepFailed` or `RunInterrupted` after recording the runs."
     t0 = time.time()
@@ -295,7 +296,7 @@ def run_pipeline(
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         parent = client.create_run(exp_id, run_name=f"{spec.project}-{stamp}",
                                    tags={**base_tags, TAG_KIND: "pipeline", TAG_STEPS: json.dumps(order),
-                                         "mlops_wb.host": socket.gethostname(), "mlops_wb.pid": str(os.getpid())})
+                                         "mlops_wb.host": socket.gethostname(), "mlops_wb.pid": str(os.getpid()), **(tags or {})})
         prid = parent.info.run_id
         reports = root/"reports"/prid; reports.mkdir(parents=True, exist_ok=True)
         client.log_text(prid, (root/"pipeline.yaml").read_text(encoding="utf-8"), "pipeline.yaml")

@@ -18,7 +18,8 @@ from .config import MlopsWbError, ConfigError, Settings
 # %% auto #0
 __all__ = ['NUMERIC_TYPES', 'LOG_SCHEMA', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'BadRequest', 'InputSchema',
            'parse_request', 'compile_pipeline', 'probe_rows', 'Slot', 'load_slot', 'canary_pick', 'Models', 'Batcher',
-           'open_log', 'InferenceLog', 'read_inference_log', 'ServeOptions', 'create_app', 'serve', 'score_file']
+           'open_log', 'InferenceLog', 'read_inference_log', 'read_service_log', 'ServeOptions', 'create_app', 'serve',
+           'score_file']
 
 # %% ../nbs/11_serve.ipynb #907abec8
 class BadRequest(Exception):
@@ -316,7 +317,11 @@ LOG_SCHEMA = """CREATE TABLE IF NOT EXISTS inference (
   model_name TEXT, model_version TEXT NOT NULL, alias TEXT, client_key TEXT,
   features TEXT NOT NULL, prediction TEXT NOT NULL, latency_ms REAL);
 CREATE INDEX IF NOT EXISTS inference_ts ON inference(ts);
-CREATE TABLE IF NOT EXISTS inference_columns (model_version TEXT PRIMARY KEY, columns TEXT NOT NULL);"""
+CREATE TABLE IF NOT EXISTS inference_columns (model_version TEXT PRIMARY KEY, columns TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+  request_id TEXT NOT NULL, ts REAL NOT NULL, model_version TEXT, status INTEGER NOT NULL, rows INTEGER NOT NULL,
+  latency_ms REAL, error_code TEXT);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);"""
 
 def open_log(path:str|Path)->sqlite3.Connection:
     "The inference log database at `path` (created, WAL mode)."
@@ -330,13 +335,16 @@ class InferenceLog:
     "Appends scored rows off the request path; a thread commits them in batches."
     def __init__(self, path:str|Path, model_name:str="", flush_interval:float=0.5):
         self.path, self.model_name, self.flush_interval = Path(path), model_name, flush_interval
-        self.pending, self.lock, self.stop_ev = [], threading.Lock(), threading.Event()
+        self.pending, self.requests, self.lock, self.stop_ev = [], [], threading.Lock(), threading.Event()
         self.written, self.known, self.new_columns = 0, set(), {}
         self.con = open_log(self.path)
         self.thread = threading.Thread(target=self._loop, name="inference-log", daemon=True)
         self.thread.start()
     def append(self, request_id, ts, slot, client_key, cols, n, pred, latency_ms):
         with self.lock: self.pending.append((request_id, ts, slot.version, slot.alias, client_key, slot.schema.columns, cols, n, pred, latency_ms))
+    def request(self, request_id, ts, version, status, rows, latency_ms, error_code=None):
+        "Record one request, answered or refused."
+        with self.lock: self.requests.append((request_id, ts, version, int(status), int(rows), latency_ms, error_code))
     def _rows(self, items):
         dumps = orjson.dumps
         for rid, ts, ver, alias, key, names, cols, n, pred, lat in items:
@@ -346,10 +354,11 @@ class InferenceLog:
             for i, (row, p) in enumerate(zip(zip(*vals), predl)):   # features: a JSON array in the version's column order
                 yield (rid, i, ts, self.model_name, ver, alias, key, dumps(row).decode(), dumps(p).decode(), lat)
     def flush(self):
-        with self.lock: items, self.pending = self.pending, []
-        if not items: return 0
+        with self.lock: items, self.pending, reqs, self.requests = self.pending, [], self.requests, []
+        if not items and not reqs: return 0
         rows = list(self._rows(items))
         with self.con:
+            if reqs: self.con.executemany("INSERT INTO requests VALUES (?,?,?,?,?,?,?)", reqs)
             if self.new_columns:
                 self.con.executemany("INSERT OR IGNORE INTO inference_columns VALUES (?, ?)",
                                      [(v, orjson.dumps(c).decode()) for v, c in self.new_columns.items()])
@@ -376,6 +385,23 @@ def read_inference_log(path:str|Path, since:float|None=None, until:float|None=No
     finally: con.close()
     feats = pd.DataFrame([dict(zip(names.get(v, []), orjson.loads(f))) for v, f in zip(df.model_version, df.features)]) if len(df) else pd.DataFrame()
     return pd.concat([df.drop(columns=["features"]).assign(prediction=[orjson.loads(p) for p in df.prediction]), feats], axis=1)
+
+def read_service_log(path:str|Path, since:float|None=None, until:float|None=None)->dict:
+    "Server figures over a window of the request log: requests, error rates, latency percentiles (ms) of answered requests."
+    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        q, args = "SELECT status, latency_ms FROM requests WHERE 1=1", []
+        if since is not None: q += " AND ts >= ?"; args.append(since)
+        if until is not None: q += " AND ts < ?"; args.append(until)
+        try: st = np.array(con.execute(q, args).fetchall(), dtype=float).reshape(-1, 2)
+        except sqlite3.OperationalError: st = np.empty((0, 2))   # a log written before requests were recorded
+    finally: con.close()
+    n = len(st)
+    if not n: return dict(requests=0, errors=0, error_rate=None, server_error_rate=None, latency_p50_ms=None, latency_p99_ms=None)
+    ok = st[st[:, 0] < 400, 1]
+    p50, p99 = (np.percentile(ok, [50, 99]).tolist() if len(ok) else (None, None))
+    return dict(requests=n, errors=int((st[:, 0] >= 400).sum()), error_rate=float((st[:, 0] >= 400).mean()),
+                server_error_rate=float((st[:, 0] >= 500).mean()), latency_p50_ms=p50, latency_p99_ms=p99)
 
 # %% ../nbs/11_serve.ipynb #ff483fa5
 _ROWS = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
@@ -507,14 +533,18 @@ def create_app(client, opts:ServeOptions):
             pred, P = await batcher.score(slot, cols, n, proba)
         except BadRequest as e:
             prom["requests"].labels(slot.version if slot else "none", str(e.status)).inc()
+            if state["log"]: state["log"].request(rid, time.time(), slot.version if slot else None, e.status, 0, (time.perf_counter() - t0) * 1000, e.code)
             return _json(e.body(), e.status, rid)
         except Exception as e:   # a bug or a model that cannot score: an error status, never a stack trace
             prom["requests"].labels(slot.version if slot else "none", "500").inc()
+            if state["log"]: state["log"].request(rid, time.time(), slot.version if slot else None, 500, 0, (time.perf_counter() - t0) * 1000, "INTERNAL")
             return _json({"error_code": "INTERNAL", "message": f"scoring failed ({type(e).__name__})", "field": None}, 500, rid)
         lat = time.perf_counter() - t0
         prom["requests"].labels(slot.version, "200").inc(); prom["rows"].labels(slot.version).inc(n)
         prom["latency"].labels(slot.version).observe(lat)
-        if state["log"]: state["log"].append(rid, time.time(), slot, key, cols, n, pred, lat * 1000)
+        if state["log"]:
+            now = time.time()
+            state["log"].append(rid, now, slot, key, cols, n, pred, lat * 1000); state["log"].request(rid, now, slot.version, 200, n, lat * 1000)
         out = {"predictions": pred.tolist(), "model_version": slot.version, "alias": slot.alias, "request_id": rid}
         if P is not None: out.update(classes=slot.classes, probabilities=P)
         if extra: out["ignored_columns"] = extra
