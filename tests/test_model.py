@@ -183,3 +183,15 @@ def test_monitor_reports_drift_against_the_stored_profile(project, tmp_path):
     assert not (tmp_path / "mlruns").exists() and not (root / "mlruns").exists()   # artifacts stay in the project's store
     res = cli(root, "monitor", f"{M}/2", "--since", "2h")    # nothing served yet: a clear error, exit 2
     assert res.returncode == 2 and "no inference log" in res.stderr, res.stderr
+    res = cli(root, "monitor", f"{M}/2", "--backtest", "--data", "same.csv", "--chunks", "3", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    bt = json.loads(res.stdout)   # three windows of rows the model was trained on: the configured thresholds stay quiet
+    assert bt["windows"] == 3 and bt["window_rows"] == [100, 100, 100] and bt["dataset_drift_rate"] == 0.0
+    assert set(bt["columns"]) == set(X.columns) and Path(bt["json"]).exists()
+    assert bt["rules"] == {'{"kind": "dataset_drift"}': 0.0, '{"kind": "psi", "column": "mean_radius", "above": 0.25}': 0.0}
+    res = cli(root, "monitor", f"{M}/2", "--backtest", "--data", "same.csv", "--chunks", "1")
+    assert res.returncode == 2 and "at least 2 windows" in res.stderr, res.stderr
+    spec["drift"] = {"threshold": 0.2}   # a typo in pipeline.yaml is an error, not silently the defaults
+    (root / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    res = cli(root, "monitor", f"{M}/2", "--data", "same.csv")
+    assert res.returncode == 2 and "drift: unknown key(s) ['threshold']" in res.stderr, res.stderr
