@@ -11,8 +11,8 @@ Each side then runs in its own child process, which reads both files (not timed)
 - Evidently (.venv/evidently/bin/python tools/evidently_drift.py): `Report([DataDriftPreset()]).run(current,
   reference)` with its default methods and type inference, including building the result dict (Snapshot.dict()).
 Both sides then pick the same methods here: reference > 1,000 rows, so Wasserstein distance / std for the
-numeric columns and Jensen-Shannon distance for the categorical ones (ours from the profile's 5,000-value
-sample of each numeric column, Evidently from all reference values).
+numeric columns and Jensen-Shannon distance for the categorical ones (ours from the profile's 1,000-point
+quantile function of each numeric column, Evidently from all reference values).
 With --repeat R each child repeats the timed part R times and reports the fastest. Peak memory is each child
 process's ru_maxrss (its peak resident set, so it includes the interpreter, the libraries and both frames).
 "ratio" is Evidently's time over ours (drift only). "same verdicts" says whether both flagged the same columns.
