@@ -213,7 +213,7 @@ class KernelPool:
         from jupyter_core.utils import run_sync
         km = AsyncKernelManager(kernel_name="python3")
         run_sync(km.start_kernel)(cwd=str(self.cwd), extra_arguments=KERNEL_ARGS)
-        kc = km.client(); kc.start_channels()
+        kc = km.client(); kc.start_channels(hb=False)   # no heartbeat thread: this client only sends the warm-up imports
         kc.execute(self.warm, silent=True, store_history=False)   # runs in the kernel while we go on
         return km, kc
 
