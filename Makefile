@@ -32,8 +32,14 @@ sync-check: $(STAMP)
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
 
-pytest: $(STAMP) $(VENV)/evidently/.installed
+pytest: $(STAMP) $(VENV)/evidently/.installed $(VENV)/.chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
+
+# The browser tests drive Debian's chromium (Playwright's own browser download is never used).
+$(VENV)/.chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	chromium --version
+	touch $@
 
 # Evidently in its own venv (it needs pandas<3): only tests/test_evidently.py and bench/bench_drift.py use it.
 $(VENV)/evidently/.installed: tools/evidently-requirements.txt

@@ -14,7 +14,7 @@ from .config import MlopsWbError, ConfigError, find_project_root, load_settings
 # %% auto #0
 __all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'cmd_lineage',
            'cmd_data', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
-           'cmd_monitor', 'install_kernel', 'cmd_lab', 'main']
+           'cmd_monitor', 'cmd_dashboard', 'install_kernel', 'cmd_lab', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
 EXIT_CODES = """exit status:
@@ -126,6 +126,11 @@ def build_parser()->argparse.ArgumentParser:
     mo.add_argument("--backtest", action="store_true", help="replay stable windows (--data or the log) and report false-alarm rates")
     mo.add_argument("--chunks", type=int, default=10, help="--backtest on a file without a time column: this many windows (default 10)")
     mo.add_argument("--json", action="store_true")
+    db = sub.add_parser("dashboard", help="the reviewers' Voila dashboards (experiments, promotion, drift) on 127.0.0.1",
+                        description="Start one Voila server on the project with a landing page linking the experiments, "
+                                    "promotion and drift dashboards (nbs/dashboards/); prints the URL. Ctrl-C stops it.")
+    db.add_argument("--host", default="127.0.0.1")
+    db.add_argument("--port", type=int, default=8866)
     u = sub.add_parser("ui", help="start the MLflow UI on the project's tracking store",
                        description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
     u.add_argument("--host", default="127.0.0.1")
@@ -210,10 +215,10 @@ def cmd_status(args, root)->int:
         t.add_row(r.info.run_id, started, run_state(r), dur, steps)
     con.print(t); return 0
 
-def run_child(cmd:list, cwd)->int:
+def run_child(cmd:list, cwd, env:dict|None=None)->int:
     "Run a long-lived server as its own process group; Ctrl-C or SIGTERM stop the whole group, so nothing outlives the command."
     import signal
-    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, env=env)
     def _stop(signum, frame): raise KeyboardInterrupt
     old = signal.signal(signal.SIGTERM, _stop)
     try: return proc.wait()
@@ -438,6 +443,18 @@ def cmd_monitor(args, root)->int:
     print(f"report: {r['html']}; monitoring run {r['run_id']}")
     return 0
 
+def cmd_dashboard(args, root)->int:
+    "Start Voila on 127.0.0.1 with the three dashboards and a landing page."
+    dash = Path(root)/"nbs"/"dashboards"
+    if not (dash/"index.ipynb").exists():
+        raise ConfigError(f"{dash}: no dashboards here; copy nbs/dashboards/ from the mlops-wb repository into the project")
+    url = f"http://{args.host}:{args.port}/voila/render/nbs/dashboards/index.ipynb"
+    cmd = [sys.executable, "-m", "voila", str(root), "--no-browser", f"--port={args.port}", f"--Voila.ip={args.host}",
+           "--VoilaConfiguration.file_allowlist=['.*\\.(png|jpg|gif|svg)', 'reports/.*\\.html']",
+           "--VoilaConfiguration.show_tracebacks=False"]
+    print(f"dashboards: {url}", flush=True)
+    return run_child(cmd, root, env={**os.environ, "MLOPS_WB_PROJECT": str(root)})
+
 KERNEL_NAME = "mlops-wb"
 
 def install_kernel()->Path:
@@ -456,11 +473,13 @@ def cmd_lab(args, root)->int:
 
 COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, data=cmd_data, lab=cmd_lab,
                 promote=cmd_promote, rollback=cmd_rollback, history=cmd_history, reproduce=cmd_reproduce,
-                serve=cmd_serve, score=cmd_score, monitor=cmd_monitor)
+                serve=cmd_serve, score=cmd_score, monitor=cmd_monitor, dashboard=cmd_dashboard)
 
 def main(argv:list|None=None)->int:
     "Entry point of `mlops-wb`; returns the exit status."
     args = build_parser().parse_args(argv)
+    import faulthandler, signal
+    if hasattr(signal, "SIGUSR1"): faulthandler.register(signal.SIGUSR1, all_threads=True)   # `kill -USR1 PID`: where is it stuck?
     try:
         root = find_project_root(args.project)
         return COMMANDS[args.command](args, root)

@@ -92,6 +92,7 @@ class ColumnDrift:
     psi_level: str|None = None
     rows: int = 0
     problem: str|None = None     # a column that could not be (fully) compared, and why
+    bins: dict|None = None       # {labels, reference, current}: shares per stored bin or category (for overlays)
 
 def column_drift(name:str, prof:dict, cur:pd.Series, cfg:dict)->ColumnDrift:
     "Compare current values of one column with its reference profile."
@@ -115,6 +116,8 @@ def column_drift(name:str, prof:dict, cur:pd.Series, cfg:dict)->ColumnDrift:
             res.drifted = bool(w >= cfg["distance"])
         edges = np.asarray(prof["edges"]); counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
         res.psi = psi(prof["shares"], counts / len(v))
+        lab = [f"< {edges[0]:.4g}"] + [f"{a:.4g} – {b:.4g}" for a, b in zip(edges[:-1], edges[1:])] + [f"≥ {edges[-1]:.4g}"] if len(edges) else ["all"]
+        res.bins = {"labels": lab, "reference": list(prof["shares"]), "current": (counts / len(v)).tolist()}
     else:
         s = x.astype(str)
         res = ColumnDrift(name, "categorical", rows=int(len(s)))
@@ -140,6 +143,7 @@ def column_drift(name:str, prof:dict, cur:pd.Series, cfg:dict)->ColumnDrift:
             res.test, res.statistic, res.effect, res.threshold = "jensenshannon", js, js, cfg["distance"]
             res.drifted = bool(js >= cfg["distance"])
         res.psi = psi(ref_sh, cur_sh)
+        res.bins = {"labels": cats, "reference": ref_sh.tolist(), "current": cur_sh.tolist()}
     res.psi_level = psi_level(res.psi, cfg)
     return res
 

@@ -8,7 +8,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).parent / "mlops-wb"
-PROJECT_FILES = ["pipeline.yaml", "settings.ini", "nbs/pipeline"]
+PROJECT_FILES = ["pipeline.yaml", "settings.ini", "nbs/pipeline", "nbs/dashboards"]
 
 
 # Tests keep the default pipeline's shape (every candidate family, tuning, importance, slices)

@@ -121,7 +121,11 @@ def test_ctrl_c_ends_the_kernel_and_marks_runs_killed(tmp_path):
     time.sleep(3)
     mine |= kernel_children(proc.pid)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try: out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:   # hung: the CLI dumps every thread's stack on SIGUSR1; show where
+        proc.send_signal(signal.SIGUSR1); time.sleep(2); proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"the interrupted run did not exit within 60 s; its threads:\n{err[-8000:]}")
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err
     slow = client.get_run(running[0].info.run_id)
