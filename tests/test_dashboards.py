@@ -76,7 +76,7 @@ def browser():
 def _open(browser, url):
     page = browser.new_page(viewport={"width": 1400, "height": 2400})   # Voila scrolls inside the page: a tall window shows it all
     page.set_default_timeout(90_000)
-    page.goto(url)
+    page.goto(url, wait_until="commit")   # Voila streams the page while the kernel runs; the tests wait for content
     return page
 
 
@@ -93,6 +93,9 @@ def test_landing_and_experiments_compare_two_runs(seeded, browser):
     assert rows.count() == 3
     assert page.locator("table.runs-table").inner_text().count("FAILED") == 1
     assert "step validate failed" in page.locator(".mlops-note").first.inner_text()
+    href = page.locator("a.step-report").first.get_attribute("href")      # a step's executed-notebook report
+    with urllib.request.urlopen(base + href, timeout=30) as r:
+        assert r.status == 200 and b"<html" in r.read(2000).lower()
     sel = page.locator("select[multiple]")
     values = sel.locator("option").evaluate_all("os => os.map(o => o.value)")
     sel.select_option(values[1:3])          # the two passed runs
