@@ -14,7 +14,7 @@ from .config import MlopsWbError, ConfigError, find_project_root, load_settings
 # %% auto #0
 __all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'cmd_lineage',
            'cmd_data', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
-           'cmd_monitor', 'cmd_dashboard', 'install_kernel', 'cmd_lab', 'main']
+           'cmd_monitor', 'cmd_dashboard', 'install_kernel', 'cmd_lab', 'signals_to_main_thread', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
 EXIT_CODES = """exit status:
@@ -475,11 +475,26 @@ COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, 
                 promote=cmd_promote, rollback=cmd_rollback, history=cmd_history, reproduce=cmd_reproduce,
                 serve=cmd_serve, score=cmd_score, monitor=cmd_monitor, dashboard=cmd_dashboard)
 
+def signals_to_main_thread():
+    """Threads started from now on block SIGINT and SIGTERM, so the kernel delivers them to the main thread.
+    (Python runs handlers only in the main thread; a Ctrl-C delivered to a heartbeat thread left the main thread asleep in
+    its event loop's select until the running cell produced output, which a long cell may never do.)"""
+    import signal, threading
+    if getattr(threading.Thread.start, "_mlops_wb", False) or not hasattr(signal, "pthread_sigmask"): return
+    orig, sigs = threading.Thread.start, {signal.SIGINT, signal.SIGTERM}
+    def start(self):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        try: orig(self)
+        finally: signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    start._mlops_wb = True
+    threading.Thread.start = start
+
 def main(argv:list|None=None)->int:
     "Entry point of `mlops-wb`; returns the exit status."
     args = build_parser().parse_args(argv)
     import faulthandler, signal
     if hasattr(signal, "SIGUSR1"): faulthandler.register(signal.SIGUSR1, all_threads=True)   # `kill -USR1 PID`: where is it stuck?
+    signals_to_main_thread()
     try:
         root = find_project_root(args.project)
         return COMMANDS[args.command](args, root)
