@@ -482,6 +482,9 @@ def signals_to_main_thread():
     import signal, threading
     if getattr(threading.Thread.start, "_mlops_wb", False) or not hasattr(signal, "pthread_sigmask"): return
     orig, sigs = threading.Thread.start, {signal.SIGINT, signal.SIGTERM}
+    # A parent may hand us SIGINT blocked or ignored (both survive exec): Ctrl-C must work whatever started us.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN: signal.signal(signal.SIGINT, signal.default_int_handler)
     def start(self):
         old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
         try: orig(self)

@@ -123,9 +123,12 @@ def test_ctrl_c_ends_the_kernel_and_marks_runs_killed(tmp_path):
     proc.send_signal(signal.SIGINT)
     try: out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:   # hung: the CLI dumps every thread's stack on SIGUSR1; show where
+        sig = Path(f"/proc/{proc.pid}/status").read_text()
+        sig = "\n".join(l for l in sig.splitlines() if l.startswith(("SigBlk", "SigIgn", "SigPnd", "ShdPnd", "SigCgt")))
+        me = "\n".join(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(("SigBlk", "SigIgn")))
         proc.send_signal(signal.SIGUSR1); time.sleep(2); proc.kill()
         out, err = proc.communicate()
-        pytest.fail(f"the interrupted run did not exit within 60 s; its threads:\n{err[-8000:]}")
+        pytest.fail(f"the interrupted run did not exit within 60 s; its signal state:\n{sig}\ntest process:\n{me}\nits threads:\n{err[-8000:]}")
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err
     slow = client.get_run(running[0].info.run_id)
