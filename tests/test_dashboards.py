@@ -73,10 +73,22 @@ def browser():
         b.close()
 
 
-def _open(browser, url):
+def _open(browser, url, ready):
+    """A page of `url` once `ready` (a selector) is on it. Voila streams the page while its kernel runs. In about one
+    full-suite run in five a page never finished rendering (cause not found: the kernel started, nothing arrived); the
+    stuck page is kept as a screenshot and loaded once more, so one lost render does not fail the suite."""
     page = browser.new_page(viewport={"width": 1400, "height": 2400})   # Voila scrolls inside the page: a tall window shows it all
     page.set_default_timeout(90_000)
-    page.goto(url, wait_until="commit")   # Voila streams the page while the kernel runs; the tests wait for content
+    page.goto(url, wait_until="commit")
+    return _ready(page, ready)
+
+
+def _ready(page, ready):
+    try: page.wait_for_selector(ready, timeout=75_000)
+    except Exception:
+        page.screenshot(path=str(ART / f"stuck-{page.url.rsplit('/', 1)[-1]}.png"))
+        page.reload(wait_until="commit")
+        page.wait_for_selector(ready, timeout=90_000)
     return page
 
 
@@ -86,9 +98,10 @@ def _shot(page, name):
 
 def test_landing_and_experiments_compare_two_runs(seeded, browser):
     root, base = seeded
-    page = _open(browser, f"{base}/voila/render/nbs/dashboards/index.ipynb")
+    page = _open(browser, f"{base}/voila/render/nbs/dashboards/index.ipynb", "text=Experiments")
     page.get_by_role("link", name="Experiments").click()
-    page.wait_for_selector("table.runs-table")
+    page.wait_for_url("**/experiments.ipynb")
+    _ready(page, "table.runs-table")
     rows = page.locator("table.runs-table tbody tr")
     assert rows.count() == 3
     assert page.locator("table.runs-table").inner_text().count("FAILED") == 1
@@ -110,8 +123,7 @@ def test_landing_and_experiments_compare_two_runs(seeded, browser):
 def test_promotion_needs_a_reason_then_moves_champion(seeded, browser):
     root, base = seeded
     client, _ = client_for(root)
-    page = _open(browser, f"{base}/voila/render/nbs/dashboards/promotion.ipynb")
-    page.wait_for_selector("table.versions-table")
+    page = _open(browser, f"{base}/voila/render/nbs/dashboards/promotion.ipynb", "table.versions-table")
     assert "challenger" in page.locator("table.versions-table").inner_text()
     page.wait_for_selector("table.compare-table")
     assert "version 2" in page.locator("table.compare-table").inner_text()
@@ -134,8 +146,7 @@ def test_promotion_needs_a_reason_then_moves_champion(seeded, browser):
 
 def test_drift_shows_features_overlays_and_alerts(seeded, browser):
     root, base = seeded
-    page = _open(browser, f"{base}/voila/render/nbs/dashboards/drift.ipynb")
-    page.wait_for_selector("table.drift-table")
+    page = _open(browser, f"{base}/voila/render/nbs/dashboards/drift.ipynb", "table.drift-table")
     t = page.locator("table.drift-table")
     assert page.locator("table.drift-table tr.sev-drifted").count() == 20
     assert "mean_radius" in t.inner_text()
@@ -153,12 +164,10 @@ def test_empty_store_explains_what_to_do(tmp_path, browser):
     root = copy_project(tmp_path / "empty")
     proc, base = _dashboard(root)
     try:
-        page = _open(browser, f"{base}/voila/render/nbs/dashboards/experiments.ipynb")
-        page.wait_for_selector("text=No pipeline runs yet")
+        page = _open(browser, f"{base}/voila/render/nbs/dashboards/experiments.ipynb", "text=No pipeline runs yet")
         assert "mlops-wb run" in page.locator(".mlops-note").first.inner_text()
         assert "Traceback" not in page.content()
         _shot(page, "empty-store")
-        page = _open(browser, f"{base}/voila/render/nbs/dashboards/promotion.ipynb")
-        page.wait_for_selector("text=No registered versions")
+        page = _open(browser, f"{base}/voila/render/nbs/dashboards/promotion.ipynb", "text=No registered versions")
     finally:
         proc.terminate(); proc.wait(30)
