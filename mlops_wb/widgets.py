@@ -143,8 +143,7 @@ def side_by_side(client, root:Path, spec, name:str, a:str, b:str)->dict:
     if ho is None: return {"metrics": None, "figure": None, "note": f"version {a}'s holdout snapshot is not in this store"}
     target = spec.dataset.target
     models = {v: mlflow.sklearn.load_model(f"models:/{name}/{v}") for v in (a, b)}
-    from mlops_wb.monitor import _task
-    task = _task(models[a])
+    task = "regression" if getattr(models[a], "classes_", None) is None else "binary" if len(models[a].classes_) == 2 else "multiclass"
     mets, f = {}, go.Figure()
     X, y = ho.drop(columns=[target]), ho[target]
     for v, m in models.items():
