@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 
 lock:
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	$(BIN)/python -m pip list --format=freeze --exclude-editable > requirements.lock
+	$(BIN)/python -m pip list --format=freeze --exclude-editable --exclude pip --exclude setuptools --exclude wheel > requirements.lock
 
 # nbdev-export and nbdev-clean must leave notebooks and library unchanged.
 sync-check: $(STAMP)

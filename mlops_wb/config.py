@@ -185,6 +185,7 @@ class ColumnRule(_Strict):
     categories: list|None = None
 
 class RowBounds(_Strict):
+    "Bounds on a snapshot's row count, declared under `validation.rows`; unset bounds come from `row_factor`."
     min: int|None = None
     max: int|None = None
 
