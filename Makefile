@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlops-wb-installed
 
-.PHONY: run test lab setup lock sync-check nbtest pytest bench clean-store ui status
+.PHONY: run test lab setup lock sync-check nbtest docs pytest bench clean-store ui status
 
 run: $(STAMP)
 	$(BIN)/mlops-wb run
 
-test: $(STAMP) sync-check nbtest pytest
+test: $(STAMP) sync-check nbtest docs pytest
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ sync-check: $(STAMP)
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2
+
+# The documentation site in _docs/, offline and without Quarto (Sphinx + myst-nb over nbdev's processed
+# notebooks; the guide pages are executed; every internal link and anchor is checked). With Quarto
+# installed, `$(BIN)/nbdev-docs` builds the Quarto site from the same notebooks and nbs/sidebar.yml.
+docs: $(STAMP)
+	$(BIN)/python tools/build_docs.py
 
 pytest: $(STAMP) $(VENV)/evidently/.installed $(VENV)/.chromium
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
@@ -61,3 +67,6 @@ lab: $(STAMP)
 
 clean-store:
 	rm -rf store .mlops_wb reports/*/ reports/index.html
+
+clean-docs:
+	rm -rf _docs _proc .docs_src .docs_build

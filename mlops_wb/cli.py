@@ -143,8 +143,9 @@ _ICON = {"ran": "[green]✓ ran[/]", "cached": "[cyan]↺ cached[/]", "failed": 
 
 def _console():
     from rich.console import Console
-    # piped output (CI logs, grep) gets wide tables instead of rich's 80-column default
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 220)
+    # piped output (CI logs, grep) gets wide tables instead of rich's 80-column default, unless COLUMNS says otherwise
+    wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(highlight=False, soft_wrap=True, width=None if wide else 220)
 
 def cmd_run(args, root)->int:
     "Run the pipeline with a live progress display."

@@ -354,7 +354,15 @@ def load_pipeline(
     try: spec = PipelineSpec.model_validate(raw)
     except ValidationError as e: raise ConfigError(_explain(path, e)) from None
     _check_steps(spec, root, path)
+    _check_monitoring(spec, path)
     return spec
+
+def _check_monitoring(spec:PipelineSpec, path:Path):
+    "`drift:` thresholds and alert rules are used only after a model exists: check them when the file is read."
+    from mlops_wb.monitor import drift_config      # imported here: monitor builds on this module
+    from mlops_wb.alerts import check_rules
+    try: drift_config(spec.drift); check_rules(spec.drift.get("alerts") or [])
+    except ConfigError as e: raise ConfigError(f"{path}: {str(e).removeprefix('pipeline.yaml: ')}") from None
 
 def step_order(spec:PipelineSpec)->list[str]:
     "Step names in an order where every step comes after the steps it depends on (file order breaks ties)."

@@ -15,7 +15,7 @@ from .alerts import Alert
 from .monitor import parse_duration
 
 # %% auto #0
-__all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'maybe_retrain']
+__all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'source_overrides', 'maybe_retrain']
 
 # %% ../nbs/14_retrain.ipynb #ae2b82fa
 def matching_alerts(policy:RetrainSpec, alerts:list[dict])->list[dict]:
@@ -72,6 +72,11 @@ def window_source(root:Path, spec, alert_id:str, window:pd.DataFrame)->Path:
     atomic_write(path, lambda t: frame.to_parquet(t, index=False))
     return path
 
+def source_overrides(root:Path, spec, source)->list[str]:
+    "`STEP.source=...` for every step notebook that reads the dataset source (ingest records it, validate snapshots it)."
+    from mlops_wb.config import notebook_params
+    return [f"{st.name}.source={source}" for st in spec.steps if "source" in notebook_params(Path(root)/st.notebook)]
+
 # %% ../nbs/14_retrain.ipynb #d75ba5f6
 def maybe_retrain(
     root:str|Path, client, settings, spec, # project, tracking client, settings and pipeline
@@ -100,7 +105,7 @@ def maybe_retrain(
     try:
         if policy.data == "window":
             if window is None: raise MlopsWbError("retrain.data is window, but this monitoring run had no labelled rows (--labels, or a target column in --data)")
-            overrides = [f"ingest.source={window_source(root, spec, a['id'], window)}"]
+            overrides = source_overrides(root, spec, window_source(root, spec, a['id'], window))
         if policy.reference == "none":   # the new data is drifted by definition: check it against the declared rules only
             from mlops_wb.config import notebook_params
             v = json.dumps({**spec.validation.model_dump(mode="json"), "reference": "none"})

@@ -195,3 +195,7 @@ def test_monitor_reports_drift_against_the_stored_profile(project, tmp_path):
     (root / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     res = cli(root, "monitor", f"{M}/2", "--data", "same.csv")
     assert res.returncode == 2 and "drift: unknown key(s) ['threshold']" in res.stderr, res.stderr
+    versions = len(client.search_model_versions(f"name = '{M}'"))
+    res = cli(root, "run", "--no-cache")    # and it stops a run before anything is trained or registered
+    assert res.returncode == 2 and "drift: unknown key(s) ['threshold']" in res.stderr, res.stderr
+    assert len(client.search_model_versions(f"name = '{M}'")) == versions

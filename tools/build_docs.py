@@ -143,7 +143,8 @@ def execute(nb, path: Path, src: str, timeout: int):
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path)}}).execute()
     except (CellExecutionError, CellTimeoutError) as e:
-        raise DocsError(f"nbs/{src}: a cell failed while building the docs:\n{str(e)[-3000:]}") from None
+        msg = re.sub(r"\x1b\[[0-9;]*m", "", str(e))           # the kernel's traceback comes coloured
+        raise DocsError(f"nbs/{src}: a cell failed while building the docs:\n{msg[-3000:]}") from None
     finally:
         if env_keep is None: os.environ.pop("PLOTLY_RENDERER", None)
         else: os.environ["PLOTLY_RENDERER"] = env_keep
@@ -209,6 +210,8 @@ def build(root: Path, out: Path, nbs: Path | None = None, check_links: bool = Tr
             fm, idx = front_matter(nb)
             fms[p] = (nb, fm, idx)
             names[p] = output_name(p, fm)
+            twin = next((q for q in names if q != p and names[q] == names[p]), None)
+            if twin: raise DocsError(f"nbs/{p} and nbs/{twin} would both be the page {names[p]}.html (rename one, or set its output-file)")
     fix = _link_map(names)
     executed = []
     t1 = time.time()
@@ -219,6 +222,10 @@ def build(root: Path, out: Path, nbs: Path | None = None, check_links: bool = Tr
             execute(page, stage, p, timeout)
             executed.append((p, round(time.time() - ts, 1)))
         page = asis(page, fix)
+        for c in page.cells:      # plotly figures arrive as HTML too (the `notebook` renderer); the JSON twin is not needed
+            for o in c.get("outputs", []):
+                if "application/vnd.plotly.v1+json" in o.get("data", {}) and "text/html" in o["data"]:
+                    del o["data"]["application/vnd.plotly.v1+json"]
         if names[p] == "index": page.cells.append(nbformat.v4.new_markdown_cell(toctree(pages, names)))
         page.metadata.pop("widgets", None)
         target = stage / f"{names[p]}.ipynb"
@@ -227,10 +234,11 @@ def build(root: Path, out: Path, nbs: Path | None = None, check_links: bool = Tr
     secs["stage_and_execute"] = round(time.time() - t1, 1)
 
     t2 = time.time()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
+    work = root / ".docs_build"              # Sphinx's doctrees and myst-nb's jupyter_execute/ live next to the html
+    tmp = work / "html"
+    shutil.rmtree(work, ignore_errors=True)
     r = subprocess.run([sys.executable, "-m", "sphinx", "-b", "html", "-q", "-W", "--keep-going", "-j", "1",
-                        "-c", str(CONF), str(stage), str(tmp)], cwd=root)
+                        "-c", str(CONF), "-d", str(work / "doctrees"), str(stage), str(tmp)], cwd=root)
     if r.returncode: raise DocsError(f"sphinx-build of {stage} failed (see the warnings above)")
     secs["sphinx"] = round(time.time() - t2, 1)
     missing = [f"{names[p]}.html" for _, ps in pages for p in ps if not (tmp / f"{names[p]}.html").exists()]
@@ -240,7 +248,7 @@ def build(root: Path, out: Path, nbs: Path | None = None, check_links: bool = Tr
         link_check(tmp)
         secs["link_check"] = round(time.time() - t3, 1)
     shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    shutil.move(str(tmp), str(out))
     secs["total"] = round(time.time() - t0, 1)
     return {"pages": len(names), "executed": executed, "seconds": secs}
 
@@ -249,8 +257,11 @@ def link_check(site: Path):
     """Every link reachable from the home page: LinkChecker follows the files (a missing page, image or
     script is an error), then every `page.html#anchor` is looked up among the ids of its page.
     (LinkChecker's own AnchorCheck re-reads a page for each anchor: 42 s for this site, against 3 s.)"""
-    exe = Path(sys.executable).with_name("linkchecker")
-    r = subprocess.run([str(exe), "-f", str(CONF / "linkcheckerrc"), "--no-status", str(site / "index.html")],
+    # LinkChecker run as root switches to the user `nobody`, who may not be able to read a clone in a
+    # private home folder; it only reads local files here, so it runs as the caller.
+    run = ("import sys, linkcheck.command.linkchecker as lc; lc.drop_privileges = lambda: None; "
+           "sys.argv = ['linkchecker'] + sys.argv[1:]; sys.exit(lc.linkchecker())")
+    r = subprocess.run([sys.executable, "-c", run, "-f", str(CONF / "linkcheckerrc"), "--no-status", str(site / "index.html")],
                        capture_output=True, text=True)
     keep = ("URL ", "Name ", "Parent URL", "Real URL", "Result", "Warning", "That's it")
     report = "\n".join(l for l in r.stdout.splitlines() if l.startswith(keep))

@@ -26,6 +26,4 @@ myst_heading_anchors = 3          # `#drift_config`-style anchors, the same as Q
 myst_enable_extensions = ["colon_fence", "deflist"]
 nb_execution_mode = "off"         # tools/build_docs.py executed the pages that say `execute: enabled`
 nb_render_markdown_format = "myst"
-# plotly figures arrive as HTML (the `notebook` renderer); its JSON twin is not needed on a static page
-nb_mime_priority_overrides = [("html", "application/vnd.plotly.v1+json", None)]
 suppress_warnings = ["myst.header"]   # show_doc headings are H3 under the page title
