@@ -38,7 +38,7 @@ def build_parser()->argparse.ArgumentParser:
                                    "successful run is reused instead of executed.")
     r.add_argument("--no-cache", action="store_true", help="execute every step, reusing nothing")
     r.add_argument("--from", dest="from_step", metavar="STEP", help="execute STEP and every step downstream of it")
-    r.add_argument("--only", metavar="STEP", help="execute only STEP; its upstream steps must have reusable runs")
+    r.add_argument("--only", metavar="STEP", help="execute only STEP; every step not downstream of it must have a reusable run")
     r.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="STEP.KEY=VALUE",
                    help="override a step parameter for this run (value read as YAML); repeatable")
     r.add_argument("--explain", action="store_true", help="say for each step whether it would run and why; run nothing")
@@ -143,9 +143,8 @@ _ICON = {"ran": "[green]✓ ran[/]", "cached": "[cyan]↺ cached[/]", "failed": 
 
 def _console():
     from rich.console import Console
-    # piped output (CI logs, grep) gets wide tables instead of rich's 80-column default, unless COLUMNS says otherwise
-    wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
-    return Console(highlight=False, soft_wrap=True, width=None if wide else 220)
+    # piped output (CI logs, grep) gets wide tables instead of rich's 80-column default
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 220)
 
 def cmd_run(args, root)->int:
     "Run the pipeline with a live progress display."

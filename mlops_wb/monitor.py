@@ -419,7 +419,7 @@ def run_monitor(
     client.set_model_version_tag(mv.name, mv.version, "mlops_wb.last_monitoring_run", run.info.run_id)
     fired = evaluate_rules(rules, doc, service, perf)
     from mlops_wb.retrain import schedule_alert, maybe_retrain
-    due = schedule_alert(spec.retrain, mv)
+    due = schedule_alert(spec.retrain, mv, client)   # the clock restarts with any newer version, not only the monitored one
     if due: fired.append(due)
     alerts = record_alerts(client, settings, fired, mv.name, str(mv.version), run.info.run_id, str(hpath))
     if alerts: client.set_tag(run.info.run_id, "mlops_wb.alerts", json.dumps([a["id"] for a in alerts]))

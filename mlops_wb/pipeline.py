@@ -267,7 +267,7 @@ def run_pipeline(
     root:str|Path|None=None,   # project root (default: found from the current folder)
     no_cache:bool=False,       # execute every step even when a cached result exists
     from_step:str|None=None,   # execute this step and everything downstream; reuse the rest when cached
-    only:str|None=None,        # execute just this step; its upstream must be cached
+    only:str|None=None,        # execute just this step; every step not downstream of it must be cached
     overrides:list|None=None,  # `STEP.KEY=VALUE` parameter overrides
     explain:bool=False,        # dry run: say for each step whether it would run and why; record nothing
     on_event:Callable|None=None, # called as on_event(kind, step_result) with kind 'start' or 'end'
@@ -344,7 +344,7 @@ def run_pipeline(
                     last = find_step_run(client, exp_id, name)
                     reason = explain_change(json.loads(last.data.tags.get(TAG_KEY_PARTS, "null")) if last else None, parts)
                     if only and name != only:
-                        raise ConfigError(f"--only {only}: upstream step {name!r} has no reusable run ({reason}); "
+                        raise ConfigError(f"--only {only}: step {name!r} has no reusable run ({reason}); "
                                           f"run the pipeline without --only first")
             if explain:
                 if hit is not None:

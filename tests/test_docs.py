@@ -36,15 +36,16 @@ def page():
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
         pg = b.new_page(viewport={"width": 1400, "height": 1000})
-        errors = []
+        errors, web = [], []
         pg.on("pageerror", lambda e: errors.append(str(e)))
-        pg.errors = errors
+        pg.route(lambda url: not url.startswith("file:"), lambda route: (web.append(route.request.url), route.abort()))
+        pg.errors, pg.web = errors, web         # the site is viewed offline: nothing may be fetched from the web
         yield pg
         b.close()
 
 
 def _open(page, site, name, query=""):
-    page.errors.clear()
+    page.errors.clear(); page.web.clear()
     page.goto((site / name).as_uri() + query)
     page.wait_for_load_state("load")
     return page
@@ -63,7 +64,7 @@ def test_home_page_has_the_commands_the_screenshot_and_the_sidebar(site, page):
     for title in ("Concepts", "Tutorial", "Operations guide", "CLI reference", "monitor", "serve", "widgets"):
         assert title in side, (title, side)
     page.screenshot(path=str(ART / "docs-home.png"))
-    assert not page.errors, page.errors
+    assert not page.errors and not page.web, (page.errors, page.web)
 
 
 def test_api_page_renders_signatures_docments_and_anchors(site, page):
@@ -92,7 +93,7 @@ def test_tutorial_is_executed_with_plotly_figures_drawn(site, page):
     headings = [h.strip() for h in page.locator("article h2").all_inner_texts()]
     assert {"Train, evaluate, register", "Serve", "Monitor", "Roll back"} <= {h.rstrip("¶#").strip() for h in headings}, headings
     page.screenshot(path=str(ART / "docs-tutorial.png"), full_page=False)
-    assert not page.errors, page.errors
+    assert not page.errors and not page.web, (page.errors, page.web)
 
 
 def test_cli_reference_covers_every_command_of_the_parser(site, page):

@@ -58,6 +58,7 @@ def sidebar_pages(nbs: Path) -> list[tuple[str | None, list[str]]]:
     return pages
 
 
+_MATHJAX_CDN = re.compile(r'<script src="https://cdn[^"]*mathjax[^"]*"></script>')
 _FM = re.compile(r"^\s*---\s*\n(.*?)\n---\s*$", re.S)
 _DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:\s*(.*?)\s*$")
 
@@ -226,6 +227,8 @@ def build(root: Path, out: Path, nbs: Path | None = None, check_links: bool = Tr
             for o in c.get("outputs", []):
                 if "application/vnd.plotly.v1+json" in o.get("data", {}) and "text/html" in o["data"]:
                     del o["data"]["application/vnd.plotly.v1+json"]
+                    # plotly.js is embedded; the figure's MathJax tag points at a CDN: the site makes no request to the web
+                    o["data"]["text/html"] = _MATHJAX_CDN.sub("", "".join(o["data"]["text/html"]))
         if names[p] == "index": page.cells.append(nbformat.v4.new_markdown_cell(toctree(pages, names)))
         page.metadata.pop("widgets", None)
         target = stage / f"{names[p]}.ipynb"
