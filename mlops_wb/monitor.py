@@ -27,7 +27,7 @@ DRIFT_DEFAULTS = dict(small_sample=1000, p_value=0.05, distance=0.1, effect_floo
 def drift_config(section:dict|None=None)->dict:
     "The drift thresholds: `pipeline.yaml`'s `drift:` keys over the defaults; an unknown key is a `ConfigError`."
     section = dict(section or {})
-    section.pop("alerts", None); section.pop("window", None)
+    section.pop("alerts", None)
     unknown = sorted(set(section) - set(DRIFT_DEFAULTS))
     if unknown: raise ConfigError(f"pipeline.yaml: drift: unknown key(s) {unknown}; expected: {', '.join(DRIFT_DEFAULTS)}")
     return {**DRIFT_DEFAULTS, **section}

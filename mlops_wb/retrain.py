@@ -133,7 +133,9 @@ def maybe_retrain(
                 promoted, outcome = new, f"version {new} registered and promoted to @champion (retrain.promote: auto)"
             except MlopsWbError as e: outcome = f"version {new} registered as @challenger; auto-promotion refused: {e}"
     elif outcome is None:
-        outcome = "no new version: every step was cached (the data and the code have not changed)"
+        ran = [s.name for s in res.steps if s.status == "ran"] if res is not None else []
+        outcome = ("no new version: every step was cached (the data and the code have not changed)" if not ran else
+                   f"no new version: {', '.join(ran)} ran, but the register step's inputs came out identical, so its earlier result was reused")
     client.set_tag(a["id"], "mlops_wb.retrain_result", outcome[:5000])
     return {"started": True, "alert": a["id"], "pipeline_run": res.run_id if res else None, "version": new,
             "promoted": promoted, "outcome": outcome}
