@@ -592,8 +592,14 @@ def _chunks(path:Path, rows:int):
         f = pq.ParquetFile(path)
         return f.metadata.num_rows, (b.to_pandas() for b in f.iter_batches(batch_size=rows))
     if path.suffix.lower() == ".csv":
-        return None, pd.read_csv(path, chunksize=rows)
+        return None, _csv_chunks(path, rows)
     raise ConfigError(f"{path}: expected a .csv or .parquet file")
+
+def _csv_chunks(path:Path, rows:int):
+    "CSV chunks; a file pandas cannot read is bad input, named as such."
+    try: yield from pd.read_csv(path, chunksize=rows)
+    except pd.errors.EmptyDataError: raise ConfigError(f"{path}: empty file: no header and no rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise ConfigError(f"{path}: not a readable CSV file: {e}") from None
 
 def score_file(
     client, ref:str,                # registry client and model reference (NAME@ALIAS or NAME/VERSION)
@@ -624,6 +630,7 @@ def score_file(
             for i, chunk in enumerate(chunks):
                 missing = [c for c in schema.columns if c not in chunk.columns]
                 if missing: raise ConfigError(f"{inp}: missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))} needed by {mv.name} version {mv.version}")
+                if chunk.empty: continue      # a header without rows: nothing to score (`no rows` below)
                 res = chunk.assign(prediction=model.predict(chunk[schema.columns]), model_version=str(mv.version))
                 if out.suffix.lower() == ".csv": res.to_csv(tmp, mode="a", header=(i == 0), index=False)
                 else:

@@ -255,6 +255,13 @@ def test_batch_score_file(server):
     res = cli(s["root"], "score", f"{M}/1", "bad.csv", "bad.parquet")
     assert res.returncode == 2 and "missing column 'mean_area'" in res.stderr
     assert not list(s["root"].glob("*bad.parquet*"))
+    big.iloc[:0].to_csv(s["root"] / "header.csv", index=False)          # a header without rows
+    (s["root"] / "empty.csv").write_text("")
+    (s["root"] / "ragged.csv").write_text(",".join(big.columns) + "\n1,2\n" + ",".join(["1"] * (len(big.columns) + 3)) + "\n")
+    for name, why in (("header.csv", "no rows to score"), ("empty.csv", "empty file"), ("ragged.csv", "not a readable CSV file")):
+        res = cli(s["root"], "score", f"{M}/1", name, "none.csv")
+        assert res.returncode == 2 and why in res.stderr and "internal error" not in res.stderr, (name, res.stderr)
+        assert not list(s["root"].glob("*none.csv*"))
 
 
 def test_killed_server_keeps_what_it_flushed(server):
