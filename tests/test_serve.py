@@ -1,7 +1,7 @@
 """Issue 5 over real HTTP: bad requests get a 4xx and the server goes on; a hypothesis fuzz run;
 the canary share; 16 clients while @champion moves twice; exactly one inference-log row per
 scored row; the token; /ready, /metrics, OpenAPI; batch scoring; a killed server keeps what it flushed."""
-import asyncio, json, os, signal, socket, sqlite3, subprocess, sys, time, urllib.request
+import asyncio, itertools, json, os, signal, socket, sqlite3, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -149,12 +149,14 @@ def test_fuzzed_bodies_never_get_a_5xx(server):
     assert "dataframe_split" in json.dumps(spec["paths"]["/invocations"]["post"]["requestBody"])
 
 
-async def _load(base, bodies, clients, total, key=None):
-    """`total` requests from `clients` concurrent clients; returns the (status, version) of each."""
-    out, it = [], iter(range(total))
+async def _load(base, bodies, clients, total, key=None, stop=None):
+    """`total` requests (or as many as fit until the asyncio.Event `stop` is set) from `clients` concurrent
+    clients; returns the (status, version) of each."""
+    out, it = [], iter(range(total)) if stop is None else itertools.count()
     async with aiohttp.ClientSession() as sess:
         async def worker(w):
             for i in it:
+                if stop is not None and stop.is_set(): break
                 h = {**AUTH, **({"X-Client-Key": key(i)} if key else {})}
                 async with sess.post(base + "/invocations", data=bodies[i % len(bodies)], headers=h) as r:
                     b = await r.read()
@@ -185,14 +187,22 @@ def test_canary_share_and_stickiness(server):
 def test_hot_swap_under_load_drops_nothing(server):
     s, client = server, server["client"]
     async def run():
-        loop = asyncio.get_running_loop()
+        loop, stop = asyncio.get_running_loop(), asyncio.Event()
+        def champion():
+            return json.loads(urllib.request.urlopen(s["base"] + "/ready", timeout=10).read())["versions"]["champion"]
+        async def served(version):      # the server has swapped (it polls every 0.5 s; loading takes a moment)
+            for _ in range(240):
+                if await loop.run_in_executor(None, champion) == version: return
+                await asyncio.sleep(0.25)
+            raise AssertionError(f"version {version} never became the served champion")
         async def mover():
-            await asyncio.sleep(1.0)
-            await loop.run_in_executor(None, client.set_registered_model_alias, M, "champion", "3")
-            await asyncio.sleep(2.0)
-            await loop.run_in_executor(None, client.set_registered_model_alias, M, "champion", "1")
-            await asyncio.sleep(2.0)
-        load = asyncio.ensure_future(_load(s["base"], _bodies_for(s["X"]), 16, 4000, key=lambda i: f"swap-{i}"))
+            try:
+                await asyncio.sleep(1.0)
+                for v in ("3", "1"):
+                    await loop.run_in_executor(None, client.set_registered_model_alias, M, "champion", v)
+                    await served(v); await asyncio.sleep(1.0)   # requests keep coming while each version serves
+            finally: stop.set()
+        load = asyncio.ensure_future(_load(s["base"], _bodies_for(s["X"]), 16, None, key=lambda i: f"swap-{i}", stop=stop))
         await mover()
         return await load
     t0 = time.time()
