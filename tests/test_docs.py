@@ -63,6 +63,15 @@ def test_home_page_has_the_commands_the_screenshot_and_the_sidebar(site, page):
         assert caption in side.upper(), side
     for title in ("Concepts", "Tutorial", "Operations guide", "CLI reference", "monitor", "serve", "widgets"):
         assert title in side, (title, side)
+    # the same order as nbs/sidebar.yml, which the Quarto build reads: every page, its section, in sequence
+    want = []
+    for section, pages in build_docs.sidebar_pages(REPO / "nbs"):
+        for p in pages:
+            fm, _ = build_docs.front_matter(nbformat.read(str(REPO / "_proc" / p), as_version=4))
+            if build_docs.output_name(p, fm) != "index": want.append((section, build_docs.output_name(p, fm) + ".html"))
+    got = page.locator(".sidebar-tree li.toctree-l1 > a").evaluate_all(
+        "as => as.map(a => [a.closest('ul').previousElementSibling?.innerText ?? null, a.getAttribute('href')])")
+    assert len(want) >= 20 and [(sec.upper() if sec else None, href) for sec, href in want] == [(c.upper() if c else None, h) for c, h in got], got
     page.screenshot(path=str(ART / "docs-home.png"))
     assert not page.errors and not page.web, (page.errors, page.web)
 
