@@ -372,14 +372,19 @@ class InferenceLog:
     def close(self):
         self.stop_ev.set(); self.thread.join(5); self.flush(); self.con.close()
 
+def _window(select:str, since:float|None, until:float|None, version:str|None=None)->tuple[str, list]:
+    "`select` (one table of the log) restricted to since <= ts < until and, when given, one model version."
+    q, args = select + " WHERE 1=1", []
+    if since is not None: q += " AND ts >= ?"; args.append(since)
+    if until is not None: q += " AND ts < ?"; args.append(until)
+    if version is not None: q += " AND model_version = ?"; args.append(str(version))
+    return q, args
+
 def read_inference_log(path:str|Path, since:float|None=None, until:float|None=None, version:str|None=None)->pd.DataFrame:
     "The logged rows (features expanded into columns) between two UNIX times, optionally of one model version."
     con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
-        q, args = "SELECT * FROM inference WHERE 1=1", []
-        if since is not None: q += " AND ts >= ?"; args.append(since)
-        if until is not None: q += " AND ts < ?"; args.append(until)
-        if version is not None: q += " AND model_version = ?"; args.append(str(version))
+        q, args = _window("SELECT * FROM inference", since, until, version)
         df = pd.read_sql_query(q + " ORDER BY id", con, params=args)
         names = {v: orjson.loads(c) for v, c in con.execute("SELECT model_version, columns FROM inference_columns")}
     finally: con.close()
@@ -390,9 +395,7 @@ def read_service_log(path:str|Path, since:float|None=None, until:float|None=None
     "Server figures over a window of the request log: requests, error rates, latency percentiles (ms) of answered requests."
     con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
     try:
-        q, args = "SELECT status, latency_ms FROM requests WHERE 1=1", []
-        if since is not None: q += " AND ts >= ?"; args.append(since)
-        if until is not None: q += " AND ts < ?"; args.append(until)
+        q, args = _window("SELECT status, latency_ms FROM requests", since, until)
         try: st = np.array(con.execute(q, args).fetchall(), dtype=float).reshape(-1, 2)
         except sqlite3.OperationalError: st = np.empty((0, 2))   # a log written before requests were recorded
     finally: con.close()
