@@ -14,13 +14,19 @@ from sklearn import metrics as skm
 from .config import MlopsWbError
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'prediction_metrics', 'evaluate_model', 'evaluation_figures', 'permutation_importance_frame',
-           'slice_metrics', 'GateResult', 'check_gate', 'score_champion', 'model_card', 'evaluation_html']
+__all__ = ['LOWER_IS_BETTER', 'model_task', 'prediction_metrics', 'evaluate_model', 'evaluation_figures',
+           'permutation_importance_frame', 'slice_metrics', 'GateResult', 'check_gate', 'score_champion', 'model_card',
+           'evaluation_html']
 
 # %% ../nbs/06_evaluate.ipynb #ebe060bc
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "brier"}
 
 def _positive(model): return getattr(model, "classes_", [None, 1])[-1]   # the larger label (works for text labels too)
+
+def model_task(model)->str:
+    "'binary', 'multiclass' or 'regression', from a fitted model's classes (a regressor has none)."
+    c = getattr(model, "classes_", None)
+    return "regression" if c is None else "binary" if len(c) == 2 else "multiclass"
 
 def prediction_metrics(
     y, pred,                  # true labels and predicted labels (or values)

@@ -317,10 +317,6 @@ def _metric_name(s): return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(s))[:200]
 
 LOG_COLUMNS = ("id", "request_id", "row", "ts", "model_name", "model_version", "alias", "client_key", "prediction", "latency_ms")
 
-def _task(model)->str:
-    c = getattr(model, "classes_", None)
-    return "regression" if c is None else "binary" if len(c) == 2 else "multiclass"
-
 def load_current(root:Path, client, settings, spec, mv, profile:dict, data:str|None=None, since:str|None=None, window:str|None=None,
                  labels:str|None=None, every:str|None=None, now:float|None=None)->dict:
     "The current window: rows, predictions, labelled performance and (from the log) the server's figures."
@@ -328,7 +324,8 @@ def load_current(root:Path, client, settings, spec, mv, profile:dict, data:str|N
     from mlops_wb.data import read_source
     features, target = list(profile["columns"]), spec.dataset.target
     model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
-    task = _task(model); classes = getattr(model, "classes_", None)
+    from mlops_wb.evaluate import model_task
+    task = model_task(model); classes = getattr(model, "classes_", None)
     baseline = dict(client.get_run(mv.run_id).data.metrics)
     every_s = parse_duration(every, "--every")
     if data is not None:

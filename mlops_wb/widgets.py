@@ -138,12 +138,12 @@ def holdout_of(client, root:Path, name:str, version:str)->pd.DataFrame|None:
 def side_by_side(client, root:Path, spec, name:str, a:str, b:str)->dict:
     "Versions `a` and `b` scored on `a`'s holdout: metrics frame and ROC (or residual) figure; None values when impossible."
     import mlflow
-    from mlops_wb.evaluate import evaluate_model
+    from mlops_wb.evaluate import evaluate_model, model_task
     ho = holdout_of(client, root, name, a)
     if ho is None: return {"metrics": None, "figure": None, "note": f"version {a}'s holdout snapshot is not in this store"}
     target = spec.dataset.target
     models = {v: mlflow.sklearn.load_model(f"models:/{name}/{v}") for v in (a, b)}
-    task = "regression" if getattr(models[a], "classes_", None) is None else "binary" if len(models[a].classes_) == 2 else "multiclass"
+    task = model_task(models[a])
     mets, f = {}, go.Figure()
     X, y = ho.drop(columns=[target]), ho[target]
     for v, m in models.items():
