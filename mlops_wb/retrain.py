@@ -47,15 +47,6 @@ def last_retrain(client, settings, model:str)->dict|None:
     r = runs[0]
     return {"id": r.info.run_id, "time": r.info.start_time / 1000, "retrain_run": r.data.tags.get("mlops_wb.retrain_run")}
 
-class _lock:
-    "An exclusive file lock in the project's store folder."
-    def __init__(self, root:Path): self.path = Path(root)/"store"/".retrain.lock"
-    def __enter__(self):
-        import fcntl
-        self.path.parent.mkdir(parents=True, exist_ok=True); self.f = open(self.path, "w"); fcntl.flock(self.f, fcntl.LOCK_EX)
-    def __exit__(self, *a):
-        import fcntl
-        fcntl.flock(self.f, fcntl.LOCK_UN); self.f.close()
 
 def _iso(t): return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
 
@@ -90,7 +81,8 @@ def maybe_retrain(
     policy, root, now = spec.retrain, Path(root), time.time() if now is None else now
     trig = matching_alerts(policy, alerts)
     if not trig: return {"started": False, "reason": f"no alert matches retrain.on {policy.on}"}
-    with _lock(root):
+    from mlops_wb.step import file_lock
+    with file_lock(Path(root)/"store"/".retrain.lock"):
         last = last_retrain(client, settings, mv.name)
         cool = parse_duration(policy.cooldown, "retrain.cooldown")
         if last and now - last["time"] < cool:

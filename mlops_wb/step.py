@@ -7,12 +7,13 @@ Docs: https://mlops-wb.github.io/mlops-wb/step.html.md"""
 # %% ../nbs/01_step.ipynb #3b464787
 from __future__ import annotations
 import hashlib, json, math, os, tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 from .config import MlopsWbError
 
 # %% auto #0
-__all__ = ['atomic_write', 'file_digest', 'digest_outputs', 'StepError', 'StepIO']
+__all__ = ['atomic_write', 'file_lock', 'file_digest', 'digest_outputs', 'StepError', 'StepIO']
 
 # %% ../nbs/01_step.ipynb #26d45e4f
 def atomic_write(
@@ -30,6 +31,16 @@ def atomic_write(
     finally:
         if tmp.exists(): tmp.unlink()
     return path
+
+@contextmanager
+def file_lock(path:str|Path):
+    "An exclusive lock on the file `path` (created when missing) for the `with` block; other processes wait for it."
+    import fcntl
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield path
+        finally: fcntl.flock(f, fcntl.LOCK_UN)
 
 def file_digest(path:str|Path)->str:
     "sha256 of the file's bytes, as hex."

@@ -71,11 +71,8 @@ def _store_lock(settings:Settings):
     "An exclusive lock next to the embedded store's file, held while a process opens it (nothing for a tracking server)."
     if not settings.embedded: yield; return
     db = Path(settings.tracking_uri[len("sqlite:///"):]); db.parent.mkdir(parents=True, exist_ok=True)
-    import fcntl
-    with open(db.parent/".mlflow.db.lock", "w") as lk:
-        fcntl.flock(lk, fcntl.LOCK_EX)
-        try: yield
-        finally: fcntl.flock(lk, fcntl.LOCK_UN)
+    from mlops_wb.step import file_lock
+    with file_lock(db.parent/".mlflow.db.lock"): yield
 
 def connect(
     settings:Settings, # where tracking lives
