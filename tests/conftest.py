@@ -1,5 +1,5 @@
 """Shared fixtures: temporary copies of the project, the CLI as a subprocess, the tracking store."""
-import json, os, shutil, subprocess, sys
+import json, os, shutil, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import nbformat
@@ -111,3 +111,24 @@ def gate_copy(root: Path, data: Path, target="label", extra=None) -> Path:
     spec.update(extra or {})
     (root / "pipeline.yaml").write_text(yaml.safe_dump(spec))
     return root
+
+
+def free_port() -> int:
+    "A TCP port on 127.0.0.1 that nothing listens on right now."
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def start_http(cmd: list, url: str, cwd=None, env=None, timeout: float = 90, what: str = "server") -> subprocess.Popen:
+    """Start `cmd` (stdout and stderr piped) and wait until `url` answers; if the process dies first or
+    `timeout` seconds pass, the test fails with its output."""
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env or clean_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + timeout
+    while True:
+        try: urllib.request.urlopen(url, timeout=2); return proc
+        except OSError:
+            if proc.poll() is not None: raise AssertionError(f"{what} exited with {proc.returncode}:\n{proc.stdout.read()}")
+            if time.time() > deadline:
+                proc.kill(); raise AssertionError(f"{what} did not answer {url} within {timeout:.0f} s:\n{proc.stdout.read()}")
+            time.sleep(0.3)

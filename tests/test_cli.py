@@ -1,8 +1,8 @@
 """The mlops-wb command: help on every subcommand, and `ui` serving the MLflow UI on the project store."""
-import socket, subprocess, time, urllib.request
+import subprocess, time, urllib.request
 from pathlib import Path
 import pytest
-from conftest import CLI, clean_env, cli, copy_project
+from conftest import CLI, clean_env, cli, copy_project, free_port, start_http
 
 
 @pytest.mark.parametrize("sub", [[], ["run"], ["status"], ["ui"], ["lineage"], ["data"], ["data", "diff"], ["data", "list"], ["lab"]])
@@ -16,22 +16,13 @@ def test_outside_a_project_is_a_clear_error(tmp_path):
     assert res.returncode == 2 and "No pipeline.yaml found" in res.stderr
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
 def test_ui_serves_the_project_store(tmp_path):
     root = copy_project(tmp_path / "p")
-    port = _free_port()
-    proc = subprocess.Popen([str(CLI), "--project", str(root), "ui", "--port", str(port)], cwd=tmp_path,
-                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    port = free_port()
+    proc = start_http([CLI, "--project", root, "ui", "--port", port], f"http://127.0.0.1:{port}/health", cwd=tmp_path,
+                      what="mlops-wb ui")
     try:
-        body, deadline = None, time.time() + 90
-        while time.time() < deadline and body is None:
-            try: body = urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read().decode()
-            except OSError: time.sleep(0.5)
-        assert body == "OK"
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read().decode() == "OK"
         exps = urllib.request.urlopen(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search?max_results=10",
                                       timeout=5).read().decode()
         assert "mlops-wb" in exps or '"experiments"' in exps
@@ -46,7 +37,7 @@ def test_ui_serves_the_project_store(tmp_path):
 
 def test_lab_starts_jupyterlab_with_the_project_kernel(tmp_path):
     root = copy_project(tmp_path / "p")
-    port = _free_port()
+    port = free_port()
     env = clean_env(); env["JUPYTER_TOKEN"] = "t0k3n"; env["HOME"] = str(tmp_path)
     proc = subprocess.Popen([str(CLI), "--project", str(root), "lab", "--no-browser", "--port", str(port)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

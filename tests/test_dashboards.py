@@ -1,11 +1,10 @@
 """Issue 7 in a real browser: Debian's chromium driven by Playwright against `mlops-wb dashboard`
 (Voila) on a workbench seeded by real pipeline runs. Screenshots go to tests/artifacts/."""
-import json, os, shutil, socket, subprocess, time, urllib.request
+import json, urllib.request
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from conftest import CLI, REPO, clean_env, cli, client_for, copy_project
+from conftest import CLI, REPO, clean_env, cli, client_for, copy_project, free_port, start_http
 
 M = "mlops-wb-model"
 ART = REPO / "tests" / "artifacts"
@@ -23,21 +22,11 @@ def _env():
     return env
 
 
-def _free_port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
 def _dashboard(root):
-    port = _free_port()
-    proc = subprocess.Popen([str(CLI), "--project", str(root), "dashboard", "--port", str(port)], cwd=root, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base, deadline = f"http://127.0.0.1:{port}", time.time() + 90
-    while True:
-        try: urllib.request.urlopen(base + "/voila/tree", timeout=2); return proc, base
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "voila did not start"
-            time.sleep(0.5)
+    port = free_port(); base = f"http://127.0.0.1:{port}"
+    proc = start_http([CLI, "--project", root, "dashboard", "--port", port], base + "/voila/tree", cwd=root, env=_env(),
+                      what="mlops-wb dashboard")
+    return proc, base
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ the executed tutorial with plotly figures drawn by plotly.js, the generated CLI 
 offline search. The builder's checks are shown to fail: a cell that errors, a page missing from
 the sidebar's notebooks, a broken link and a broken anchor each stop the build, and the last
 good `_docs/` stays as it was."""
-import argparse, json, subprocess, sys, textwrap
+import argparse, subprocess, sys, textwrap
 from pathlib import Path
 
 import nbformat

@@ -1,11 +1,11 @@
 """Issue 4: tuning and evaluation artifacts, the quality gate against the champion (exit 3, nothing
 registered), `mlflow models serve` on a registered version, `mlops-wb reproduce`, and a multiclass dataset."""
-import json, os, socket, subprocess, sys, time, urllib.request
+import json, os, subprocess, sys, urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import clean_env, cli, client_for, copy_project
+from conftest import clean_env, cli, client_for, copy_project, free_port, start_http
 
 M = "mlops-wb-model"
 WEAK = ["-p", "train.features=[mean_texture, mean_smoothness]", "-p", "train.candidates=[{family: linear}]"]
@@ -77,31 +77,18 @@ def test_worse_challenger_fails_gate_exit_3_and_gets_nothing(project):
     assert not gate["checked"]["roc_auc_vs_champion"]["passed"] and gate["checked"]["roc_auc"]["passed"]
 
 
-def _free_port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
-
-
 def test_mlflow_models_serve_scores_registered_version(project):
     root, _ = project
     import pandas as pd
     from mlops_wb.data import load_demo
     client, _ = client_for(root)
-    port = _free_port()
+    port = free_port()
     env = clean_env(); env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/store/mlflow.db"
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"   # as in an activated .venv: it starts `uvicorn`
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
-    proc = subprocess.Popen([mlflow_bin, "models", "serve", "-m", f"models:/{M}/2", "--env-manager", "local",
-                             "--host", "127.0.0.1", "-p", str(port)], env=env, cwd=root,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_http([mlflow_bin, "models", "serve", "-m", f"models:/{M}/2", "--env-manager", "local", "--host", "127.0.0.1",
+                       "-p", port], f"http://127.0.0.1:{port}/ping", cwd=root, env=env, timeout=120, what="mlflow models serve")
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2); break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.time() < deadline, "mlflow models serve did not come up in 120 s"
-                time.sleep(0.5)
         rows = load_demo("breast_cancer").drop(columns="target").head(4)
         body = json.dumps({"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body, {"Content-Type": "application/json"})

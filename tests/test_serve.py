@@ -1,7 +1,7 @@
 """Issue 5 over real HTTP: bad requests get a 4xx and the server goes on; a hypothesis fuzz run;
 the canary share; 16 clients while @champion moves twice; exactly one inference-log row per
 scored row; the token; /ready, /metrics, OpenAPI; batch scoring; a killed server keeps what it flushed."""
-import asyncio, itertools, json, os, signal, socket, sqlite3, subprocess, sys, time, urllib.request
+import asyncio, itertools, json, signal, sqlite3, time, urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -9,14 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from conftest import CLI, clean_env, cli, client_for, copy_project
+from conftest import CLI, clean_env, cli, client_for, copy_project, free_port, start_http
 
 M, TOKEN = "mlops-wb-model", "s3cret"
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-
-
-def _free_port():
-    with socket.socket() as s: s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
 
 
 def _register(root):
@@ -34,16 +30,9 @@ def _register(root):
 
 
 def _start(root, *args, env=None):
-    port = _free_port()
-    proc = subprocess.Popen([str(CLI), "--project", str(root), "serve", "--port", str(port), *args], cwd=root,
-                            env=env or clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base, deadline = f"http://127.0.0.1:{port}", time.time() + 90
-    while True:
-        try: urllib.request.urlopen(base + "/health", timeout=1); return proc, base
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "server did not start"
-            time.sleep(0.3)
+    port = free_port(); base = f"http://127.0.0.1:{port}"
+    proc = start_http([CLI, "--project", root, "serve", "--port", port, *args], base + "/health", cwd=root, env=env, what="mlops-wb serve")
+    return proc, base
 
 
 def _post(base, body, headers=AUTH, path="/invocations"):
@@ -205,7 +194,6 @@ def test_hot_swap_under_load_drops_nothing(server):
         load = asyncio.ensure_future(_load(s["base"], _bodies_for(s["X"]), 16, None, key=lambda i: f"swap-{i}", stop=stop))
         await mover()
         return await load
-    t0 = time.time()
     res = asyncio.run(run())
     assert [r for r in res if r[0] != 200] == []                     # zero failed requests
     versions = {v for _, v in res}
