@@ -12,9 +12,9 @@ from pathlib import Path
 from .config import MlopsWbError, ConfigError, find_project_root, load_settings
 
 # %% auto #0
-__all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'cmd_lineage',
-           'cmd_data', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
-           'cmd_monitor', 'cmd_dashboard', 'install_kernel', 'cmd_lab', 'signals_to_main_thread', 'main']
+__all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'subcommands', 'cmd_run', 'cmd_status', 'run_child', 'cmd_ui',
+           'cmd_lineage', 'cmd_data', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'cmd_serve',
+           'cmd_score', 'cmd_monitor', 'cmd_dashboard', 'install_kernel', 'cmd_lab', 'signals_to_main_thread', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
 EXIT_CODES = """exit status:
@@ -136,6 +136,18 @@ def build_parser()->argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=int, default=5000)
     return p
+
+# %% ../nbs/09_cli.ipynb #c0ffee01
+def subcommands(p:argparse.ArgumentParser, prefix:str="mlops-wb")->list:
+    "Every (full command, its parser, its one-line help) under `p`, depth first, in the parser's order."
+    out = []
+    for a in p._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            helps = {c.dest: c.help for c in a._choices_actions}
+            for name, sp in a.choices.items():
+                out.append((f"{prefix} {name}", sp, helps.get(name, "")))
+                out += subcommands(sp, f"{prefix} {name}")
+    return out
 
 # %% ../nbs/09_cli.ipynb #4fd23a35
 _ICON = {"ran": "[green]✓ ran[/]", "cached": "[cyan]↺ cached[/]", "failed": "[red]✗ failed[/]", "killed": "[yellow]■ killed[/]",

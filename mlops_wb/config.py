@@ -16,11 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # %% auto #0
-__all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'RUNNER_PARAMS', 'MlopsWbError', 'ConfigError', 'StepFailed',
-           'GateFailed', 'RunInterrupted', 'find_project_root', 'Settings', 'load_settings', 'read_notebook',
-           'notebook_params', 'notebook_hash', 'DatasetSpec', 'StepSpec', 'ColumnRule', 'RowBounds', 'ValidationSpec',
-           'GateSpec', 'RetrainSpec', 'ColumnPrep', 'CandidateSpec', 'TuningSpec', 'EvaluationSpec', 'PipelineSpec',
-           'context_params', 'load_pipeline', 'step_order', 'parse_override', 'apply_overrides']
+__all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'RUNNER_PARAMS', 'DRIFT_DEFAULTS', 'MlopsWbError',
+           'ConfigError', 'StepFailed', 'GateFailed', 'RunInterrupted', 'find_project_root', 'Settings',
+           'load_settings', 'read_notebook', 'notebook_params', 'notebook_hash', 'DatasetSpec', 'StepSpec',
+           'ColumnRule', 'RowBounds', 'ValidationSpec', 'GateSpec', 'RetrainSpec', 'ColumnPrep', 'CandidateSpec',
+           'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params', 'load_pipeline', 'drift_config',
+           'step_order', 'parse_override', 'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #48c142cd
 class MlopsWbError(Exception):
@@ -357,10 +358,20 @@ def load_pipeline(
     _check_monitoring(spec, path)
     return spec
 
+DRIFT_DEFAULTS = dict(small_sample=1000, p_value=0.05, distance=0.1, effect_floor=0.1, share=0.5,
+                      psi_moderate=0.1, psi_significant=0.25, bins=10, sample_size=5000, quantiles=1000, max_categories=50, min_numeric_unique=6)
+
+def drift_config(section:dict|None=None)->dict:
+    "The drift thresholds: `pipeline.yaml`'s `drift:` keys over the defaults; an unknown key is a `ConfigError`."
+    section = dict(section or {})
+    section.pop("alerts", None)
+    unknown = sorted(set(section) - set(DRIFT_DEFAULTS))
+    if unknown: raise ConfigError(f"pipeline.yaml: drift: unknown key(s) {unknown}; expected: {', '.join(DRIFT_DEFAULTS)}")
+    return {**DRIFT_DEFAULTS, **section}
+
 def _check_monitoring(spec:PipelineSpec, path:Path):
     "`drift:` thresholds and alert rules are used only after a model exists: check them when the file is read."
-    from mlops_wb.monitor import drift_config      # imported here: monitor builds on this module
-    from mlops_wb.alerts import check_rules
+    from mlops_wb.alerts import check_rules      # imported here: alerts builds on this module
     try: drift_config(spec.drift); check_rules(spec.drift.get("alerts") or [])
     except ConfigError as e: raise ConfigError(f"{path}: {str(e).removeprefix('pipeline.yaml: ')}") from None
 

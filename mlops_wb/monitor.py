@@ -11,27 +11,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as _st
 from scipy.spatial import distance as _dist
-from .config import MlopsWbError, ConfigError
+from .config import MlopsWbError, ConfigError, DRIFT_DEFAULTS, drift_config   # the `drift:` schema is config's
 from .data import dtype_kind
 
 # %% auto #0
-__all__ = ['DRIFT_DEFAULTS', 'LOG_COLUMNS', 'BACKTEST_GRID', 'drift_config', 'column_profile', 'reference_profile', 'psi',
-           'psi_level', 'ColumnDrift', 'column_drift', 'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile',
-           'parse_when', 'parse_duration', 'drift_html', 'read_labels', 'join_labels', 'window_performance',
-           'load_current', 'run_monitor', 'backtest_rates', 'backtest']
+__all__ = ['LOG_COLUMNS', 'BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift',
+           'column_drift', 'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile', 'parse_when',
+           'parse_duration', 'drift_html', 'read_labels', 'join_labels', 'window_performance', 'load_current',
+           'run_monitor', 'backtest_rates', 'backtest']
 
 # %% ../nbs/12_monitor.ipynb #36e5a684
-DRIFT_DEFAULTS = dict(small_sample=1000, p_value=0.05, distance=0.1, effect_floor=0.1, share=0.5,
-                      psi_moderate=0.1, psi_significant=0.25, bins=10, sample_size=5000, quantiles=1000, max_categories=50, min_numeric_unique=6)
-
-def drift_config(section:dict|None=None)->dict:
-    "The drift thresholds: `pipeline.yaml`'s `drift:` keys over the defaults; an unknown key is a `ConfigError`."
-    section = dict(section or {})
-    section.pop("alerts", None)
-    unknown = sorted(set(section) - set(DRIFT_DEFAULTS))
-    if unknown: raise ConfigError(f"pipeline.yaml: drift: unknown key(s) {unknown}; expected: {', '.join(DRIFT_DEFAULTS)}")
-    return {**DRIFT_DEFAULTS, **section}
-
 def _num(s): return pd.to_numeric(s, errors="coerce").astype("float64")
 
 def column_profile(s:pd.Series, cfg:dict|None=None, seed:int=0)->dict:

@@ -15,7 +15,7 @@ from .alerts import Alert
 from .monitor import parse_duration
 
 # %% auto #0
-__all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'source_overrides', 'maybe_retrain']
+__all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'step_overrides', 'maybe_retrain']
 
 # %% ../nbs/14_retrain.ipynb #ae2b82fa
 def matching_alerts(policy:RetrainSpec, alerts:list[dict])->list[dict]:
@@ -63,10 +63,10 @@ def window_source(root:Path, spec, alert_id:str, window:pd.DataFrame)->Path:
     atomic_write(path, lambda t: frame.to_parquet(t, index=False))
     return path
 
-def source_overrides(root:Path, spec, source)->list[str]:
-    "`STEP.source=...` for every step notebook that reads the dataset source (ingest records it, validate snapshots it)."
+def step_overrides(root:Path, spec, key:str, value)->list[str]:
+    "`STEP.key=value` for every step whose notebook has the parameter `key` (e.g. `source`: ingest records it, validate snapshots it)."
     from mlops_wb.config import notebook_params
-    return [f"{st.name}.source={source}" for st in spec.steps if "source" in notebook_params(Path(root)/st.notebook)]
+    return [f"{st.name}.{key}={value}" for st in spec.steps if key in notebook_params(Path(root)/st.notebook)]
 
 # %% ../nbs/14_retrain.ipynb #d75ba5f6
 def maybe_retrain(
@@ -97,11 +97,9 @@ def maybe_retrain(
     try:
         if policy.data == "window":
             if window is None: raise MlopsWbError("retrain.data is window, but this monitoring run had no labelled rows (--labels, or a target column in --data)")
-            overrides = source_overrides(root, spec, window_source(root, spec, a['id'], window))
+            overrides = step_overrides(root, spec, "source", window_source(root, spec, a['id'], window))
         if policy.reference == "none":   # the new data is drifted by definition: check it against the declared rules only
-            from mlops_wb.config import notebook_params
-            v = json.dumps({**spec.validation.model_dump(mode="json"), "reference": "none"})
-            overrides += [f"{st.name}.validation={v}" for st in spec.steps if "validation" in notebook_params(root/st.notebook)]
+            overrides += step_overrides(root, spec, "validation", json.dumps({**spec.validation.model_dump(mode="json"), "reference": "none"}))
         res = run_pipeline(root, overrides=overrides, tags={"mlops_wb.trigger": "alert", "mlops_wb.trigger_alert": a["id"],
                                                             "mlops_wb.trigger_rule": json.dumps(a["rule"])})
     except MlopsWbError as e:

@@ -5,7 +5,7 @@ the executed tutorial with plotly figures drawn by plotly.js, the generated CLI 
 offline search. The builder's checks are shown to fail: a cell that errors, a page missing from
 the sidebar's notebooks, a broken link and a broken anchor each stop the build, and the last
 good `_docs/` stays as it was."""
-import argparse, subprocess, sys, textwrap
+import subprocess, sys, textwrap
 from pathlib import Path
 
 import nbformat
@@ -106,19 +106,12 @@ def test_tutorial_is_executed_with_plotly_figures_drawn(site, page):
 
 
 def test_cli_reference_covers_every_command_of_the_parser(site, page):
-    from mlops_wb.cli import build_parser
+    from mlops_wb.cli import build_parser, subcommands
     _open(page, site, "cli_reference.html")
     text = page.locator("article").inner_text()
-
-    def walk(p, prefix):
-        for a in p._actions:
-            if isinstance(a, argparse._SubParsersAction):
-                for name, sp in a.choices.items():
-                    yield f"{prefix} {name}", sp
-                    yield from walk(sp, f"{prefix} {name}")
-    cmds = list(walk(build_parser(), "mlops-wb"))
+    cmds = subcommands(build_parser())
     assert len(cmds) >= 15
-    for cmd, sp in cmds:
+    for cmd, sp, _ in cmds:
         assert page.locator(f"section#{cmd.replace(' ', '-')}").count() == 1, cmd
         for a in sp._actions:
             for opt in a.option_strings: assert opt in text, (cmd, opt)

@@ -13,14 +13,14 @@ The same pages as `nbdev-docs` (which needs Quarto), in the same order:
    errors: a broken cross-reference fails the build); the sidebar's sections become the
    toctree captions, so the navigation mirrors Quarto's.
 4. LinkChecker follows every link from `_docs/index.html` (internal only) and fails on a
-   missing file or anchor.
+   missing file; one pass over the pages fails on a missing anchor.
 
 Exit status: 0 built, 1 the build failed (the reason and the page are printed); `_docs/` is
 replaced only by a complete, checked site.
 """
 from __future__ import annotations
 
-import argparse, copy, json, os, re, shutil, subprocess, sys, time
+import argparse, copy, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 
 import nbformat
@@ -123,12 +123,11 @@ def stage_page(nb, fm: dict, fm_idx, fix_links) -> tuple[object, bool]:
         opts, src = directives(c.source)
         if opts.get("include") == "false" or not src: continue
         c.source = src
-        tags = list(c.metadata.get("tags", []))
+        tags = [t for t in c.metadata.pop("tags", []) if t != "parameters"]
         if opts.get("echo") == "false": tags.append("remove-input")
         if opts.get("output") == "false": tags.append("remove-output")
         if opts.get("output") == "asis": c.metadata["mlops_wb_asis"] = True
-        c.metadata["tags"] = [t for t in tags if t != "parameters"] or []
-        if not c.metadata["tags"]: del c.metadata["tags"]
+        if tags: c.metadata["tags"] = tags
         cells.append(c)
     nb.cells = cells
     ex = fm.get("execute") or {}
@@ -179,30 +178,27 @@ def toctree(pages, names) -> str:
     return "\n\n".join(out)
 
 
-def build(root: Path, out: Path, nbs: Path | None = None, check_links: bool = True, timeout: int = 1200, proc: bool = True) -> dict:
+def build(root: Path, out: Path, check_links: bool = True, timeout: int = 1200) -> dict:
     "Build the site into `out`; returns {'pages': n, 'executed': [...], 'seconds': {...}}."
     t0 = time.time(); secs = {}
-    nbs = nbs or root / "nbs"
+    nbs, procd = root / "nbs", root / "_proc"
     pages = sidebar_pages(nbs)
-    procd = root / "_proc"
-    if proc:
-        from nbdev.serve import proc_nbs
-        import nbdev.doclinks
-        cwd = os.getcwd(); os.chdir(root)
-        # nbdev's advice on cells mixing imports and code (our tests do) is noise here; its workers inherit this
-        os.environ.setdefault("PYTHONWARNINGS", "ignore:Found cells containing imports")
-        try:
-            nbdev.doclinks._build_modidx()
-            proc_nbs(str(nbs), n_workers=2)
-        except Exception as e: raise DocsError(f"nbdev processing of {nbs} failed: {type(e).__name__}: {e}") from None
-        finally: os.chdir(cwd)
+    from nbdev.serve import proc_nbs
+    import nbdev.doclinks
+    cwd = os.getcwd(); os.chdir(root)
+    # nbdev's advice on cells mixing imports and code (our tests do) is noise here; its workers inherit this
+    os.environ.setdefault("PYTHONWARNINGS", "ignore:Found cells containing imports")
+    try:
+        nbdev.doclinks._build_modidx()
+        proc_nbs(str(nbs), n_workers=2)
+    except Exception as e: raise DocsError(f"nbdev processing of {nbs} failed: {type(e).__name__}: {e}") from None
+    finally: os.chdir(cwd)
     secs["nbdev_proc"] = round(time.time() - t0, 1)
 
     stage = root / ".docs_src"
     shutil.rmtree(stage, ignore_errors=True); stage.mkdir()
-    for d in ("images",):
-        if (procd / d).exists(): shutil.copytree(procd / d, stage / d)
-    fms, names = {}, {}
+    if (procd / "images").exists(): shutil.copytree(procd / "images", stage / "images")
+    fms, names, page_of = {}, {}, {}
     for _, ps in pages:
         for p in ps:
             f = procd / p
@@ -211,8 +207,8 @@ def build(root: Path, out: Path, nbs: Path | None = None, check_links: bool = Tr
             fm, idx = front_matter(nb)
             fms[p] = (nb, fm, idx)
             names[p] = output_name(p, fm)
-            twin = next((q for q in names if q != p and names[q] == names[p]), None)
-            if twin: raise DocsError(f"nbs/{p} and nbs/{twin} would both be the page {names[p]}.html (rename one, or set its output-file)")
+            twin = page_of.setdefault(names[p], p)
+            if twin != p: raise DocsError(f"nbs/{p} and nbs/{twin} would both be the page {names[p]}.html (rename one, or set its output-file)")
     fix = _link_map(names)
     executed = []
     t1 = time.time()

@@ -5,8 +5,7 @@ from pathlib import Path
 
 _root = Path(__file__).resolve().parents[2]
 _nbdev = tomllib.loads((_root / "pyproject.toml").read_text())["tool"]["nbdev"]
-_ver = next(l.split("=")[1].strip().strip("\"'") for l in (_root / "mlops_wb" / "__init__.py").read_text().splitlines()
-            if l.startswith("__version__"))
+from mlops_wb import __version__ as _ver
 
 project = _nbdev.get("title", "mlops-wb")
 author = "mlops-wb developers"
