@@ -24,9 +24,9 @@ from .tracking import connect, git_info, library_hash
 import mlops_wb
 
 # %% auto #0
-__all__ = ['KERNEL_ARGS', 'WARM_IMPORTS', 'StepResult', 'PipelineResult', 'effective_params', 'key_parts', 'cache_key',
-           'explain_change', 'find_step_run', 'output_paths', 'render_html', 'render_cached_report', 'pipeline_runs',
-           'run_state', 'run_summary', 'write_index', 'KernelPool', 'run_pipeline', 'log_datasets']
+__all__ = ['KERNEL_ARGS', 'KERNEL_START_TIMEOUT', 'WARM_IMPORTS', 'StepResult', 'PipelineResult', 'effective_params', 'key_parts',
+           'cache_key', 'explain_change', 'find_step_run', 'output_paths', 'render_html', 'render_cached_report',
+           'pipeline_runs', 'run_state', 'run_summary', 'write_index', 'KernelPool', 'run_pipeline', 'log_datasets']
 
 # %% ../nbs/08_pipeline.ipynb #5543bdc1
 @dataclass
@@ -200,6 +200,9 @@ def _env(**kv):
 
 # the kernel's own start-up warnings (e.g. about TCP transport) are not the user's business
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# a pooled kernel answers papermill only after its warm-up imports; on a loaded 2-core machine that
+# took over papermill's default 60 s (a step failed at 62 s with no cell run), so allow more
+KERNEL_START_TIMEOUT = 300
 # imported in a kernel while it waits for its step: what most steps import anyway
 WARM_IMPORTS = "import numpy, pandas, sklearn, sklearn.pipeline, mlflow, mlops_wb.step, mlops_wb.data, mlops_wb.tracking"
 
@@ -246,7 +249,7 @@ def _execute(nb:Path, out:Path, params:dict, cwd:Path, timeout:float|None, km=No
     import papermill as pm
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(cwd),
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-                        execution_timeout=timeout, extra_arguments=KERNEL_ARGS, km=km)
+                        execution_timeout=timeout, start_timeout=KERNEL_START_TIMEOUT, extra_arguments=KERNEL_ARGS, km=km)
 
 def _error_line(step:str, e:Exception, out:Path)->str:
     if hasattr(e, "ename"):   # papermill.PapermillExecutionError
