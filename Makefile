@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlops-wb-installed
 
-.PHONY: run test lab setup lock sync-check nbtest docs pytest bench clean-store ui status
+.PHONY: run test lab setup lock sync-check layers nbtest docs pytest bench clean-store ui status
 
 run: $(STAMP)
 	$(BIN)/mlops-wb run
 
-test: $(STAMP) sync-check nbtest docs pytest
+test: $(STAMP) sync-check layers nbtest docs pytest
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ lock:
 # nbdev-export and nbdev-clean must leave notebooks and library unchanged.
 sync-check: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH bash tools/check_sync.sh
+
+# The import contract in pyproject.toml: a module imports only the layers below it (imports inside functions count).
+layers: $(STAMP)
+	$(BIN)/lint-imports
 
 nbtest: $(STAMP)
 	$(BIN)/nbdev-test --n-workers 2

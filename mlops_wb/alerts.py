@@ -8,25 +8,15 @@ Docs: https://mlops-wb.github.io/mlops-wb/alerts.html.md"""
 from __future__ import annotations
 import json, time
 from dataclasses import dataclass, field, asdict
-from .config import ConfigError
+from .config import ConfigError, check_rules
+from .evaluate import LOWER_IS_BETTER
+from .tracking import experiment_id
+from .tags import *
 
 # %% auto #0
-__all__ = ['RULE_KINDS', 'check_rules', 'Alert', 'evaluate_rules', 'post_webhook', 'slack_payload', 'record_alerts', 'alert_log']
+__all__ = ['Alert', 'evaluate_rules', 'post_webhook', 'slack_payload', 'record_alerts', 'alert_log']
 
 # %% ../nbs/13_alerts.ipynb #d7e68af2
-RULE_KINDS = {"dataset_drift": set(), "prediction_drift": set(), "psi": {"column", "above"}, "metric_drop": {"metric", "by"},
-              "error_rate": {"above"}, "latency_p99_ms": {"above"}}
-
-def check_rules(rules:list)->list:
-    "The alert rules, each checked for a known kind and its keys; a `ConfigError` naming the rule otherwise."
-    for i, r in enumerate(rules or []):
-        if not isinstance(r, dict) or r.get("kind") not in RULE_KINDS:
-            raise ConfigError(f"pipeline.yaml: drift.alerts[{i}]: expected a mapping with kind one of {', '.join(RULE_KINDS)}; got {r!r}")
-        need, extra = RULE_KINDS[r["kind"]], set(r) - RULE_KINDS[r["kind"]] - {"kind", "name"}
-        if need - set(r): raise ConfigError(f"pipeline.yaml: drift.alerts[{i}] ({r['kind']}): missing {sorted(need - set(r))}")
-        if extra: raise ConfigError(f"pipeline.yaml: drift.alerts[{i}] ({r['kind']}): unknown keys {sorted(extra)}")
-    return list(rules or [])
-
 @dataclass
 class Alert:
     "One fired rule."
@@ -53,7 +43,6 @@ def evaluate_rules(rules:list, report:dict, service:dict|None=None, performance:
         elif k == "metric_drop" and performance:
             cur, base = performance.get("current", {}).get(r["metric"]), performance.get("baseline", {}).get(r["metric"])
             if cur is not None and base is not None:
-                from mlops_wb.evaluate import LOWER_IS_BETTER
                 drop = (cur - base) if r["metric"] in LOWER_IS_BETTER else (base - cur)
                 if drop > r["by"]: out.append(Alert(r, f"{r['metric']} {cur:.4f} vs baseline {base:.4f} (worse by {drop:.4f} > {r['by']})", drop, r["by"]))
         elif k == "error_rate" and service and service.get("error_rate") is not None and service["error_rate"] > r["above"]:
@@ -86,7 +75,6 @@ def slack_payload(alert:Alert, model:str, version:str, report_path:str|None=None
 def record_alerts(client, settings, alerts:list, model:str, version:str, monitoring_run_id:str|None=None,
                   report_path:str|None=None, tries:int=3, backoff:float=0.5)->list[dict]:
     "Append each alert to the `<experiment>-alerts` log and deliver it to the webhook; returns the recorded entries."
-    from mlops_wb.tracking import experiment_id, TAG_KIND
     out = []
     if not alerts: return out
     eid = experiment_id(client, settings, f"{settings.experiment}-alerts")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse, json, os, subprocess, sys, time
 from datetime import datetime, timezone
 from pathlib import Path
-from .config import MlopsWbError, ConfigError, find_project_root, load_settings
+from .errors import MlopsWbError, ConfigError, EXIT_HELP
+from .config import find_project_root, load_settings
 
 # %% auto #0
 __all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'subcommands', 'cmd_run', 'cmd_status', 'run_child', 'cmd_ui',
@@ -17,14 +18,7 @@ __all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'subcommands
            'cmd_score', 'cmd_monitor', 'cmd_dashboard', 'install_kernel', 'cmd_lab', 'signals_to_main_thread', 'main']
 
 # %% ../nbs/09_cli.ipynb #ae8fb147
-EXIT_CODES = """exit status:
-  0    success
-  1    a pipeline step failed (the error line names the step, cell, exception and executed notebook)
-  2    bad input: pipeline.yaml, settings.ini or a command-line argument (nothing ran)
-  3    the quality gate failed (nothing registered)
-  4    promotion or rollback refused (not an approver, no reason, gate failed without --force)
-  5    reproduce: the rebuilt model's metrics or data differ from the registered version's
-  130  interrupted (Ctrl-C); runs marked KILLED"""
+EXIT_CODES = EXIT_HELP   # the one table, in mlops_wb.errors
 
 def build_parser()->argparse.ArgumentParser:
     "The `mlops-wb` argument parser with one sub-parser per command."
@@ -204,7 +198,8 @@ def _summary(con, res, root):
 def cmd_status(args, root)->int:
     "Print recent pipeline runs, or the steps of one run."
     from rich.table import Table
-    from mlops_wb.tracking import connect, TAG_CACHED_FROM
+    from mlops_wb.tracking import connect
+    from mlops_wb.tags import TAG_CACHED_FROM
     from mlops_wb.pipeline import pipeline_runs, run_summary, run_state
     con = _console()
     client, exp = connect(load_settings(root))
@@ -409,7 +404,8 @@ def cmd_score(args, root)->int:
 def cmd_monitor(args, root)->int:
     "Drift report of current data against a model version (or a backtest of the thresholds)."
     from rich.table import Table
-    from mlops_wb.monitor import run_monitor, backtest
+    from mlops_wb.monitor import backtest
+    from mlops_wb.retrain import monitor_and_retrain
     f = lambda v, spec: "" if v is None else format(v, spec)
     if args.backtest:
         r = backtest(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window, args.every, args.chunks)
@@ -430,8 +426,8 @@ def cmd_monitor(args, root)->int:
         for rule, rate in r["rules"].items(): print(f"rule {rule}: would have alerted in {rate:.0%} of windows")
         print(f"report: {r['json']}")
         return 0
-    r = run_monitor(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window,
-                    args.labels, args.every, retrain=not args.no_retrain)
+    r = monitor_and_retrain(root, retrain=not args.no_retrain, ref=_model_ref(args.model) if args.model else None,
+                            data=args.data, since=args.since, window=args.window, labels=args.labels, every=args.every).to_dict()
     if args.json: print(json.dumps(r, indent=1, default=str)); return 0
     t = Table(title=f"drift of {r['model']} version {r['version']} ({r['rows']} rows from {r['source']})")
     for c in ("column", "test", "statistic", "p-value", "effect", "drifted", "PSI", "problem"): t.add_column(c)

@@ -6,7 +6,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/config.html.md"""
 
 # %% ../nbs/00_config.ipynb #9fd178b7
 from __future__ import annotations
-import ast, configparser, getpass, hashlib, json, os
+import configparser, getpass, os, re
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
@@ -15,34 +15,15 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .errors import MlopsWbError, ConfigError
+from .notebook import notebook_params
+
 # %% auto #0
-__all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'RUNNER_PARAMS', 'DRIFT_DEFAULTS', 'MlopsWbError',
-           'ConfigError', 'StepFailed', 'GateFailed', 'RunInterrupted', 'find_project_root', 'Settings',
-           'load_settings', 'read_notebook', 'notebook_params', 'notebook_hash', 'DatasetSpec', 'StepSpec',
+__all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'DURATION_PATTERN', 'RUNNER_PARAMS', 'DRIFT_DEFAULTS',
+           'RULE_KINDS', 'find_project_root', 'Settings', 'load_settings', 'parse_duration', 'DatasetSpec', 'StepSpec',
            'ColumnRule', 'RowBounds', 'ValidationSpec', 'GateSpec', 'RetrainSpec', 'ColumnPrep', 'CandidateSpec',
            'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params', 'load_pipeline', 'drift_config',
-           'step_order', 'parse_override', 'apply_overrides']
-
-# %% ../nbs/00_config.ipynb #48c142cd
-class MlopsWbError(Exception):
-    "Base of every error mlops-wb raises on purpose; `exit_code` is the CLI's exit status."
-    exit_code = 1
-
-class ConfigError(MlopsWbError):
-    "A project file (`pipeline.yaml`, `settings.ini`) or a command-line argument is wrong."
-    exit_code = 2
-
-class StepFailed(MlopsWbError):
-    "A pipeline step raised while its notebook ran."
-    exit_code = 1
-
-class GateFailed(MlopsWbError):
-    "The challenger did not pass the quality gate; nothing was registered."
-    exit_code = 3
-
-class RunInterrupted(MlopsWbError):
-    "The run was stopped by the user (Ctrl-C); its runs are marked KILLED."
-    exit_code = 130
+           'check_rules', 'step_order', 'parse_override', 'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #c5942781
 PIPELINE_FILE = "pipeline.yaml"
@@ -127,36 +108,20 @@ def load_settings(
                     user=vals["user"] or getpass.getuser(), alert_webhook=vals["alert_webhook"],
                     serve_canary=canary, inference_log=(root/vals["inference_log"]).resolve())
 
-# %% ../nbs/00_config.ipynb #5eb2229c
-def read_notebook(path:str|Path)->dict:
-    "The notebook at `path` as JSON, or a `ConfigError` naming the file."
-    try: return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e: raise ConfigError(f"{path}: not a readable notebook: {e}") from e
+# %% ../nbs/00_config.ipynb #acc40a0e
+DURATION_PATTERN = r"^\d+(\.\d+)?[smhd]$"
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
-def _src(cell): s = cell.get("source", ""); return "".join(s) if isinstance(s, list) else s
-
-def notebook_params(
-    path:str|Path, # a notebook with a cell tagged `parameters`
-)->dict:           # parameter name -> default value (source text when not a literal)
-    "Names and defaults assigned in the notebook's `parameters` cell."
-    cells = [c for c in read_notebook(path).get("cells", [])
-             if c.get("cell_type") == "code" and "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not cells: raise ConfigError(f"{path}: no cell tagged 'parameters'; tag the cell that holds the step's parameters")
-    try: tree = ast.parse(_src(cells[0]))
-    except SyntaxError as e: raise ConfigError(f"{path}: parameters cell is not valid Python: {e}") from e
-    res = {}
-    for node in tree.body:
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        for t in targets:
-            if isinstance(t, ast.Name) and getattr(node, "value", None) is not None:
-                try: res[t.id] = ast.literal_eval(node.value)
-                except ValueError: res[t.id] = ast.unparse(node.value)
-    return res
-
-def notebook_hash(path:str|Path)->str:
-    "sha256 of the notebook's cleaned source: each cell's type and source, no outputs, ids or metadata."
-    cells = [(c.get("cell_type"), _src(c)) for c in read_notebook(path).get("cells", [])]
-    return hashlib.sha256(json.dumps(cells).encode()).hexdigest()
+def parse_duration(
+    text:str|None,       # e.g. "30m", "2h", "7d"; None passes through
+    where:str="--window", # the flag or key it came from, for the error
+)->float|None:           # seconds
+    "Seconds in a duration like `30m`; a `ConfigError` naming `where` otherwise."
+    if text is None: return None
+    if not re.fullmatch(DURATION_PATTERN, str(text).strip()):
+        raise ConfigError(f"{where} {text!r}: expected a duration like 30m, 2h, 7d")
+    text = str(text).strip()
+    return float(text[:-1]) * _UNIT_SECONDS[text[-1]]
 
 # %% ../nbs/00_config.ipynb #f91cb5c9
 class _Strict(BaseModel):
@@ -206,18 +171,16 @@ class GateSpec(_Strict):
     compare: list[str]|None = Field(None, description="metrics compared with the champion; default: the thresholds' metrics")
     compare_champion: bool = True
 
-_DURATION = r"^\d+(\.\d+)?[smhd]$"
-
 class RetrainSpec(_Strict):
     "When monitoring starts a retraining run, on which data, and what happens to the new version."
     on: list[str] = Field([], description="alert rule kinds or names that start a retrain (e.g. dataset_drift, metric_drop)")
-    schedule: str|None = Field(None, pattern=_DURATION, description="also retrain when the monitored version is older than this (e.g. 30d)")
+    schedule: str|None = Field(None, pattern=DURATION_PATTERN, description="also retrain when the monitored version is older than this (e.g. 30d)")
     data: Literal["source", "window"] = Field("source", description="source: dataset.source read again (a glob picks up new files); "
                                               "window: the monitored rows with their labels, added to dataset.source's rows")
     promote: Literal["review", "auto"] = Field("review", description="review: the new version waits as @challenger; auto: promoted when its gate passed")
     reference: Literal["none", "auto"] = Field("none", description="the data gate's reference in retrain runs: none (declared rules only: "
                                                "drifted data breaks ranges learned from the champion's data) or auto (as in validation:)")
-    cooldown: str = Field("1d", pattern=_DURATION, description="no new retrain within this long of the last one")
+    cooldown: str = Field("1d", pattern=DURATION_PATTERN, description="no new retrain within this long of the last one")
 
     @property
     def enabled(self)->bool: return bool(self.on or self.schedule)
@@ -369,9 +332,24 @@ def drift_config(section:dict|None=None)->dict:
     if unknown: raise ConfigError(f"pipeline.yaml: drift: unknown key(s) {unknown}; expected: {', '.join(DRIFT_DEFAULTS)}")
     return {**DRIFT_DEFAULTS, **section}
 
+RULE_KINDS = {"dataset_drift": set(), "prediction_drift": set(), "psi": {"column", "above"}, "metric_drop": {"metric", "by"},
+              "error_rate": {"above"}, "latency_p99_ms": {"above"}}
+
+def check_rules(
+    rules:list|None, # `drift.alerts` of pipeline.yaml: mappings with a `kind` and its keys
+)->list:             # the rules, unchanged
+    "The alert rules, each checked for a known kind and its keys; a `ConfigError` naming the rule otherwise."
+    for i, r in enumerate(rules or []):
+        if not isinstance(r, dict) or r.get("kind") not in RULE_KINDS:
+            raise ConfigError(f"pipeline.yaml: drift.alerts[{i}]: expected a mapping with kind one of "
+                              f"{', '.join(RULE_KINDS)}; got {r!r}")
+        need, extra = RULE_KINDS[r["kind"]], set(r) - RULE_KINDS[r["kind"]] - {"kind", "name"}
+        if need - set(r): raise ConfigError(f"pipeline.yaml: drift.alerts[{i}] ({r['kind']}): missing {sorted(need - set(r))}")
+        if extra: raise ConfigError(f"pipeline.yaml: drift.alerts[{i}] ({r['kind']}): unknown keys {sorted(extra)}")
+    return list(rules or [])
+
 def _check_monitoring(spec:PipelineSpec, path:Path):
     "`drift:` thresholds and alert rules are used only after a model exists: check them when the file is read."
-    from mlops_wb.alerts import check_rules      # imported here: alerts builds on this module
     try: drift_config(spec.drift); check_rules(spec.drift.get("alerts") or [])
     except ConfigError as e: raise ConfigError(f"{path}: {str(e).removeprefix('pipeline.yaml: ')}") from None
 

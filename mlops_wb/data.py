@@ -15,11 +15,11 @@ import pandas as pd
 
 from .config import MlopsWbError, Settings, load_settings
 from .step import atomic_write, file_digest
+from .tags import *
 
 # %% auto #0
-__all__ = ['DEMOS', 'TAG_DIGEST', 'TAG_ROWS', 'TAG_FILE_SHA', 'DataError', 'load_demo', 'resolve_source', 'check_mixed_types',
-           'read_source', 'source_manifest', 'frame_digest', 'dtype_kind', 'frame_schema', 'SnapshotRef',
-           'SnapshotStore', 'split_frame', 'diff_frames']
+__all__ = ['DEMOS', 'DataError', 'load_demo', 'resolve_source', 'check_mixed_types', 'read_source', 'source_manifest',
+           'frame_digest', 'dtype_kind', 'frame_schema', 'SnapshotRef', 'SnapshotStore', 'split_frame', 'diff_frames']
 
 # %% ../nbs/03_data.ipynb #230173bf
 class DataError(MlopsWbError):
@@ -121,8 +121,6 @@ def frame_digest(df:pd.DataFrame)->str:
     return h.hexdigest()
 
 # %% ../nbs/03_data.ipynb #3158137e
-TAG_DIGEST, TAG_ROWS, TAG_FILE_SHA = "mlops_wb.snapshot_digest", "mlops_wb.rows", "mlops_wb.file_sha256"
-
 def dtype_kind(s:pd.Series)->str:
     "'bool', 'number', 'datetime' or 'string': the kind of values a column holds."
     if pd.api.types.is_bool_dtype(s): return "bool"
@@ -165,9 +163,9 @@ class SnapshotStore:
     def find(self, digest:str)->SnapshotRef|None:
         "The snapshot whose digest is or starts with `digest` (at least 6 characters), or None."
         if len(digest) < 6: raise DataError(f"snapshot digest {digest!r} is too short; give at least 6 characters")
-        if len(digest) == 64: runs = self._runs(f"tags.`{TAG_DIGEST}` = '{digest}' and attributes.status = 'FINISHED'")
-        else: runs = self._runs(f"tags.`{TAG_DIGEST}` LIKE '{digest}%' and attributes.status = 'FINISHED'", 2)
-        if len({r.data.tags[TAG_DIGEST] for r in runs}) > 1: raise DataError(f"snapshot digest prefix {digest!r} is ambiguous; give more characters")
+        if len(digest) == 64: runs = self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` = '{digest}' and attributes.status = 'FINISHED'")
+        else: runs = self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` LIKE '{digest}%' and attributes.status = 'FINISHED'", 2)
+        if len({r.data.tags[TAG_SNAPSHOT_DIGEST] for r in runs}) > 1: raise DataError(f"snapshot digest prefix {digest!r} is ambiguous; give more characters")
         return self._ref(runs[0]) if runs else None
 
     def list(self, n:int=50)->list[SnapshotRef]:
@@ -176,7 +174,7 @@ class SnapshotStore:
 
     def _ref(self, run):
         t = run.data.tags
-        return SnapshotRef(t[TAG_DIGEST], int(t[TAG_ROWS]), json.loads(t.get("mlops_wb.schema", "[]")), t.get("mlops_wb.source", ""),
+        return SnapshotRef(t[TAG_SNAPSHOT_DIGEST], int(t[TAG_ROWS]), json.loads(t.get("mlops_wb.schema", "[]")), t.get("mlops_wb.source", ""),
                            run.info.run_id, t[TAG_FILE_SHA], t.get("mlops_wb.name", "dataset"))
 
     def latest(self, name:str="dataset", project:str|None=None)->SnapshotRef|None:
@@ -196,12 +194,12 @@ class SnapshotStore:
         digest = frame_digest(df)
         found = self.find(digest)
         if found is not None: return SnapshotRef(**{**found.to_dict(), "name": name})
-        for stale in self._runs(f"tags.`{TAG_DIGEST}` = '{digest}' and attributes.status = 'RUNNING'", 20):
+        for stale in self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` = '{digest}' and attributes.status = 'RUNNING'", 20):
             self.client.set_tag(stale.info.run_id, "mlops_wb.abandoned", "write never completed")
             self.client.set_terminated(stale.info.run_id, "FAILED")
         schema = frame_schema(df)
         run = self.client.create_run(self.exp_id, run_name=f"snapshot-{digest[:12]}", tags={
-            "mlops_wb.kind": "snapshot", TAG_DIGEST: digest, TAG_ROWS: str(len(df)), "mlops_wb.source": source[:5000],
+            "mlops_wb.kind": "snapshot", TAG_SNAPSHOT_DIGEST: digest, TAG_ROWS: str(len(df)), "mlops_wb.source": source[:5000],
             "mlops_wb.name": name, "mlops_wb.project": project, "mlops_wb.schema": json.dumps(schema)[:7900]})
         rid = run.info.run_id
         try:

@@ -6,19 +6,33 @@ Docs: https://mlops-wb.github.io/mlops-wb/monitor.html.md"""
 
 # %% ../nbs/12_monitor.ipynb #ff187bed
 from __future__ import annotations
+import html as _h, json, re, time as _time
 from dataclasses import dataclass, field, asdict
+from typing import Any
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
+from mlflow.entities import Metric
 from scipy import stats as _st
 from scipy.spatial import distance as _dist
-from .config import MlopsWbError, ConfigError, DRIFT_DEFAULTS, drift_config   # the `drift:` schema is config's
-from .data import dtype_kind
+from .config import (MlopsWbError, ConfigError, DRIFT_DEFAULTS, drift_config, check_rules, parse_duration, DURATION_PATTERN,
+                             load_settings, load_pipeline)   # the `drift:` and alert-rule schemas are config's
+from .data import dtype_kind, read_source
+from .step import atomic_write
+from .tracking import mlflow, connect, experiment_id
+from .tags import *
+from .evaluate import model_task, prediction_metrics
+from .registry import get_version
+from .alerts import evaluate_rules, record_alerts
+from .inference_log import LOG_COLUMNS, log_exists, read_inference_log, read_service_log
 
 # %% auto #0
-__all__ = ['LOG_COLUMNS', 'BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift',
-           'column_drift', 'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile', 'parse_when',
-           'parse_duration', 'drift_html', 'read_labels', 'join_labels', 'window_performance', 'load_current',
-           'run_monitor', 'backtest_rates', 'backtest']
+__all__ = ['BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift', 'column_drift',
+           'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile', 'parse_when', 'drift_html', 'read_labels',
+           'join_labels', 'window_performance', 'load_current', 'MonitorResult', 'run_monitor', 'backtest_rates',
+           'backtest']
 
 # %% ../nbs/12_monitor.ipynb #36e5a684
 def _num(s): return pd.to_numeric(s, errors="coerce").astype("float64")
@@ -169,10 +183,6 @@ def dataset_drift(profile:dict, current:pd.DataFrame, predictions=None, cfg:dict
     return DriftReport(cols, share, bool(compared) and share >= cfg["share"], pred, missing, extra, int(len(current)), cfg)
 
 # %% ../nbs/12_monitor.ipynb #460ed1fe
-import json, re, time as _time
-from datetime import datetime, timedelta, timezone
-from pathlib import Path
-
 class MonitorError(MlopsWbError):
     "Monitoring cannot run: no reference profile, no current data."
     exit_code = 2
@@ -188,23 +198,14 @@ def parse_when(text:str|None, now:float|None=None)->float|None:
     "A UNIX time from an ISO time or a duration ago ('30m', '2h', '7d')."
     if text is None: return None
     now = _time.time() if now is None else now
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
-    if m: return now - float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+    if re.fullmatch(DURATION_PATTERN, text.strip()): return now - parse_duration(text)
     try: t = datetime.fromisoformat(text)
     except ValueError: raise MonitorError(f"{text!r}: expected an ISO time (2026-11-29T12:00) or a duration like 30m, 2h, 7d") from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
-def parse_duration(text:str|None, flag:str="--window")->float|None:
-    if text is None: return None
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", str(text).strip())
-    if not m: raise MonitorError(f"{flag} {text!r}: expected a duration like 30m, 2h, 7d")
-    return float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
-
 def drift_html(report:DriftReport, profile:dict, current:pd.DataFrame, title:str, max_overlays:int=8,
                performance:dict|None=None, service:dict|None=None)->str:
     "An offline HTML page: drift per feature, reference-vs-current overlays of the drifted features, metrics over time, server figures."
-    import html as _h
-    import plotly.graph_objects as go
     cols = report.columns
     eff = go.Figure(go.Bar(x=[c["column"] for c in cols], y=[c["effect"] or 0 for c in cols],
                            marker_color=["#c0392b" if c["drifted"] else "#7f8c8d" for c in cols],
@@ -254,7 +255,6 @@ def drift_html(report:DriftReport, profile:dict, current:pd.DataFrame, title:str
 # %% ../nbs/12_monitor.ipynb #741e1359
 def read_labels(path:str|Path, root:str|Path, target:str)->pd.DataFrame:
     "A labels file as (request_id, row, label); `row` is None when the file has no row column."
-    from mlops_wb.data import read_source
     lab = read_source(str(path), root)
     col = target if target in lab.columns else "label" if "label" in lab.columns else None
     if "request_id" not in lab.columns or col is None:
@@ -284,7 +284,6 @@ def window_performance(
     baseline:dict|None=None,     # the version's holdout metrics
 )->dict|None:
     "The task's metrics over the labelled rows and per time bucket, with the baseline; None when nothing is labelled."
-    from mlops_wb.evaluate import prediction_metrics
     y = pd.Series(np.asarray(y, dtype=object)); has = y.notna().to_numpy()
     if not has.any(): return None
     yl = y[has].infer_objects().reset_index(drop=True)
@@ -304,16 +303,11 @@ def window_performance(
 # %% ../nbs/12_monitor.ipynb #4ba35f0d
 def _metric_name(s): return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(s))[:200]
 
-LOG_COLUMNS = ("id", "request_id", "row", "ts", "model_name", "model_version", "alias", "client_key", "prediction", "latency_ms")
-
 def load_current(root:Path, client, settings, spec, mv, profile:dict, data:str|None=None, since:str|None=None, window:str|None=None,
                  labels:str|None=None, every:str|None=None, now:float|None=None)->dict:
     "The current window: rows, predictions, labelled performance and (from the log) the server's figures."
-    import mlflow
-    from mlops_wb.data import read_source
     features, target = list(profile["columns"]), spec.dataset.target
     model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
-    from mlops_wb.evaluate import model_task
     task = model_task(model); classes = getattr(model, "classes_", None)
     baseline = dict(client.get_run(mv.run_id).data.metrics)
     every_s = parse_duration(every, "--every")
@@ -331,8 +325,7 @@ def load_current(root:Path, client, settings, spec, mv, profile:dict, data:str|N
         times = (pd.to_datetime(current[tcol]).astype("int64").to_numpy() / 1e9) if (tcol and tcol in current.columns and every_s) else None
         perf = window_performance(y, preds, task, proba, classes, times, every_s, baseline) if (y is not None and preds is not None) else None
         return dict(current=current, preds=preds, source=str(data), t0=None, t1=None, performance=perf, service=None, task=task, labels=y)
-    from mlops_wb.serve import read_inference_log, read_service_log
-    if not settings.inference_log or not Path(settings.inference_log).exists():
+    if not log_exists(settings.inference_log):
         raise MonitorError(f"no inference log at {settings.inference_log}; serve the model first, or pass --data FILE")
     now = _time.time() if now is None else now
     t0 = parse_when(since, now); dur = parse_duration(window)
@@ -348,6 +341,24 @@ def load_current(root:Path, client, settings, spec, mv, profile:dict, data:str|N
     return dict(current=log, preds=log["prediction"].to_numpy(), source=f"inference log {settings.inference_log}", t0=t0, t1=t1,
                 performance=perf, service=read_service_log(settings.inference_log, t0, t1), task=task, labels=y)
 
+@dataclass
+class MonitorResult:
+    "What one monitoring run found, and where it wrote it."
+    report: dict                    # the JSON report (drift per column, dataset drift, performance, service, run_id)
+    html_path: str                  # the HTML report
+    json_path: str                  # the JSON report
+    alerts: list                    # the alerts raised and recorded (id, rule, message, delivery, ...)
+    version: Any                    # the monitored MLflow model version
+    window: pd.DataFrame|None = None  # the current rows with their labels, when labels were given
+    retrain: dict|None = None       # what the retrain policy did; set by the layer above (`mlops_wb.retrain`)
+
+    @property
+    def run_id(self)->str: return self.report["run_id"]
+
+    def to_dict(self)->dict:
+        "The report with the paths, alerts and retrain outcome: what `mlops-wb monitor --json` prints."
+        return {**self.report, "html": self.html_path, "json": self.json_path, "alerts": self.alerts, "retrain": self.retrain}
+
 def run_monitor(
     root:str|Path,               # project root
     ref:str|None=None,           # model version (NAME@ALIAS or NAME/VERSION); default the @champion
@@ -356,14 +367,8 @@ def run_monitor(
     window:str|None=None,        # inference-log window length ('1h'); default up to now
     labels:str|None=None,        # labels for the inference log: request_id, [row], target (or label)
     every:str|None=None,         # performance per bucket of this length ('1h')
-    retrain:bool=True,           # let alerts start a retrain when pipeline.yaml's retrain policy says so
-)->dict:
-    "Drift (and performance) of current data against model version `ref`; reports written, logged as a monitoring run; alerts and retraining follow."
-    from mlflow.entities import Metric
-    from mlops_wb.config import load_settings, load_pipeline
-    from mlops_wb.tracking import connect, experiment_id, TAG_KIND
-    from mlops_wb.registry import get_version
-    from mlops_wb.alerts import check_rules, evaluate_rules, record_alerts
+)->MonitorResult:
+    "Drift (and performance) of current data against model version `ref`; reports written, logged as a monitoring run, alerts raised."
     root = Path(root)
     settings, spec = load_settings(root), load_pipeline(root)
     cfg = drift_config(spec.drift)
@@ -378,9 +383,9 @@ def run_monitor(
     eid = experiment_id(client, settings, f"{settings.experiment}-monitoring")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     run = client.create_run(eid, run_name=f"{mv.name}-v{mv.version}-{stamp}",
-                            tags={TAG_KIND: "monitoring", "mlops_wb.model": mv.name, "mlops_wb.model_version": str(mv.version),
-                                  "mlops_wb.source": cur["source"][:500], "mlops_wb.dataset_drift": str(report.dataset_drift).lower(),
-                                  "mlops_wb.window": json.dumps([cur["t0"], cur["t1"]])})
+                            tags={TAG_KIND: "monitoring", TAG_MODEL: mv.name, TAG_MODEL_VERSION: str(mv.version),
+                                  TAG_SOURCE: cur["source"][:500], TAG_DATASET_DRIFT: str(report.dataset_drift).lower(),
+                                  TAG_WINDOW: json.dumps([cur["t0"], cur["t1"]])})
     ts = int(_time.time() * 1000)
     ms = [Metric("share_drifted", report.share_drifted, ts, 0), Metric("dataset_drift", float(report.dataset_drift), ts, 0),
           Metric("rows", float(report.rows), ts, 0)]
@@ -396,24 +401,17 @@ def run_monitor(
     doc = {**report.to_dict(), "model": mv.name, "version": str(mv.version), "source": cur["source"], "run_id": run.info.run_id,
            "task": cur["task"], "performance": perf, "service": service}
     jpath, hpath = out/f"{run.info.run_id}.json", out/f"{run.info.run_id}.html"
-    from mlops_wb.step import atomic_write
     atomic_write(jpath, lambda t: t.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8"))
     atomic_write(hpath, lambda t: t.write_text(drift_html(report, profile, current, f"Drift of {mv.name} version {mv.version}: {cur['source']}",
                                                           performance=perf, service=service), encoding="utf-8"))
     client.log_artifact(run.info.run_id, str(jpath), "report"); client.log_artifact(run.info.run_id, str(hpath), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
-    client.set_model_version_tag(mv.name, mv.version, "mlops_wb.last_monitoring_run", run.info.run_id)
-    fired = evaluate_rules(rules, doc, service, perf)
-    from mlops_wb.retrain import schedule_alert, maybe_retrain
-    due = schedule_alert(spec.retrain, mv, client)   # the clock restarts with any newer version, not only the monitored one
-    if due: fired.append(due)
-    alerts = record_alerts(client, settings, fired, mv.name, str(mv.version), run.info.run_id, str(hpath))
-    if alerts: client.set_tag(run.info.run_id, "mlops_wb.alerts", json.dumps([a["id"] for a in alerts]))
-    res = {**doc, "html": str(hpath), "json": str(jpath), "alerts": alerts, "retrain": None}
-    if retrain and alerts and spec.retrain.enabled:
-        res["retrain"] = maybe_retrain(root, client, settings, spec, mv, alerts,
-                                       window=current.assign(**{spec.dataset.target: cur["labels"].to_numpy()}) if perf else None)
-    return res
+    client.set_model_version_tag(mv.name, mv.version, TAG_LAST_MONITORING, run.info.run_id)
+    alerts = record_alerts(client, settings, evaluate_rules(rules, doc, service, perf), mv.name, str(mv.version),
+                           run.info.run_id, str(hpath))
+    if alerts: client.set_tag(run.info.run_id, TAG_ALERTS, json.dumps([a["id"] for a in alerts]))
+    window = current.assign(**{spec.dataset.target: cur["labels"].to_numpy()}) if perf else None
+    return MonitorResult(doc, str(hpath), str(jpath), alerts, mv, window)
 
 # %% ../nbs/12_monitor.ipynb #8627bd34
 BACKTEST_GRID = dict(distance=[0.05, 0.1, 0.15, 0.2, 0.3], p_value=[0.001, 0.01, 0.05], effect_floor=[0.0, 0.05, 0.1, 0.2],
@@ -421,7 +419,6 @@ BACKTEST_GRID = dict(distance=[0.05, 0.1, 0.15, 0.2, 0.3], p_value=[0.001, 0.01,
 
 def backtest_rates(reports:list[dict], cfg:dict, rules:list|None=None, grid:dict|None=None)->dict:
     "How often each threshold alerts over `reports` (DriftReport dicts of stable windows)."
-    from mlops_wb.alerts import evaluate_rules
     grid = grid or BACKTEST_GRID
     rows = [dict(window=i, **c) for i, r in enumerate(reports) for c in r["columns"] if c["test"] is not None]
     df = pd.DataFrame(rows); n = len(reports)
@@ -455,11 +452,6 @@ def backtest(
     chunks:int=10,                      # a file without a time column: this many equal windows
 )->dict:
     "Replay stable windows against the reference profile and measure how often each threshold alerts; written to reports/monitor/."
-    from mlops_wb.config import load_settings, load_pipeline
-    from mlops_wb.tracking import connect
-    from mlops_wb.registry import get_version
-    from mlops_wb.alerts import check_rules
-    from mlops_wb.data import read_source
     root = Path(root)
     settings, spec = load_settings(root), load_pipeline(root)
     cfg, rules = drift_config(spec.drift), check_rules(spec.drift.get("alerts", []))
@@ -478,8 +470,7 @@ def backtest(
             parts = [cur.iloc[i] for i in np.array_split(np.arange(len(cur)), chunks)]
         source = str(data)
     else:
-        from mlops_wb.serve import read_inference_log
-        if not settings.inference_log or not Path(settings.inference_log).exists():
+        if not log_exists(settings.inference_log):
             raise MonitorError(f"no inference log at {settings.inference_log}; pass --data FILE of stable rows")
         if not every_s: raise MonitorError("--backtest over the inference log needs --every (the window length, e.g. 1h)")
         t0 = parse_when(since); dur = parse_duration(window)
@@ -493,6 +484,5 @@ def backtest(
            **backtest_rates(reports, cfg, rules)}
     out = root/"reports"/"monitor"; out.mkdir(parents=True, exist_ok=True)
     path = out/f"backtest-{mv.name}-v{mv.version}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.json"
-    from mlops_wb.step import atomic_write
     atomic_write(path, lambda t: t.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8"))
     return {**res, "json": str(path)}

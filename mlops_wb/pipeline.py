@@ -14,19 +14,30 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse, unquote
 
-from .config import (ConfigError, MlopsWbError, StepFailed, GateFailed, RunInterrupted, PipelineSpec, Settings,
-                             RUNNER_PARAMS, apply_overrides, context_params, find_project_root, load_pipeline,
-                             load_settings, notebook_hash, notebook_params, step_order)
+from .errors import ConfigError, MlopsWbError, GateFailed, Exit
+from .config import (PipelineSpec, Settings, RUNNER_PARAMS, apply_overrides, context_params, find_project_root,
+                             load_pipeline, load_settings, step_order)
+from .notebook import notebook_hash, notebook_params
 from .step import atomic_write, digest_outputs, file_digest
 from .data import source_manifest
-from .tracking import *
+from .tags import *
 from .tracking import connect, git_info, library_hash
 import mlops_wb
 
 # %% auto #0
-__all__ = ['KERNEL_ARGS', 'KERNEL_START_TIMEOUT', 'WARM_IMPORTS', 'StepResult', 'PipelineResult', 'effective_params', 'key_parts',
-           'cache_key', 'explain_change', 'find_step_run', 'output_paths', 'render_html', 'render_cached_report',
-           'pipeline_runs', 'run_state', 'run_summary', 'write_index', 'KernelPool', 'run_pipeline', 'log_datasets']
+__all__ = ['KERNEL_ARGS', 'KERNEL_START_TIMEOUT', 'WARM_IMPORTS', 'StepFailed', 'RunInterrupted', 'StepResult', 'PipelineResult',
+           'effective_params', 'key_parts', 'cache_key', 'explain_change', 'find_step_run', 'output_paths',
+           'render_html', 'render_cached_report', 'pipeline_runs', 'run_state', 'run_summary', 'write_index',
+           'KernelPool', 'run_pipeline', 'log_datasets']
+
+# %% ../nbs/08_pipeline.ipynb #ef43e53d
+class StepFailed(MlopsWbError):
+    "A pipeline step raised while its notebook ran."
+    exit_code = Exit.FAILED
+
+class RunInterrupted(MlopsWbError):
+    "The run was stopped by the user (Ctrl-C); its runs are marked KILLED."
+    exit_code = Exit.INTERRUPTED
 
 # %% ../nbs/08_pipeline.ipynb #5543bdc1
 @dataclass
@@ -384,7 +395,7 @@ def run_pipeline(
             emit("end", r); summarize()
             if r.status == "failed":
                 status = "FAILED"
-                if r.error_type == "GateFailed":   # a model that failed its gate: exit 3, so CI can tell it from a broken step
+                if r.error_type == GateFailed.__name__:   # a model that failed its gate: exit 3, so CI can tell it from a broken step
                     failure = GateFailed(r.error); client.set_tag(prid, "mlops_wb.gate_passed", "false")
                 else: failure = StepFailed(r.error)
                 break

@@ -10,13 +10,14 @@ import importlib.metadata as md
 import pandas as pd
 import json
 from .config import MlopsWbError, ConfigError
-from .tracking import mlflow, MlflowClient, experiment_id, TAG_PIPELINE, TAG_STEP, TAG_CACHED_FROM, TAG_NOTEBOOK, TAG_NOTEBOOK_HASH, TAG_GIT_COMMIT, TAG_GIT_DIRTY
+from .tracking import mlflow, MlflowClient, experiment_id
+from .tags import *
 from .data import SnapshotStore, DataError
 
 # %% auto #0
-__all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'TAG_DATASET_DIGEST', 'TAG_GATE_PASSED', 'TAG_GATE', 'model_requirements',
-           'register_model', 'RegistryError', 'parse_model_ref', 'get_version', 'model_lineage', 'reference_snapshot',
-           'PromotionRefused', 'AuditLog', 'promote', 'rollback', 'history', 'champion_at']
+__all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'model_requirements', 'register_model', 'RegistryError', 'parse_model_ref',
+           'get_version', 'model_lineage', 'reference_snapshot', 'PromotionRefused', 'AuditLog', 'promote', 'rollback',
+           'history', 'champion_at']
 
 # %% ../nbs/07_registry.ipynb #d3e24c92
 ALIAS_CHALLENGER, ALIAS_CHAMPION = "challenger", "champion"
@@ -98,8 +99,6 @@ def model_lineage(client, ref:str)->dict:
                 steps=steps, datasets=datasets, tags=dict(mv.tags or {}))
 
 # %% ../nbs/07_registry.ipynb #568b267b
-TAG_DATASET_DIGEST = "mlops_wb.dataset_digest"
-
 def reference_snapshot(store:SnapshotStore, reference:str, model_name:str, project:str|None=None):
     "The snapshot validation learns its expectations from, or None."
     if reference == "none": return None
@@ -120,7 +119,6 @@ import time as _time
 from datetime import datetime, timezone
 from mlflow.entities import Metric
 
-TAG_GATE_PASSED, TAG_GATE = "mlops_wb.gate_passed", "mlops_wb.gate"
 
 class PromotionRefused(MlopsWbError):
     "A promotion or rollback was refused: not an approver, no reason, a failed gate, nothing to roll back to."

@@ -11,9 +11,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 import yaml
 from .config import MlopsWbError, ConfigError, load_settings, find_project_root
-from .tracking import connect, TAG_LIB_HASH, library_hash, TAG_STEP
+from .tracking import connect, library_hash
+from .tags import *
 from .data import SnapshotStore
-from .registry import get_version, model_lineage, TAG_DATASET_DIGEST
+from .registry import get_version, model_lineage
 
 # %% auto #0
 __all__ = ['ReproductionDiffers', 'reproduce']

@@ -10,12 +10,20 @@ import json, time
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import MlopsWbError, RetrainSpec
-from .alerts import Alert
-from .monitor import parse_duration
+from .config import MlopsWbError, RetrainSpec, parse_duration, load_settings, load_pipeline
+from .notebook import notebook_params
+from .tags import *
+from .step import atomic_write, file_lock
+from .data import read_source
+from .tracking import connect
+from .registry import promote
+from .pipeline import run_pipeline
+from .alerts import Alert, record_alerts
+from .monitor import MonitorResult, run_monitor
 
 # %% auto #0
-__all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'step_overrides', 'maybe_retrain']
+__all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'step_overrides', 'maybe_retrain',
+           'monitor_and_retrain']
 
 # %% ../nbs/14_retrain.ipynb #ae2b82fa
 def matching_alerts(policy:RetrainSpec, alerts:list[dict])->list[dict]:
@@ -41,19 +49,17 @@ def last_retrain(client, settings, model:str)->dict|None:
     "The newest alert of `model` that started a retrain: {id, time, retrain_run}; None when none did."
     exp = client.get_experiment_by_name(f"{settings.experiment}-alerts")
     if exp is None: return None
-    runs = client.search_runs([exp.experiment_id], f"tags.`mlops_wb.model` = '{model}' and tags.`mlops_wb.retrain` = 'started'",
+    runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_MODEL}` = '{model}' and tags.`{TAG_RETRAIN}` = 'started'",
                               max_results=1, order_by=["attributes.start_time DESC"])
     if not runs: return None
     r = runs[0]
-    return {"id": r.info.run_id, "time": r.info.start_time / 1000, "retrain_run": r.data.tags.get("mlops_wb.retrain_run")}
+    return {"id": r.info.run_id, "time": r.info.start_time / 1000, "retrain_run": r.data.tags.get(TAG_RETRAIN_RUN)}
 
 
 def _iso(t): return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
 
 def window_source(root:Path, spec, alert_id:str, window:pd.DataFrame)->Path:
     "`data: window`: dataset.source's rows plus the labelled window's, written as a Parquet file for the retrain run."
-    from mlops_wb.data import read_source
-    from mlops_wb.step import atomic_write
     base = read_source(spec.dataset.source, root)
     cols = [c for c in base.columns if c in window.columns]
     if spec.dataset.target not in cols: raise MlopsWbError("data: window needs labelled rows (run monitor with labels)")
@@ -65,7 +71,6 @@ def window_source(root:Path, spec, alert_id:str, window:pd.DataFrame)->Path:
 
 def step_overrides(root:Path, spec, key:str, value)->list[str]:
     "`STEP.key=value` for every step whose notebook has the parameter `key` (e.g. `source`: ingest records it, validate snapshots it)."
-    from mlops_wb.config import notebook_params
     return [f"{st.name}.{key}={value}" for st in spec.steps if key in notebook_params(Path(root)/st.notebook)]
 
 # %% ../nbs/14_retrain.ipynb #d75ba5f6
@@ -77,22 +82,20 @@ def maybe_retrain(
     now:float|None=None,
 )->dict:
     "Start a retrain when an alert matches the policy and the cooldown has passed; records the links both ways."
-    from mlops_wb.pipeline import run_pipeline
     policy, root, now = spec.retrain, Path(root), time.time() if now is None else now
     trig = matching_alerts(policy, alerts)
     if not trig: return {"started": False, "reason": f"no alert matches retrain.on {policy.on}"}
-    from mlops_wb.step import file_lock
     with file_lock(Path(root)/"store"/".retrain.lock"):
         last = last_retrain(client, settings, mv.name)
         cool = parse_duration(policy.cooldown, "retrain.cooldown")
         if last and now - last["time"] < cool:
             why = (f"cooldown: alert {last['id']} started retrain run {last['retrain_run']} at {_iso(last['time'])}; "
                    f"no retrain before {_iso(last['time'] + cool)} (retrain.cooldown {policy.cooldown})")
-            for a in trig: client.set_tag(a["id"], "mlops_wb.retrain", "skipped"); client.set_tag(a["id"], "mlops_wb.retrain_reason", why)
+            for a in trig: client.set_tag(a["id"], TAG_RETRAIN, "skipped"); client.set_tag(a["id"], TAG_RETRAIN_REASON, why)
             return {"started": False, "reason": why, "alerts": [a["id"] for a in trig]}
         a = trig[0]
-        client.set_tag(a["id"], "mlops_wb.retrain", "started")
-        for o in trig[1:]: client.set_tag(o["id"], "mlops_wb.retrain", f"covered by alert {a['id']}")
+        client.set_tag(a["id"], TAG_RETRAIN, "started")
+        for o in trig[1:]: client.set_tag(o["id"], TAG_RETRAIN, f"covered by alert {a['id']}")
     overrides, res, outcome = [], None, None
     try:
         if policy.data == "window":
@@ -100,24 +103,23 @@ def maybe_retrain(
             overrides = step_overrides(root, spec, "source", window_source(root, spec, a['id'], window))
         if policy.reference == "none":   # the new data is drifted by definition: check it against the declared rules only
             overrides += step_overrides(root, spec, "validation", json.dumps({**spec.validation.model_dump(mode="json"), "reference": "none"}))
-        res = run_pipeline(root, overrides=overrides, tags={"mlops_wb.trigger": "alert", "mlops_wb.trigger_alert": a["id"],
-                                                            "mlops_wb.trigger_rule": json.dumps(a["rule"])})
+        res = run_pipeline(root, overrides=overrides, tags={TAG_TRIGGER: "alert", TAG_TRIGGER_ALERT: a["id"],
+                                                            TAG_TRIGGER_RULE: json.dumps(a["rule"])})
     except MlopsWbError as e:
         res, outcome = getattr(e, "result", None), f"{type(e).__name__}: {e}"
     new = None
     if res is not None:
-        client.set_tag(a["id"], "mlops_wb.retrain_run", res.run_id or "")
+        client.set_tag(a["id"], TAG_RETRAIN_RUN, res.run_id or "")
         for s in res.steps:
             if s.status == "ran" and s.run_id:
                 for v in client.search_model_versions(f"run_id = '{s.run_id}'"):
                     if v.name == mv.name: new = str(v.version)
     promoted = None
     if new:
-        client.set_model_version_tag(mv.name, new, "mlops_wb.trigger_alert", a["id"])
-        client.set_tag(a["id"], "mlops_wb.retrain_version", new)
+        client.set_model_version_tag(mv.name, new, TAG_TRIGGER_ALERT, a["id"])
+        client.set_tag(a["id"], TAG_RETRAIN_VERSION, new)
         outcome = outcome or f"version {new} registered as @challenger"
         if policy.promote == "auto":
-            from mlops_wb.registry import promote
             try:
                 promote(client, settings, mv.name, new, f"auto-promoted by the retrain policy after alert {a['id']}: {a['message']}")
                 promoted, outcome = new, f"version {new} registered and promoted to @champion (retrain.promote: auto)"
@@ -126,6 +128,27 @@ def maybe_retrain(
         ran = [s.name for s in res.steps if s.status == "ran"] if res is not None else []
         outcome = ("no new version: every step was cached (the data and the code have not changed)" if not ran else
                    f"no new version: {', '.join(ran)} ran, but the register step's inputs came out identical, so its earlier result was reused")
-    client.set_tag(a["id"], "mlops_wb.retrain_result", outcome[:5000])
+    client.set_tag(a["id"], TAG_RETRAIN_RESULT, outcome[:5000])
     return {"started": True, "alert": a["id"], "pipeline_run": res.run_id if res else None, "version": new,
             "promoted": promoted, "outcome": outcome}
+
+# %% ../nbs/14_retrain.ipynb #bf2fc3b1
+def monitor_and_retrain(
+    root:str|Path,       # project root
+    retrain:bool=True,   # let the alerts start a retrain when pipeline.yaml's retrain policy says so
+    now:float|None=None, # the time the schedule is measured at; default now
+    **monitor_args,      # `ref`, `data`, `since`, `window`, `labels`, `every` of `run_monitor`
+)->MonitorResult:
+    "Monitor a model version, then apply the retrain policy to the alerts raised."
+    root = Path(root)
+    res = run_monitor(root, **monitor_args)
+    settings, spec = load_settings(root), load_pipeline(root)
+    client, _ = connect(settings)
+    mv = res.version
+    due = schedule_alert(spec.retrain, mv, client, now)   # the clock restarts with any newer version, not only the monitored one
+    if due:
+        res.alerts += record_alerts(client, settings, [due], mv.name, str(mv.version), res.run_id, res.html_path)
+        client.set_tag(res.run_id, TAG_ALERTS, json.dumps([a["id"] for a in res.alerts]))
+    if retrain and res.alerts and spec.retrain.enabled:
+        res.retrain = maybe_retrain(root, client, settings, spec, mv, res.alerts, window=res.window, now=now)
+    return res

@@ -6,7 +6,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/serve.html.md"""
 
 # %% ../nbs/11_serve.ipynb #5d89c3c3
 from __future__ import annotations
-import asyncio, math, os, signal, sqlite3, threading, time, uuid, zlib
+import asyncio, math, os, signal, threading, time, uuid, zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -14,12 +14,12 @@ import pandas as pd
 import orjson
 from fastapi import Request   # at module level: route signatures are resolved from the module's globals
 from .config import MlopsWbError, ConfigError, Settings
+from .inference_log import InferenceLog
 
 # %% auto #0
-__all__ = ['NUMERIC_TYPES', 'LOG_SCHEMA', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'BadRequest', 'InputSchema',
-           'parse_request', 'compile_pipeline', 'probe_rows', 'Slot', 'load_slot', 'canary_pick', 'Models', 'Batcher',
-           'open_log', 'InferenceLog', 'read_inference_log', 'read_service_log', 'ServeOptions', 'create_app', 'serve',
-           'score_file']
+__all__ = ['NUMERIC_TYPES', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'BadRequest', 'InputSchema', 'parse_request',
+           'compile_pipeline', 'probe_rows', 'Slot', 'load_slot', 'canary_pick', 'Models', 'Batcher', 'ServeOptions',
+           'create_app', 'serve', 'score_file']
 
 # %% ../nbs/11_serve.ipynb #907abec8
 class BadRequest(Exception):
@@ -311,101 +311,6 @@ class Batcher:
             if not j.fut.done(): j.fut.set_result((p, pp))
             i += j.n
 
-# %% ../nbs/11_serve.ipynb #c944f126
-LOG_SCHEMA = """CREATE TABLE IF NOT EXISTS inference (
-  id INTEGER PRIMARY KEY, request_id TEXT NOT NULL, row INTEGER NOT NULL, ts REAL NOT NULL,
-  model_name TEXT, model_version TEXT NOT NULL, alias TEXT, client_key TEXT,
-  features TEXT NOT NULL, prediction TEXT NOT NULL, latency_ms REAL);
-CREATE INDEX IF NOT EXISTS inference_ts ON inference(ts);
-CREATE TABLE IF NOT EXISTS inference_columns (model_version TEXT PRIMARY KEY, columns TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS requests (
-  request_id TEXT NOT NULL, ts REAL NOT NULL, model_version TEXT, status INTEGER NOT NULL, rows INTEGER NOT NULL,
-  latency_ms REAL, error_code TEXT);
-CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);"""
-
-def open_log(path:str|Path)->sqlite3.Connection:
-    "The inference log database at `path` (created, WAL mode)."
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
-    con.execute("PRAGMA journal_mode=WAL"); con.execute("PRAGMA synchronous=NORMAL")
-    con.executescript(LOG_SCHEMA)
-    return con
-
-class InferenceLog:
-    "Appends scored rows off the request path; a thread commits them in batches."
-    def __init__(self, path:str|Path, model_name:str="", flush_interval:float=0.5):
-        self.path, self.model_name, self.flush_interval = Path(path), model_name, flush_interval
-        self.pending, self.requests, self.lock, self.stop_ev = [], [], threading.Lock(), threading.Event()
-        self.written, self.known, self.new_columns = 0, set(), {}
-        self.con = open_log(self.path)
-        self.thread = threading.Thread(target=self._loop, name="inference-log", daemon=True)
-        self.thread.start()
-    def append(self, request_id, ts, slot, client_key, cols, n, pred, latency_ms):
-        with self.lock: self.pending.append((request_id, ts, slot.version, slot.alias, client_key, slot.schema.columns, cols, n, pred, latency_ms))
-    def request(self, request_id, ts, version, status, rows, latency_ms, error_code=None):
-        "Record one request, answered or refused."
-        with self.lock: self.requests.append((request_id, ts, version, int(status), int(rows), latency_ms, error_code))
-    def _rows(self, items):
-        dumps = orjson.dumps
-        for rid, ts, ver, alias, key, names, cols, n, pred, lat in items:
-            if ver not in self.known: self.new_columns[ver] = names; self.known.add(ver)
-            vals = [cols[c].tolist() if isinstance(cols[c], np.ndarray) else cols[c] for c in names]
-            predl = pred.tolist() if isinstance(pred, np.ndarray) else list(pred)
-            for i, (row, p) in enumerate(zip(zip(*vals), predl)):   # features: a JSON array in the version's column order
-                yield (rid, i, ts, self.model_name, ver, alias, key, dumps(row).decode(), dumps(p).decode(), lat)
-    def flush(self):
-        with self.lock: items, self.pending, reqs, self.requests = self.pending, [], self.requests, []
-        if not items and not reqs: return 0
-        rows = list(self._rows(items))
-        with self.con:
-            if reqs: self.con.executemany("INSERT INTO requests VALUES (?,?,?,?,?,?,?)", reqs)
-            if self.new_columns:
-                self.con.executemany("INSERT OR IGNORE INTO inference_columns VALUES (?, ?)",
-                                     [(v, orjson.dumps(c).decode()) for v, c in self.new_columns.items()])
-                self.new_columns = {}
-            self.con.executemany("INSERT INTO inference (request_id,row,ts,model_name,model_version,alias,client_key,features,prediction,latency_ms) "
-                                 "VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
-        self.written += len(rows)
-        return len(rows)
-    def _loop(self):
-        while not self.stop_ev.wait(self.flush_interval): self.flush()
-    def close(self):
-        self.stop_ev.set(); self.thread.join(5); self.flush(); self.con.close()
-
-def _window(select:str, since:float|None, until:float|None, version:str|None=None)->tuple[str, list]:
-    "`select` (one table of the log) restricted to since <= ts < until and, when given, one model version."
-    q, args = select + " WHERE 1=1", []
-    if since is not None: q += " AND ts >= ?"; args.append(since)
-    if until is not None: q += " AND ts < ?"; args.append(until)
-    if version is not None: q += " AND model_version = ?"; args.append(str(version))
-    return q, args
-
-def read_inference_log(path:str|Path, since:float|None=None, until:float|None=None, version:str|None=None)->pd.DataFrame:
-    "The logged rows (features expanded into columns) between two UNIX times, optionally of one model version."
-    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
-    try:
-        q, args = _window("SELECT * FROM inference", since, until, version)
-        df = pd.read_sql_query(q + " ORDER BY id", con, params=args)
-        names = {v: orjson.loads(c) for v, c in con.execute("SELECT model_version, columns FROM inference_columns")}
-    finally: con.close()
-    feats = pd.DataFrame([dict(zip(names.get(v, []), orjson.loads(f))) for v, f in zip(df.model_version, df.features)]) if len(df) else pd.DataFrame()
-    return pd.concat([df.drop(columns=["features"]).assign(prediction=[orjson.loads(p) for p in df.prediction]), feats], axis=1)
-
-def read_service_log(path:str|Path, since:float|None=None, until:float|None=None)->dict:
-    "Server figures over a window of the request log: requests, error rates, latency percentiles (ms) of answered requests."
-    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
-    try:
-        q, args = _window("SELECT status, latency_ms FROM requests", since, until)
-        try: st = np.array(con.execute(q, args).fetchall(), dtype=float).reshape(-1, 2)
-        except sqlite3.OperationalError: st = np.empty((0, 2))   # a log written before requests were recorded
-    finally: con.close()
-    n = len(st)
-    if not n: return dict(requests=0, errors=0, error_rate=None, server_error_rate=None, latency_p50_ms=None, latency_p99_ms=None)
-    ok = st[st[:, 0] < 400, 1]
-    p50, p99 = (np.percentile(ok, [50, 99]).tolist() if len(ok) else (None, None))
-    return dict(requests=n, errors=int((st[:, 0] >= 400).sum()), error_rate=float((st[:, 0] >= 400).mean()),
-                server_error_rate=float((st[:, 0] >= 500).mean()), latency_p50_ms=p50, latency_p99_ms=p99)
-
 # %% ../nbs/11_serve.ipynb #ff483fa5
 _ROWS = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
 REQUEST_SCHEMA = {"type": "object", "description": "Exactly one of the four MLflow input formats; optional params.",
@@ -547,7 +452,7 @@ def create_app(client, opts:ServeOptions):
         prom["latency"].labels(slot.version).observe(lat)
         if state["log"]:
             now = time.time()
-            state["log"].append(rid, now, slot, key, cols, n, pred, lat * 1000); state["log"].request(rid, now, slot.version, 200, n, lat * 1000)
+            state["log"].append(rid, now, slot.version, slot.alias, slot.schema.columns, key, cols, n, pred, lat * 1000); state["log"].request(rid, now, slot.version, 200, n, lat * 1000)
         out = {"predictions": pred.tolist(), "model_version": slot.version, "alias": slot.alias, "request_id": rid}
         if P is not None: out.update(classes=slot.classes, probabilities=P)
         if extra: out["ignored_columns"] = extra

@@ -7,6 +7,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/tracking.html.md"""
 # %% ../nbs/02_tracking.ipynb #9080e0b2
 from __future__ import annotations
 import hashlib, json, logging, os, subprocess, sys
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.modules.setdefault("rfc3987_syntax", None)  # see below: keeps jsonschema from building a grammar at import
@@ -17,34 +18,13 @@ from mlflow import MlflowClient
 from mlflow.entities import RunStatus
 
 import mlops_wb
-from .config import Settings, MlopsWbError
+from .errors import MlopsWbError
+from .config import Settings
+from .step import file_lock
+from .tags import *
 
 # %% auto #0
-__all__ = ['TAG_KIND', 'TAG_PIPELINE', 'TAG_STEP', 'TAG_NOTEBOOK', 'TAG_NOTEBOOK_HASH', 'TAG_GIT_COMMIT', 'TAG_GIT_DIRTY',
-           'TAG_VERSION', 'TAG_LIB_HASH', 'TAG_CACHE_KEY', 'TAG_CACHED', 'TAG_CACHED_FROM', 'TAG_OUTPUTS',
-           'TAG_KEY_PARTS', 'TAG_REASON', 'TAG_ERROR', 'TAG_DURATION', 'TAG_PROJECT', 'TAG_STEPS', 'TrackingError',
-           'experiment_id', 'connect', 'git_info', 'library_hash']
-
-# %% ../nbs/02_tracking.ipynb #f1b25e9a
-TAG_KIND = "mlops_wb.kind"            # "pipeline" on the parent run, "step" on each child
-TAG_PIPELINE = "mlops_wb.pipeline_run_id"
-TAG_STEP = "mlops_wb.step"
-TAG_NOTEBOOK = "mlops_wb.notebook"
-TAG_NOTEBOOK_HASH = "mlops_wb.notebook_hash"
-TAG_GIT_COMMIT = "mlops_wb.git_commit"
-TAG_GIT_DIRTY = "mlops_wb.git_dirty"
-TAG_VERSION = "mlops_wb.version"
-TAG_LIB_HASH = "mlops_wb.library_hash"
-TAG_CACHE_KEY = "mlops_wb.cache_key"
-TAG_CACHED = "mlops_wb.cached"        # "true" when outputs were reused instead of executing
-TAG_CACHED_FROM = "mlops_wb.cached_from_run_id"
-TAG_OUTPUTS = "mlops_wb.outputs"      # JSON: output name -> {file, sha256, bytes}
-TAG_KEY_PARTS = "mlops_wb.key_parts"  # JSON: the inputs of the cache key, to explain a miss
-TAG_REASON = "mlops_wb.reason"        # why the step ran or was reused
-TAG_ERROR = "mlops_wb.error"
-TAG_DURATION = "mlops_wb.duration_s"
-TAG_PROJECT = "mlops_wb.project"
-TAG_STEPS = "mlops_wb.steps"          # parent: JSON list of planned step names
+__all__ = ['TrackingError', 'experiment_id', 'connect', 'git_info', 'library_hash']
 
 # %% ../nbs/02_tracking.ipynb #cbe360fc
 for _n in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abstract_store"):
@@ -64,14 +44,11 @@ def experiment_id(client, settings:Settings, name:str)->str:
         if exp is None: raise
         return exp.experiment_id
 
-from contextlib import contextmanager
-
 @contextmanager
 def _store_lock(settings:Settings):
     "An exclusive lock next to the embedded store's file, held while a process opens it (nothing for a tracking server)."
     if not settings.embedded: yield; return
     db = Path(settings.tracking_uri[len("sqlite:///"):]); db.parent.mkdir(parents=True, exist_ok=True)
-    from mlops_wb.step import file_lock
     with file_lock(db.parent/".mlflow.db.lock"): yield
 
 def connect(

@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from .config import MlopsWbError, ConfigError
 from .validate import detect_task
+from .tags import *
 
 # %% auto #0
 __all__ = ['FAMILIES', 'DEFAULT_SPACES', 'TrainError', 'build_preprocessor', 'search_space', 'make_estimator', 'fixed_params',
@@ -220,7 +221,6 @@ def tune(
 def trial_logger(client, parent_run_id:str):
     "An `on_trial` callback that logs each trial as a nested MLflow run of `parent_run_id` (params, cv score per fold, state)."
     from mlflow.entities import Metric, Param
-    from mlops_wb.tracking import TAG_KIND
     exp = client.get_run(parent_run_id).info.experiment_id
     def log(t:Trial):
         run = client.create_run(exp, run_name=f"{t.family}-{t.number}",

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
 from .config import MlopsWbError, load_settings, find_project_root
-from .tracking import connect, TAG_KIND
+from .tracking import connect
+from .tags import *
 
 # %% auto #0
 __all__ = ['SEVERITY', 'EMPTY_STORE', 'workbench', 'runs_page', 'param_diff', 'metric_bars', 'trials_frame', 'parallel_coords',

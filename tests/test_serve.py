@@ -215,7 +215,7 @@ def test_every_scored_row_is_logged_exactly_once(server):
     con = sqlite3.connect(s["log"])
     n, distinct = con.execute("SELECT count(*), count(DISTINCT request_id) FROM inference WHERE client_key LIKE 'count-%'").fetchone()
     assert n == 10_000 and distinct == 10_000
-    from mlops_wb.serve import read_inference_log
+    from mlops_wb.inference_log import read_inference_log
     df = read_inference_log(s["log"])
     assert {"mean_radius", "prediction", "model_version", "latency_ms"} <= set(df.columns)
 
