@@ -408,7 +408,7 @@ def cmd_monitor(args, root)->int:
     from mlops_wb.retrain import monitor_and_retrain
     f = lambda v, spec: "" if v is None else format(v, spec)
     if args.backtest:
-        r = backtest(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window, args.every, args.chunks)
+        r = backtest(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window, args.every, args.chunks).to_dict()
         if args.json: print(json.dumps(r, indent=1, default=str)); return 0
         t = Table(title=f"backtest of {r['model']} version {r['version']}: {r['windows']} stable windows from {r['source']}")
         for c in ("column", "test", "drift rate", "largest effect", "PSI >= moderate", "PSI > significant"): t.add_column(c)

@@ -1,4 +1,4 @@
-"""Drift of features and predictions against a reference profile stored with the model, computed with scipy; dataset drift; PSI with stored bin edges.
+"""Drift of features and predictions against the reference profile stored with a model version; PSI; backtests.
 
 Docs: https://mlops-wb.github.io/mlops-wb/monitor.html.md"""
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import html as _h, json, re, time as _time
 from dataclasses import dataclass, field, asdict
 from typing import Any
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -17,7 +17,8 @@ import plotly.graph_objects as go
 from mlflow.entities import Metric
 from scipy import stats as _st
 from scipy.spatial import distance as _dist
-from .config import (MlopsWbError, ConfigError, DRIFT_DEFAULTS, drift_config, check_rules, parse_duration, DURATION_PATTERN,
+from .errors import MlopsWbError, ConfigError
+from .config import (DRIFT_DEFAULTS, drift_config, check_rules, parse_duration, DURATION_PATTERN,
                              load_settings, load_pipeline)   # the `drift:` and alert-rule schemas are config's
 from .data import dtype_kind, read_source
 from .step import atomic_write
@@ -26,45 +27,63 @@ from .tags import *
 from .evaluate import model_task, prediction_metrics
 from .registry import get_version
 from .alerts import evaluate_rules, record_alerts
-from .inference_log import LOG_COLUMNS, log_exists, read_inference_log, read_service_log
+from .inference_log import LOG_COLUMNS, InferenceLog, log_exists, read_inference_log, read_service_log
 
 # %% auto #0
 __all__ = ['BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift', 'column_drift',
            'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile', 'parse_when', 'drift_html', 'read_labels',
-           'join_labels', 'window_performance', 'load_current', 'MonitorResult', 'run_monitor', 'backtest_rates',
-           'backtest']
+           'join_labels', 'window_performance', 'file_window', 'log_window', 'load_current', 'log_monitoring_run',
+           'write_reports', 'finish_monitoring_run', 'MonitorResult', 'run_monitor', 'backtest_rates', 'file_windows',
+           'log_windows', 'BacktestResult', 'backtest']
 
 # %% ../nbs/12_monitor.ipynb #36e5a684
 def _num(s): return pd.to_numeric(s, errors="coerce").astype("float64")
 
-def column_profile(s:pd.Series, cfg:dict|None=None, seed:int=0)->dict:
-    "Profile of one column: kind, quantile edges and bin shares or category shares, summary statistics, a bounded sample."
-    cfg = cfg or DRIFT_DEFAULTS
-    rng = np.random.default_rng(seed)
-    miss = float(s.isna().mean()) if len(s) else 0.0
-    x = s.dropna()
-    k = cfg["min_numeric_unique"]   # a head is usually enough to see k distinct values (nunique of 1M values costs ~50 ms)
-    numeric = dtype_kind(s) == "number" and (x.iloc[:1000].nunique() >= k or x.nunique() >= k)
-    if numeric:
-        v = _num(x).to_numpy()
-        edges = np.unique(np.quantile(v, np.linspace(0, 1, cfg["bins"] + 1)[1:-1]))
-        counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
-        smp = v if len(v) <= cfg["sample_size"] else rng.choice(v, cfg["sample_size"], replace=False)
-        nq = cfg["quantiles"]
-        qs = np.sort(v) if len(v) <= nq else np.quantile(v, (np.arange(nq) + 0.5) / nq)
-        return dict(kind="numeric", rows=int(len(s)), missing=miss, edges=edges.tolist(), shares=(counts / max(len(v), 1)).tolist(),
-                    mean=float(v.mean()), std=float(v.std()), min=float(v.min()), max=float(v.max()), sample=smp.tolist(),
-                    quantiles=qs.tolist())
+def _numeric_profile(v:np.ndarray, rows:int, miss:float, cfg:dict, rng)->dict:
+    "Bin edges and shares, summary statistics, a sample and the quantile function of the numbers `v`."
+    edges = np.unique(np.quantile(v, np.linspace(0, 1, cfg["bins"] + 1)[1:-1]))
+    counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+    smp = v if len(v) <= cfg["sample_size"] else rng.choice(v, cfg["sample_size"], replace=False)
+    nq = cfg["quantiles"]
+    qs = np.sort(v) if len(v) <= nq else np.quantile(v, (np.arange(nq) + 0.5) / nq)
+    return dict(kind="numeric", rows=rows, missing=miss, edges=edges.tolist(),
+                shares=(counts / max(len(v), 1)).tolist(), mean=float(v.mean()), std=float(v.std()),
+                min=float(v.min()), max=float(v.max()), sample=smp.tolist(),
+                quantiles=qs.tolist())
+
+def _categorical_profile(x:pd.Series, rows:int, miss:float, cfg:dict, rng)->dict:
+    "Shares and counts of the most frequent categories of `x` (the rest as `<other>`) and a sample."
     vc = x.astype(str).value_counts()
     top = vc.iloc[:cfg["max_categories"]]
     shares = (top / max(len(x), 1)).to_dict()
     if len(vc) > len(top): shares["<other>"] = float(vc.iloc[cfg["max_categories"]:].sum() / len(x))
     smp = x.astype(str).to_numpy()
     smp = smp if len(smp) <= cfg["sample_size"] else rng.choice(smp, cfg["sample_size"], replace=False)
-    return dict(kind="categorical", rows=int(len(s)), missing=miss, shares={str(k): float(v) for k, v in shares.items()},
+    return dict(kind="categorical", rows=rows, missing=miss, shares={str(k): float(v) for k, v in shares.items()},
                 counts={str(k): int(v) for k, v in top.items()}, sample=smp.tolist())
 
-def reference_profile(X:pd.DataFrame, predictions=None, cfg:dict|None=None, seed:int=0)->dict:
+def column_profile(
+    s:pd.Series,          # one column of the reference data
+    cfg:dict|None=None,   # drift settings; missing keys from `DRIFT_DEFAULTS`
+    seed:int=0,           # for the sample
+)->dict:                  # kind, rows, missing share, and the kind's bins, statistics and sample
+    "Profile of one column: kind, bin edges and shares or category shares, summary statistics, a bounded sample."
+    cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
+    rng = np.random.default_rng(seed)
+    miss = float(s.isna().mean()) if len(s) else 0.0
+    x = s.dropna()
+    k = cfg["min_numeric_unique"]   # a head usually shows k distinct values (nunique of 1M values costs ~50 ms)
+    if dtype_kind(s) == "number" and (x.iloc[:1000].nunique() >= k or x.nunique() >= k):
+        return _numeric_profile(_num(x).to_numpy(), int(len(s)), miss, cfg, rng)
+    return _categorical_profile(x, int(len(s)), miss, cfg, rng)
+
+# %% ../nbs/12_monitor.ipynb #99a4a919
+def reference_profile(
+    X:pd.DataFrame,       # the reference features (the training rows)
+    predictions=None,     # the model's predictions on `X`, when it has any
+    cfg:dict|None=None,   # drift settings; missing keys from `DRIFT_DEFAULTS`
+    seed:int=0,           # for the samples
+)->dict:                  # {columns: {name: column profile}, rows, prediction?}
     "The profile stored with a model version: every feature column and, when given, the predictions."
     cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
     prof = {"columns": {c: column_profile(X[c], cfg, seed) for c in X.columns}, "rows": int(len(X))}
@@ -72,14 +91,23 @@ def reference_profile(X:pd.DataFrame, predictions=None, cfg:dict|None=None, seed
     return prof
 
 # %% ../nbs/12_monitor.ipynb #01dda2c8
-def psi(ref_shares, cur_shares, eps:float=1e-4)->float:
+def psi(
+    ref_shares, cur_shares,  # shares of the reference and current rows over the same bins
+    eps:float=1e-4,          # shares floored at this, so an empty bin does not make PSI infinite
+)->float:
     "Population stability index of two share vectors over the same bins (shares floored at `eps`)."
-    r = np.clip(np.asarray(ref_shares, dtype=float), eps, None); c = np.clip(np.asarray(cur_shares, dtype=float), eps, None)
+    r = np.clip(np.asarray(ref_shares, dtype=float), eps, None)
+    c = np.clip(np.asarray(cur_shares, dtype=float), eps, None)
     return float(np.sum((c - r) * np.log(c / r)))
 
-def psi_level(v:float, cfg:dict)->str:
+def psi_level(
+    v:float,   # a PSI value
+    cfg:dict,  # drift settings: `psi_moderate`, `psi_significant`
+)->str:        # stable, moderate or significant
+    "The PSI band `v` falls in."
     return "significant" if v > cfg["psi_significant"] else "moderate" if v >= cfg["psi_moderate"] else "stable"
 
+# %% ../nbs/12_monitor.ipynb #dda4f546
 @dataclass
 class ColumnDrift:
     "The drift verdict for one column and the numbers behind it."
@@ -97,57 +125,88 @@ class ColumnDrift:
     problem: str|None = None     # a column that could not be (fully) compared, and why
     bins: dict|None = None       # {labels, reference, current}: shares per stored bin or category (for overlays)
 
-def column_drift(name:str, prof:dict, cur:pd.Series, cfg:dict)->ColumnDrift:
+def _bin_labels(edges:np.ndarray)->list[str]:
+    "A label per bin of the stored edges."
+    if not len(edges): return ["all"]
+    inner = [f"{a:.4g} – {b:.4g}" for a, b in zip(edges[:-1], edges[1:])]
+    return [f"< {edges[0]:.4g}"] + inner + [f"≥ {edges[-1]:.4g}"]
+
+# %% ../nbs/12_monitor.ipynb #30fd935e
+def _numeric_drift(name:str, prof:dict, x:pd.Series, cfg:dict, small:bool)->ColumnDrift:
+    "KS (small reference) or scaled Wasserstein drift, and PSI, of the non-missing values `x` of a numeric column."
+    v = _num(x)
+    bad = int(v.isna().sum())
+    v = np.sort(v.dropna().to_numpy())   # sorted once: scipy's merge and both searchsorted calls run over ordered data
+    problem = f"{bad} of {len(x)} values are not numbers (mistyped); compared the rest" if bad else None
+    res = ColumnDrift(name, "numeric", rows=int(len(v)), problem=problem)
+    if len(v) == 0:
+        res.problem = "no numeric values to compare"
+        return res
+    if small:
+        r = _st.ks_2samp(np.asarray(prof["sample"], dtype=float), v)
+        res.test, res.statistic, res.p_value, res.effect = "ks", float(r.statistic), float(r.pvalue), float(r.statistic)
+        res.threshold = cfg["p_value"]
+        res.drifted = bool(res.p_value < cfg["p_value"] and res.effect >= cfg["effect_floor"])
+    else:
+        ref_q = np.asarray(prof.get("quantiles") or prof["sample"], dtype=float)   # the reference's quantile function
+        w = float(_st.wasserstein_distance(ref_q, v)) / (prof["std"] or 1.0)
+        res.test, res.statistic, res.effect, res.threshold = "wasserstein", w, w, cfg["distance"]
+        res.drifted = bool(w >= cfg["distance"])
+    edges = np.asarray(prof["edges"])
+    counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+    res.psi = psi(prof["shares"], counts / len(v))
+    res.bins = {"labels": _bin_labels(edges), "reference": list(prof["shares"]), "current": (counts / len(v)).tolist()}
+    return res
+
+# %% ../nbs/12_monitor.ipynb #6b3929f7
+def _chi2_drift(res:ColumnDrift, prof:dict, cats:list, cur_counts:dict, ref_sh:np.ndarray, cfg:dict):
+    "Chi-square of reference and current counts, with Cramér's V of the 2 x k table as the effect."
+    ref_n = np.round(ref_sh * prof["rows"] * (1 - prof["missing"]))
+    cur_n = np.array([cur_counts.get(k, 0) for k in cats], dtype=float)
+    keep = (ref_n + cur_n) > 0
+    table = np.vstack([ref_n[keep], cur_n[keep]])
+    if table.shape[1] < 2: chi, p = 0.0, 1.0
+    else: chi, p, _, _ = _st.chi2_contingency(table, correction=False)
+    v = float(np.sqrt(chi / table.sum())) if table.sum() else 0.0
+    res.test, res.statistic, res.p_value, res.effect, res.threshold = "chi2", float(chi), float(p), v, cfg["p_value"]
+    res.drifted = bool(res.p_value < cfg["p_value"] and v >= cfg["effect_floor"])
+
+def _categorical_drift(name:str, prof:dict, x:pd.Series, cfg:dict, small:bool)->ColumnDrift:
+    "Chi-square (small reference) or Jensen–Shannon drift, and PSI, of a category column's values `x`."
+    s = x.astype(str)
+    res = ColumnDrift(name, "categorical", rows=int(len(s)))
+    if len(s) == 0:
+        res.problem = "no values to compare"
+        return res
+    known = [k for k in prof["shares"] if k != "<other>"]
+    vc = s.value_counts()
+    cur_counts = {k: int(vc.get(k, 0)) for k in known}
+    rest = int(len(s) - sum(cur_counts.values()))
+    cats = known + (["<other>"] if rest or "<other>" in prof["shares"] else [])
+    if rest: cur_counts["<other>"] = rest
+    ref_sh = np.array([prof["shares"].get(k, 0.0) for k in cats])
+    cur_sh = np.array([cur_counts.get(k, 0) for k in cats]) / len(s)
+    if small: _chi2_drift(res, prof, cats, cur_counts, ref_sh, cfg)
+    else:
+        js = float(_dist.jensenshannon(ref_sh, cur_sh))
+        res.test, res.statistic, res.effect, res.threshold = "jensenshannon", js, js, cfg["distance"]
+        res.drifted = bool(js >= cfg["distance"])
+    res.psi = psi(ref_sh, cur_sh)
+    res.bins = {"labels": cats, "reference": ref_sh.tolist(), "current": cur_sh.tolist()}
+    return res
+
+# %% ../nbs/12_monitor.ipynb #2ff9975b
+def column_drift(
+    name:str,       # the column
+    prof:dict,      # its reference profile (`column_profile`)
+    cur:pd.Series,  # its current values
+    cfg:dict,       # drift settings
+)->ColumnDrift:
     "Compare current values of one column with its reference profile."
     small = prof["rows"] <= cfg["small_sample"]
-    x = cur.dropna()
-    if prof["kind"] == "numeric":
-        v = _num(x); bad = int(v.isna().sum())
-        v = np.sort(v.dropna().to_numpy())   # sorted once: scipy's merge and both searchsorted calls then run over ordered data
-        res = ColumnDrift(name, "numeric", rows=int(len(v)),
-                          problem=f"{bad} of {len(x)} values are not numbers (mistyped); compared the rest" if bad else None)
-        if len(v) == 0: res.problem = "no numeric values to compare"; return res
-        ref = np.asarray(prof["sample"], dtype=float)
-        if small:
-            r = _st.ks_2samp(ref, v)
-            res.test, res.statistic, res.p_value, res.effect, res.threshold = "ks", float(r.statistic), float(r.pvalue), float(r.statistic), cfg["p_value"]
-            res.drifted = bool(res.p_value < cfg["p_value"] and res.effect >= cfg["effect_floor"])
-        else:
-            ref_q = np.asarray(prof.get("quantiles") or prof["sample"], dtype=float)   # the reference's quantile function
-            w = float(_st.wasserstein_distance(ref_q, v)) / (prof["std"] or 1.0)
-            res.test, res.statistic, res.effect, res.threshold = "wasserstein", w, w, cfg["distance"]
-            res.drifted = bool(w >= cfg["distance"])
-        edges = np.asarray(prof["edges"]); counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
-        res.psi = psi(prof["shares"], counts / len(v))
-        lab = [f"< {edges[0]:.4g}"] + [f"{a:.4g} – {b:.4g}" for a, b in zip(edges[:-1], edges[1:])] + [f"≥ {edges[-1]:.4g}"] if len(edges) else ["all"]
-        res.bins = {"labels": lab, "reference": list(prof["shares"]), "current": (counts / len(v)).tolist()}
-    else:
-        s = x.astype(str)
-        res = ColumnDrift(name, "categorical", rows=int(len(s)))
-        if len(s) == 0: res.problem = "no values to compare"; return res
-        known = [k for k in prof["shares"] if k != "<other>"]
-        vc = s.value_counts()
-        cur_counts = {k: int(vc.get(k, 0)) for k in known}
-        rest = int(len(s) - sum(cur_counts.values()))
-        cats = known + (["<other>"] if rest or "<other>" in prof["shares"] else [])
-        if rest: cur_counts["<other>"] = rest
-        ref_sh = np.array([prof["shares"].get(k, 0.0) for k in cats]); cur_sh = np.array([cur_counts.get(k, 0) for k in cats]) / len(s)
-        if small:
-            ref_n = np.round(ref_sh * prof["rows"] * (1 - prof["missing"])); cur_n = np.array([cur_counts.get(k, 0) for k in cats], dtype=float)
-            keep = (ref_n + cur_n) > 0
-            table = np.vstack([ref_n[keep], cur_n[keep]])
-            if table.shape[1] < 2: chi, p = 0.0, 1.0
-            else: chi, p, _, _ = _st.chi2_contingency(table, correction=False)
-            v = float(np.sqrt(chi / table.sum())) if table.sum() else 0.0   # Cramér's V of a 2 x k table
-            res.test, res.statistic, res.p_value, res.effect, res.threshold = "chi2", float(chi), float(p), v, cfg["p_value"]
-            res.drifted = bool(res.p_value < cfg["p_value"] and v >= cfg["effect_floor"])
-        else:
-            js = float(_dist.jensenshannon(ref_sh, cur_sh))
-            res.test, res.statistic, res.effect, res.threshold = "jensenshannon", js, js, cfg["distance"]
-            res.drifted = bool(js >= cfg["distance"])
-        res.psi = psi(ref_sh, cur_sh)
-        res.bins = {"labels": cats, "reference": ref_sh.tolist(), "current": cur_sh.tolist()}
-    res.psi_level = psi_level(res.psi, cfg)
+    drift = _numeric_drift if prof["kind"] == "numeric" else _categorical_drift
+    res = drift(name, prof, cur.dropna(), cfg, small)
+    if res.psi is not None: res.psi_level = psi_level(res.psi, cfg)
     return res
 
 # %% ../nbs/12_monitor.ipynb #7d56f84a
@@ -165,126 +224,201 @@ class DriftReport:
     def to_dict(self): return asdict(self)
     def drifted(self)->list: return [c["column"] for c in self.columns if c["drifted"]]
 
-def dataset_drift(profile:dict, current:pd.DataFrame, predictions=None, cfg:dict|None=None)->DriftReport:
+def dataset_drift(
+    profile:dict,           # the reference profile (`reference_profile`)
+    current:pd.DataFrame,   # the current rows
+    predictions=None,       # the current predictions, compared when the profile has the reference's
+    cfg:dict|None=None,     # drift settings; missing keys from `DRIFT_DEFAULTS`
+)->DriftReport:
     "Per-column drift, the share of drifted features, dataset drift and prediction drift."
     cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
     ref_cols = profile["columns"]
     missing = [c for c in ref_cols if c not in current.columns]
     extra = [c for c in current.columns if c not in ref_cols]
-    cols = []
-    for c, prof in ref_cols.items():
-        if c in missing: cols.append(asdict(ColumnDrift(c, prof["kind"], problem="missing in the current data"))); continue
-        cols.append(asdict(column_drift(c, prof, current[c], cfg)))
+    cols = [asdict(ColumnDrift(c, prof["kind"], problem="missing in the current data")) if c in missing
+            else asdict(column_drift(c, prof, current[c], cfg)) for c, prof in ref_cols.items()]
     compared = [c for c in cols if c["test"] is not None]
     share = sum(c["drifted"] for c in compared) / len(compared) if compared else 0.0
     pred = None
     if predictions is not None and "prediction" in profile:
         pred = asdict(column_drift("prediction", profile["prediction"], pd.Series(np.asarray(predictions)), cfg))
-    return DriftReport(cols, share, bool(compared) and share >= cfg["share"], pred, missing, extra, int(len(current)), cfg)
+    drift = bool(compared) and share >= cfg["share"]
+    return DriftReport(cols, share, drift, pred, missing, extra, int(len(current)), cfg)
 
 # %% ../nbs/12_monitor.ipynb #460ed1fe
 class MonitorError(MlopsWbError):
     "Monitoring cannot run: no reference profile, no current data."
     exit_code = 2
 
-def load_profile(client, mv)->dict:
+def load_profile(
+    client,  # an `MlflowClient`
+    mv,      # the model version
+)->dict:     # its reference profile
     "The reference profile stored with model version `mv`."
     try: return json.loads(Path(client.download_artifacts(mv.run_id, "monitoring/reference_profile.json")).read_text())
     except Exception:
-        raise MonitorError(f"{mv.name} version {mv.version} has no reference profile (monitoring/reference_profile.json); "
-                           "it was registered before monitoring existed: run the pipeline to register a version with one") from None
+        raise MonitorError(f"{mv.name} version {mv.version} has no reference profile "
+                           "(monitoring/reference_profile.json); it was registered before monitoring existed: "
+                           "run the pipeline to register a version with one") from None
 
-def parse_when(text:str|None, now:float|None=None)->float|None:
+def parse_when(
+    text:str|None,         # an ISO time, or a duration ago ('30m', '2h', '7d')
+    now:float|None=None,   # the UNIX time a duration counts back from; default now
+)->float|None:             # a UNIX time; None when `text` is None
     "A UNIX time from an ISO time or a duration ago ('30m', '2h', '7d')."
     if text is None: return None
     now = _time.time() if now is None else now
     if re.fullmatch(DURATION_PATTERN, text.strip()): return now - parse_duration(text)
     try: t = datetime.fromisoformat(text)
-    except ValueError: raise MonitorError(f"{text!r}: expected an ISO time (2026-11-29T12:00) or a duration like 30m, 2h, 7d") from None
+    except ValueError:
+        msg = f"{text!r}: expected an ISO time (2026-11-29T12:00) or a duration like 30m, 2h, 7d"
+        raise MonitorError(msg) from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
-def drift_html(report:DriftReport, profile:dict, current:pd.DataFrame, title:str, max_overlays:int=8,
-               performance:dict|None=None, service:dict|None=None)->str:
-    "An offline HTML page: drift per feature, reference-vs-current overlays of the drifted features, metrics over time, server figures."
-    cols = report.columns
+# %% ../nbs/12_monitor.ipynb #a7f52635
+def _effect_figure(cols:list)->go.Figure:
+    "A bar of the effect size per feature, red where it drifted."
+    hover = [f"{c['test']}: stat {c['statistic']}, p {c['p_value']}, PSI {c['psi']}" for c in cols]
     eff = go.Figure(go.Bar(x=[c["column"] for c in cols], y=[c["effect"] or 0 for c in cols],
-                           marker_color=["#c0392b" if c["drifted"] else "#7f8c8d" for c in cols],
-                           hovertext=[f"{c['test']}: stat {c['statistic']}, p {c['p_value']}, PSI {c['psi']}" for c in cols]))
-    eff.update_layout(title="Drift per feature (effect size; red: drifted)", xaxis_title="feature", yaxis_title="effect")
-    figs = [eff]
-    for c in [c for c in cols if c["drifted"]][:max_overlays]:
-        pr = profile["columns"][c["column"]]; f = go.Figure()
-        if pr["kind"] == "numeric":
-            f.add_histogram(x=pr["sample"], name="reference", histnorm="probability", opacity=0.6)
-            f.add_histogram(x=_num(current[c["column"]]).dropna(), name="current", histnorm="probability", opacity=0.6)
-            f.update_layout(barmode="overlay")
-        else:
-            cur = current[c["column"]].dropna().astype(str).value_counts(normalize=True)
-            ks = list(pr["shares"])
-            f.add_bar(x=ks, y=[pr["shares"][k] for k in ks], name="reference"); f.add_bar(x=ks, y=[float(cur.get(k, 0)) for k in ks], name="current")
-        f.update_layout(title=f"{c['column']}: {c['test']} {c['statistic']:.4g}, PSI {c['psi']:.3f} ({c['psi_level']})")
-        figs.append(f)
-    if performance and performance.get("windows"):
-        w = performance["windows"]; f = go.Figure()
-        x = [datetime.fromtimestamp(v["start"], timezone.utc) for v in w]
-        for k in performance["current"]:
-            f.add_scatter(x=x, y=[v.get(k) for v in w], mode="lines+markers", name=k)
-            if k in performance["baseline"]:
-                f.add_scatter(x=[x[0], x[-1]], y=[performance["baseline"][k]] * 2, mode="lines", line_dash="dash", name=f"{k} (baseline)")
-        f.update_layout(title="Metrics over time (dashed: the version's holdout baseline)", xaxis_title="window start", yaxis_title="metric")
-        figs.append(f)
-    def fmt(v, spec): return "" if v is None else format(v, spec)
-    rows = "".join(f"<tr><td>{_h.escape(c['column'])}</td><td>{c['test'] or ''}</td><td>{fmt(c['effect'], '.4f')}</td>"
-                   f"<td>{'yes' if c['drifted'] else 'no'}</td><td>{fmt(c['psi'], '.3f')}</td><td>{_h.escape(c['problem'] or '')}</td></tr>"
-                   for c in cols)
-    head = (f"<p>rows: {report.rows}; drifted features: {len(report.drifted())} of {len(cols)} ({report.share_drifted:.0%}); "
-            f"dataset drift: <b>{'yes' if report.dataset_drift else 'no'}</b>" + (f"; prediction drift: <b>{'yes' if report.prediction['drifted'] else 'no'}</b>" if report.prediction else "") + "</p>"
-            + (f"<p>missing columns: {_h.escape(', '.join(report.missing_columns))}</p>" if report.missing_columns else "")
-            + (f"<p>extra columns (ignored): {_h.escape(', '.join(report.extra_columns))}</p>" if report.extra_columns else ""))
+                           marker_color=["#c0392b" if c["drifted"] else "#7f8c8d" for c in cols], hovertext=hover))
+    eff.update_layout(title="Drift per feature (effect size; red: drifted)", xaxis_title="feature",
+                      yaxis_title="effect")
+    return eff
+
+def _overlay_figure(c:dict, pr:dict, current:pd.DataFrame)->go.Figure:
+    "Reference against current values of the drifted column `c` (profile `pr`)."
+    f = go.Figure()
+    if pr["kind"] == "numeric":
+        f.add_histogram(x=pr["sample"], name="reference", histnorm="probability", opacity=0.6)
+        f.add_histogram(x=_num(current[c["column"]]).dropna(), name="current", histnorm="probability", opacity=0.6)
+        f.update_layout(barmode="overlay")
+    else:
+        cur = current[c["column"]].dropna().astype(str).value_counts(normalize=True)
+        ks = list(pr["shares"])
+        f.add_bar(x=ks, y=[pr["shares"][k] for k in ks], name="reference")
+        f.add_bar(x=ks, y=[float(cur.get(k, 0)) for k in ks], name="current")
+    f.update_layout(title=f"{c['column']}: {c['test']} {c['statistic']:.4g}, PSI {c['psi']:.3f} ({c['psi_level']})")
+    return f
+
+def _performance_figure(performance:dict)->go.Figure:
+    "Each metric per time window, with the version's holdout baseline dashed."
+    w, f = performance["windows"], go.Figure()
+    x = [datetime.fromtimestamp(v["start"], timezone.utc) for v in w]
+    for k in performance["current"]:
+        f.add_scatter(x=x, y=[v.get(k) for v in w], mode="lines+markers", name=k)
+        if k in performance["baseline"]:
+            f.add_scatter(x=[x[0], x[-1]], y=[performance["baseline"][k]] * 2, mode="lines", line_dash="dash",
+                          name=f"{k} (baseline)")
+    f.update_layout(title="Metrics over time (dashed: the version's holdout baseline)", xaxis_title="window start",
+                    yaxis_title="metric")
+    return f
+
+# %% ../nbs/12_monitor.ipynb #57c232f0
+def _fmt(v, spec): return "" if v is None else format(v, spec)
+
+def _yes(flag): return "yes" if flag else "no"
+
+def _summary_html(report:DriftReport)->str:
+    "The verdicts, and the missing and extra columns."
+    n, pred = len(report.columns), report.prediction
+    out = (f"<p>rows: {report.rows}; drifted features: {len(report.drifted())} of {n} ({report.share_drifted:.0%}); "
+           f"dataset drift: <b>{_yes(report.dataset_drift)}</b>"
+           + (f"; prediction drift: <b>{_yes(pred['drifted'])}</b>" if pred else "") + "</p>")
+    if report.missing_columns: out += f"<p>missing columns: {_h.escape(', '.join(report.missing_columns))}</p>"
+    if report.extra_columns: out += f"<p>extra columns (ignored): {_h.escape(', '.join(report.extra_columns))}</p>"
+    return out
+
+def _figures_html(performance:dict|None, service:dict|None)->str:
+    "The labelled metrics against their baseline, and the server's figures."
+    out = ""
     if performance:
-        head += (f"<h2>Performance</h2><p>{performance['rows']} labelled rows ({performance['unlabelled']} not yet labelled)</p>"
-                 "<table border=1 cellpadding=3><tr><th>metric</th><th>current</th><th>baseline</th></tr>"
-                 + "".join(f"<tr><td>{k}</td><td>{v:.4f}</td><td>{fmt(performance['baseline'].get(k), '.4f')}</td></tr>" for k, v in performance["current"].items())
-                 + "</table>")
+        rows = "".join(f"<tr><td>{k}</td><td>{v:.4f}</td><td>{_fmt(performance['baseline'].get(k), '.4f')}</td></tr>"
+                       for k, v in performance["current"].items())
+        out += (f"<h2>Performance</h2><p>{performance['rows']} labelled rows "
+                f"({performance['unlabelled']} not yet labelled)</p><table border=1 cellpadding=3>"
+                f"<tr><th>metric</th><th>current</th><th>baseline</th></tr>{rows}</table>")
     if service:
-        head += ("<h2>Server</h2><p>" + "; ".join(f"{k}: {fmt(v, '.4g') if isinstance(v, float) else v}" for k, v in service.items()) + "</p>")
+        figs = "; ".join(f"{k}: {_fmt(v, '.4g') if isinstance(v, float) else v}" for k, v in service.items())
+        out += f"<h2>Server</h2><p>{figs}</p>"
+    return out
+
+def _column_rows(cols:list)->str:
+    "A table row per column: test, effect, verdict, PSI, problem."
+    return "".join(f"<tr><td>{_h.escape(c['column'])}</td><td>{c['test'] or ''}</td><td>{_fmt(c['effect'], '.4f')}</td>"
+                   f"<td>{_yes(c['drifted'])}</td><td>{_fmt(c['psi'], '.3f')}</td>"
+                   f"<td>{_h.escape(c['problem'] or '')}</td></tr>" for c in cols)
+
+# %% ../nbs/12_monitor.ipynb #0bebf6b6
+def drift_html(
+    report:DriftReport,         # the drift of the window
+    profile:dict,               # the reference profile
+    current:pd.DataFrame,       # the window's rows (for the overlays)
+    title:str,                  # the page's title
+    max_overlays:int=8,         # overlays of at most this many drifted features
+    performance:dict|None=None, # labelled metrics (`window_performance`)
+    service:dict|None=None,     # the server's figures (`read_service_log`)
+)->str:                         # a whole HTML page
+    "An offline HTML page: drift per feature, overlays of the drifted features, metrics over time, server figures."
+    cols = report.columns
+    figs = [_effect_figure(cols)]
+    drifted = [c for c in cols if c["drifted"]][:max_overlays]
+    figs += [_overlay_figure(c, profile["columns"][c["column"]], current) for c in drifted]
+    if performance and performance.get("windows"): figs.append(_performance_figure(performance))
+    head = _summary_html(report) + _figures_html(performance, service)
     body = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_h.escape(title)}</title></head><body><h1>{_h.escape(title)}</h1>{head}"
-            f"<table border=1 cellpadding=3><tr><th>column</th><th>test</th><th>effect</th><th>drifted</th><th>PSI</th><th>problem</th></tr>{rows}</table>{body}</body></html>")
+    t = _h.escape(title)
+    table = ("<table border=1 cellpadding=3><tr><th>column</th><th>test</th><th>effect</th><th>drifted</th><th>PSI</th>"
+             f"<th>problem</th></tr>{_column_rows(cols)}</table>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{t}</title></head>"
+            f"<body><h1>{t}</h1>{head}{table}{body}</body></html>")
 
 # %% ../nbs/12_monitor.ipynb #741e1359
-def read_labels(path:str|Path, root:str|Path, target:str)->pd.DataFrame:
+def read_labels(
+    path:str|Path,   # a CSV or Parquet file of labels
+    root:str|Path,   # the project root (a relative `path` is under it)
+    target:str,      # the pipeline's target column, the label's name
+)->pd.DataFrame:     # request_id, row, label
     "A labels file as (request_id, row, label); `row` is None when the file has no row column."
     lab = read_source(str(path), root)
     col = target if target in lab.columns else "label" if "label" in lab.columns else None
     if "request_id" not in lab.columns or col is None:
-        raise MonitorError(f"{path}: a labels file needs the columns request_id and {target!r} (or 'label'); it has {list(lab.columns)[:20]}")
-    out = pd.DataFrame({"request_id": lab["request_id"].astype(str), "row": lab["row"].astype(int) if "row" in lab.columns else None,
-                        "label": lab[col]})
+        raise MonitorError(f"{path}: a labels file needs the columns request_id and {target!r} (or 'label'); "
+                           f"it has {list(lab.columns)[:20]}")
+    out = pd.DataFrame({"request_id": lab["request_id"].astype(str),
+                        "row": lab["row"].astype(int) if "row" in lab.columns else None, "label": lab[col]})
     keys = ["request_id", "row"] if "row" in lab.columns else ["request_id"]
     dup = out.duplicated(keys)
-    if dup.any(): raise MonitorError(f"{path}: {int(dup.sum())} duplicate label(s), first for request {out[dup].request_id.iloc[0]}")
+    if dup.any():
+        first = out[dup].request_id.iloc[0]
+        raise MonitorError(f"{path}: {int(dup.sum())} duplicate label(s), first for request {first}")
     return out
 
-def join_labels(log:pd.DataFrame, labels:pd.DataFrame)->pd.Series:
+def join_labels(
+    log:pd.DataFrame,     # inference-log rows: request_id, row
+    labels:pd.DataFrame,  # `read_labels`
+)->pd.Series:             # a label per log row, NaN where none arrived
     "The label of each inference-log row (NaN where none arrived); a request with several rows needs a `row` column."
     if labels["row"].isna().all():
         multi = log.groupby("request_id")["row"].transform("size") > 1
         if multi[log.request_id.isin(labels.request_id)].any():
-            raise MonitorError("labels without a row column, but some labelled requests carry several rows: add a row column")
+            raise MonitorError("labels without a row column, but some labelled requests carry several rows: "
+                               "add a row column")
         m = dict(zip(labels.request_id, labels.label))
         return pd.Series([m.get(r, np.nan) for r in log.request_id.astype(str)], index=log.index, dtype=object)
     m = {(r, int(i)): v for r, i, v in zip(labels.request_id, labels.row, labels.label)}
-    return pd.Series([m.get((r, int(i)), np.nan) for r, i in zip(log.request_id.astype(str), log.row)], index=log.index, dtype=object)
+    keys = zip(log.request_id.astype(str), log.row)
+    return pd.Series([m.get((r, int(i)), np.nan) for r, i in keys], index=log.index, dtype=object)
 
+# %% ../nbs/12_monitor.ipynb #96174a38
 def window_performance(
     y, pred, task:str,           # labels (NaN: not labelled yet), predictions, task
     proba=None, classes=None,    # class probabilities, when known
     times=None, every:float|None=None,  # UNIX time per row and a bucket length in seconds
     baseline:dict|None=None,     # the version's holdout metrics
-)->dict|None:
+)->dict|None:                    # rows, unlabelled, current, baseline, windows; None when nothing is labelled
     "The task's metrics over the labelled rows and per time bucket, with the baseline; None when nothing is labelled."
-    y = pd.Series(np.asarray(y, dtype=object)); has = y.notna().to_numpy()
+    y = pd.Series(np.asarray(y, dtype=object))
+    has = y.notna().to_numpy()
     if not has.any(): return None
     yl = y[has].infer_objects().reset_index(drop=True)
     if task == "regression": yl = yl.astype(float)
@@ -292,55 +426,174 @@ def window_performance(
     cur = prediction_metrics(yl, pr, task, pp, classes)
     windows = []
     if times is not None and every:
-        t = np.asarray(times, dtype=float)[has]; b = np.floor((t - t.min()) / every).astype(int)
+        t = np.asarray(times, dtype=float)[has]
+        b = np.floor((t - t.min()) / every).astype(int)
         for k in np.unique(b):
             i = b == k
-            windows.append({"start": float(t.min() + k * every), "end": float(t.min() + (k + 1) * every), "rows": int(i.sum()),
+            start = float(t.min() + k * every)
+            windows.append({"start": start, "end": start + every, "rows": int(i.sum()),
                             **prediction_metrics(yl[i], pr[i], task, pp[i] if pp is not None else None, classes)})
     base = {k: v for k, v in (baseline or {}).items() if k in cur}
-    return {"rows": int(has.sum()), "unlabelled": int((~has).sum()), "current": cur, "baseline": base, "windows": windows}
+    return {"rows": int(has.sum()), "unlabelled": int((~has).sum()), "current": cur, "baseline": base,
+            "windows": windows}
 
-# %% ../nbs/12_monitor.ipynb #4ba35f0d
-def _metric_name(s): return re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(s))[:200]
+# %% ../nbs/12_monitor.ipynb #66f0ded8
+def _unix_seconds(s:pd.Series)->np.ndarray:
+    "UNIX seconds of a time column (pandas may parse times at s, ms, us or ns: `as_unit` makes the integers ns)."
+    return pd.to_datetime(s).dt.as_unit("ns").astype("int64").to_numpy() / 1e9
 
-def load_current(root:Path, client, settings, spec, mv, profile:dict, data:str|None=None, since:str|None=None, window:str|None=None,
-                 labels:str|None=None, every:str|None=None, now:float|None=None)->dict:
-    "The current window: rows, predictions, labelled performance and (from the log) the server's figures."
-    features, target = list(profile["columns"]), spec.dataset.target
-    model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
-    task = model_task(model); classes = getattr(model, "classes_", None)
-    baseline = dict(client.get_run(mv.run_id).data.metrics)
-    every_s = parse_duration(every, "--every")
-    if data is not None:
-        if labels is not None: raise MonitorError("--labels goes with the inference log; with --data, the file's target column holds the labels")
-        current = read_source(data, root)
-        y = current.pop(target) if target in current.columns else None
-        preds = proba = None
-        if all(c in current.columns for c in features):
-            try:
-                preds = model.predict(current[features])
-                if classes is not None and hasattr(model, "predict_proba"): proba = model.predict_proba(current[features])
-            except Exception: preds = proba = None   # mistyped columns: drift still computed column by column
-        tcol = spec.dataset.time_column
-        times = (pd.to_datetime(current[tcol]).astype("int64").to_numpy() / 1e9) if (tcol and tcol in current.columns and every_s) else None
-        perf = window_performance(y, preds, task, proba, classes, times, every_s, baseline) if (y is not None and preds is not None) else None
-        return dict(current=current, preds=preds, source=str(data), t0=None, t1=None, performance=perf, service=None, task=task, labels=y)
-    if not log_exists(settings.inference_log):
-        raise MonitorError(f"no inference log at {settings.inference_log}; serve the model first, or pass --data FILE")
-    now = _time.time() if now is None else now
-    t0 = parse_when(since, now); dur = parse_duration(window)
+def _predict(model, X:pd.DataFrame, classes)->tuple:
+    "The model's predictions and (for a classifier) probabilities of `X`; (None, None) when it cannot score `X`."
+    try:
+        preds = model.predict(X)
+        proba = model.predict_proba(X) if classes is not None and hasattr(model, "predict_proba") else None
+        return preds, proba
+    except Exception: return None, None   # mistyped columns: drift still computed column by column
+
+def file_window(
+    root:str|Path, data:str,     # project root and a CSV/Parquet file of current rows
+    model, spec,                 # the fitted model of the version, and the pipeline
+    features:list[str],          # the profile's feature columns
+    baseline:dict|None=None,     # the version's holdout metrics
+    every_s:float|None=None,     # performance per bucket of this many seconds (by `dataset.time_column`)
+)->dict:                         # current, preds, source, t0, t1, performance, service, task, labels
+    "The rows of a file with the version's predictions and, when the file has the target column, their performance."
+    task, classes, target = model_task(model), getattr(model, "classes_", None), spec.dataset.target
+    current = read_source(data, root)
+    y = current.pop(target) if target in current.columns else None
+    preds = proba = None
+    if all(c in current.columns for c in features): preds, proba = _predict(model, current[features], classes)
+    tcol = spec.dataset.time_column
+    timed = tcol and tcol in current.columns and every_s
+    times = _unix_seconds(current[tcol]) if timed else None
+    perf = None
+    if y is not None and preds is not None:
+        perf = window_performance(y, preds, task, proba, classes, times, every_s, baseline)
+    return dict(current=current, preds=preds, source=str(data), t0=None, t1=None, performance=perf, service=None,
+                task=task, labels=y)
+
+# %% ../nbs/12_monitor.ipynb #e5851ebc
+def _window_times(since:str|None, window:str|None, now:float)->tuple:
+    "The log window (t0, t1) from `--since` and `--window`; a window without a start ends `now`."
+    t0, dur = parse_when(since, now), parse_duration(window)
     t1 = (t0 + dur) if (t0 is not None and dur is not None) else None
     if t0 is None and dur is not None: t0 = now - dur
+    return t0, t1
+
+def log_window(
+    root:str|Path, settings, mv,  # project root, its settings and the monitored model version
+    model, target:str,            # the version's fitted model (for its task and classes), the pipeline's target
+    baseline:dict|None=None,      # the version's holdout metrics
+    every_s:float|None=None,      # performance per bucket of this many seconds
+    since:str|None=None,          # window start: ISO time or duration ago ('2h')
+    window:str|None=None,         # window length ('1h'); default up to now
+    labels:str|None=None,         # a labels file (`read_labels`)
+    now:float|None=None,          # default the current time
+)->dict:                          # current, preds, source, t0, t1, performance, service, task, labels
+    "The version's rows of the inference log in a window, the server's figures and, with labels, the performance."
+    if not log_exists(settings.inference_log):
+        raise MonitorError(f"no inference log at {settings.inference_log}; serve the model first, or pass --data FILE")
+    task, classes = model_task(model), getattr(model, "classes_", None)
+    t0, t1 = _window_times(since, window, _time.time() if now is None else now)
     log = read_inference_log(settings.inference_log, t0, t1, version=str(mv.version))
     if log.empty: raise MonitorError(f"the inference log has no rows of {mv.name} version {mv.version} in that window")
     perf = y = None
     if labels is not None:
         y = join_labels(log, read_labels(labels, root, target))
-        perf = window_performance(y, log["prediction"].to_numpy(), task, None, classes, log["ts"].to_numpy(), every_s, baseline)
-        if perf is None: raise MonitorError(f"{labels}: none of its labels matches a request of version {mv.version} in that window")
-    return dict(current=log, preds=log["prediction"].to_numpy(), source=f"inference log {settings.inference_log}", t0=t0, t1=t1,
-                performance=perf, service=read_service_log(settings.inference_log, t0, t1), task=task, labels=y)
+        perf = window_performance(y, log["prediction"].to_numpy(), task, None, classes, log["ts"].to_numpy(), every_s,
+                                  baseline)
+        if perf is None:
+            raise MonitorError(f"{labels}: none of its labels matches a request of version {mv.version} in that window")
+    return dict(current=log, preds=log["prediction"].to_numpy(), source=f"inference log {settings.inference_log}",
+                t0=t0, t1=t1, performance=perf, service=read_service_log(settings.inference_log, t0, t1), task=task,
+                labels=y)
 
+# %% ../nbs/12_monitor.ipynb #4ba35f0d
+def load_current(
+    root:Path, client, settings, spec, # project root, tracking client, settings and pipeline
+    mv, profile:dict,                  # the monitored model version and its reference profile
+    data:str|None=None,                # a file of current rows; default the inference log
+    since:str|None=None, window:str|None=None,  # the inference-log window
+    labels:str|None=None,              # labels for the inference log
+    every:str|None=None,               # performance per bucket of this length ('1h')
+    now:float|None=None,               # default the current time
+)->dict:                               # current, preds, source, t0, t1, performance, service, task, labels
+    "The current window: rows, predictions, labelled performance and (from the log) the server's figures."
+    model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
+    baseline = dict(client.get_run(mv.run_id).data.metrics)
+    every_s = parse_duration(every, "--every")
+    if data is None:
+        return log_window(root, settings, mv, model, spec.dataset.target, baseline, every_s, since, window, labels, now)
+    if labels is not None:
+        raise MonitorError("--labels goes with the inference log; "
+                           "with --data, the file's target column holds the labels")
+    return file_window(root, data, model, spec, list(profile["columns"]), baseline, every_s)
+
+# %% ../nbs/12_monitor.ipynb #ea91f7e0
+def _metric_name(s): return clip(re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(s)), SHORT_TEXT_MAX)
+
+def _monitoring_metrics(report:DriftReport, perf:dict|None, service:dict|None, ts:int)->list[Metric]:
+    "The metrics of one monitoring run, at time `ts` (ms)."
+    m = lambda k, v: Metric(_metric_name(k), float(v), ts, 0)
+    ms = [m("share_drifted", report.share_drifted), m("dataset_drift", report.dataset_drift), m("rows", report.rows)]
+    for c in report.columns:
+        if c["psi"] is not None: ms.append(m(f"psi.{c['column']}", c["psi"]))
+        if c["effect"] is not None: ms.append(m(f"effect.{c['column']}", c["effect"]))
+    if report.prediction and report.prediction["effect"] is not None:
+        ms.append(m("prediction_drift", report.prediction["drifted"]))
+    ms += [m(f"perf.{k}", v) for k, v in ((perf or {}).get("current") or {}).items()]
+    ms += [m(f"service.{k}", v) for k, v in (service or {}).items() if v is not None]
+    return ms
+
+def log_monitoring_run(
+    client, settings, mv,  # tracking client, settings and the monitored model version
+    report:DriftReport,    # the window's drift
+    cur:dict,              # the window (`load_current`): source, t0, t1, performance, service
+)->str:                    # the monitoring run's id
+    "A run of the monitoring experiment with the version's tags and the window's metrics; left running for the reports."
+    eid = experiment_id(client, settings, f"{settings.experiment}-monitoring")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    tags = {TAG_KIND: "monitoring", TAG_MODEL: mv.name, TAG_MODEL_VERSION: str(mv.version),
+            TAG_SOURCE: clip(cur["source"]), TAG_DATASET_DRIFT: str(report.dataset_drift).lower(),
+            TAG_WINDOW: json.dumps([cur["t0"], cur["t1"]])}
+    run = client.create_run(eid, run_name=f"{mv.name}-v{mv.version}-{stamp}", tags=tags)
+    ms = _monitoring_metrics(report, cur["performance"], cur["service"], int(_time.time() * 1000))
+    for i in range(0, len(ms), 900):   # MLflow takes at most 1,000 metrics a batch
+        client.log_batch(run.info.run_id, metrics=ms[i:i + 900])
+    return run.info.run_id
+
+# %% ../nbs/12_monitor.ipynb #8d023936
+def write_reports(
+    out:Path,      # the reports folder (`reports/monitor`)
+    run_id:str,    # the monitoring run, the files' name
+    doc:dict,      # the JSON report
+    page:str,      # the HTML report (`drift_html`)
+)->tuple[Path, Path]:  # the JSON and HTML files
+    "Write the JSON and HTML reports of a monitoring run, each atomically."
+    out.mkdir(parents=True, exist_ok=True)
+    jpath, hpath = out/f"{run_id}.json", out/f"{run_id}.html"
+    atomic_write(jpath, lambda t: t.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8"))
+    atomic_write(hpath, lambda t: t.write_text(page, encoding="utf-8"))
+    return jpath, hpath
+
+def finish_monitoring_run(
+    client, settings, mv,   # tracking client, settings and the monitored model version
+    rules:list,             # the alert rules (`check_rules`)
+    doc:dict,               # the JSON report, with its run_id, performance and service
+    jpath:Path, hpath:Path, # the reports
+)->list[dict]:              # the alerts raised and recorded
+    "Log the reports to the monitoring run and finish it, tag the version with it, and raise the rules' alerts."
+    rid = doc["run_id"]
+    client.log_artifact(rid, str(jpath), "report")
+    client.log_artifact(rid, str(hpath), "report")
+    client.set_terminated(rid, "FINISHED")
+    client.set_model_version_tag(mv.name, mv.version, TAG_LAST_MONITORING, rid)
+    raised = evaluate_rules(rules, doc, doc["service"], doc["performance"])
+    alerts = record_alerts(client, settings, raised, mv.name, str(mv.version), rid, str(hpath))
+    if alerts: client.set_tag(rid, TAG_ALERTS, json.dumps([a["id"] for a in alerts]))
+    return alerts
+
+# %% ../nbs/12_monitor.ipynb #bc824480
 @dataclass
 class MonitorResult:
     "What one monitoring run found, and where it wrote it."
@@ -350,15 +603,18 @@ class MonitorResult:
     alerts: list                    # the alerts raised and recorded (id, rule, message, delivery, ...)
     version: Any                    # the monitored MLflow model version
     window: pd.DataFrame|None = None  # the current rows with their labels, when labels were given
-    retrain: dict|None = None       # what the retrain policy did; set by the layer above (`mlops_wb.retrain`)
+    retrain: Any = None             # what the retrain policy did (a `RetrainResult`); set by `mlops_wb.retrain`
 
     @property
     def run_id(self)->str: return self.report["run_id"]
 
     def to_dict(self)->dict:
         "The report with the paths, alerts and retrain outcome: what `mlops-wb monitor --json` prints."
-        return {**self.report, "html": self.html_path, "json": self.json_path, "alerts": self.alerts, "retrain": self.retrain}
+        retrain = self.retrain.to_dict() if self.retrain is not None else None
+        return {**self.report, "html": self.html_path, "json": self.json_path, "alerts": self.alerts,
+                "retrain": retrain}
 
+# %% ../nbs/12_monitor.ipynb #1babd5a4
 def run_monitor(
     root:str|Path,               # project root
     ref:str|None=None,           # model version (NAME@ALIAS or NAME/VERSION); default the @champion
@@ -368,90 +624,138 @@ def run_monitor(
     labels:str|None=None,        # labels for the inference log: request_id, [row], target (or label)
     every:str|None=None,         # performance per bucket of this length ('1h')
 )->MonitorResult:
-    "Drift (and performance) of current data against model version `ref`; reports written, logged as a monitoring run, alerts raised."
+    "Drift (and performance) of current data against version `ref`: reports written, a monitoring run, alerts raised."
     root = Path(root)
     settings, spec = load_settings(root), load_pipeline(root)
-    cfg = drift_config(spec.drift)
-    rules = check_rules(spec.drift.get("alerts", []))
+    cfg, rules = drift_config(spec.drift), check_rules(spec.drift.get("alerts", []))
     client, _ = connect(settings)
     mv = get_version(client, ref or f"{settings.model_name}@champion")
     profile = load_profile(client, mv)
     cur = load_current(root, client, settings, spec, mv, profile, data, since, window, labels, every)
     current, perf, service = cur["current"], cur["performance"], cur["service"]
     report = dataset_drift(profile, current, cur["preds"], cfg)
-    if data is None: report.extra_columns = [c for c in report.extra_columns if c not in LOG_COLUMNS]   # the log's own columns
-    eid = experiment_id(client, settings, f"{settings.experiment}-monitoring")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run = client.create_run(eid, run_name=f"{mv.name}-v{mv.version}-{stamp}",
-                            tags={TAG_KIND: "monitoring", TAG_MODEL: mv.name, TAG_MODEL_VERSION: str(mv.version),
-                                  TAG_SOURCE: cur["source"][:500], TAG_DATASET_DRIFT: str(report.dataset_drift).lower(),
-                                  TAG_WINDOW: json.dumps([cur["t0"], cur["t1"]])})
-    ts = int(_time.time() * 1000)
-    ms = [Metric("share_drifted", report.share_drifted, ts, 0), Metric("dataset_drift", float(report.dataset_drift), ts, 0),
-          Metric("rows", float(report.rows), ts, 0)]
-    for c in report.columns:
-        if c["psi"] is not None: ms.append(Metric(_metric_name(f"psi.{c['column']}"), c["psi"], ts, 0))
-        if c["effect"] is not None: ms.append(Metric(_metric_name(f"effect.{c['column']}"), c["effect"], ts, 0))
-    if report.prediction and report.prediction["effect"] is not None: ms.append(Metric("prediction_drift", float(report.prediction["drifted"]), ts, 0))
-    for k, v in ((perf or {}).get("current") or {}).items(): ms.append(Metric(_metric_name(f"perf.{k}"), float(v), ts, 0))
-    for k, v in (service or {}).items():
-        if v is not None: ms.append(Metric(_metric_name(f"service.{k}"), float(v), ts, 0))
-    for i in range(0, len(ms), 900): client.log_batch(run.info.run_id, metrics=ms[i:i + 900])
-    out = root/"reports"/"monitor"; out.mkdir(parents=True, exist_ok=True)
-    doc = {**report.to_dict(), "model": mv.name, "version": str(mv.version), "source": cur["source"], "run_id": run.info.run_id,
+    if data is None:   # the log's own columns are not extra features
+        report.extra_columns = [c for c in report.extra_columns if c not in LOG_COLUMNS]
+    run_id = log_monitoring_run(client, settings, mv, report, cur)
+    doc = {**report.to_dict(), "model": mv.name, "version": str(mv.version), "source": cur["source"], "run_id": run_id,
            "task": cur["task"], "performance": perf, "service": service}
-    jpath, hpath = out/f"{run.info.run_id}.json", out/f"{run.info.run_id}.html"
-    atomic_write(jpath, lambda t: t.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8"))
-    atomic_write(hpath, lambda t: t.write_text(drift_html(report, profile, current, f"Drift of {mv.name} version {mv.version}: {cur['source']}",
-                                                          performance=perf, service=service), encoding="utf-8"))
-    client.log_artifact(run.info.run_id, str(jpath), "report"); client.log_artifact(run.info.run_id, str(hpath), "report")
-    client.set_terminated(run.info.run_id, "FINISHED")
-    client.set_model_version_tag(mv.name, mv.version, TAG_LAST_MONITORING, run.info.run_id)
-    alerts = record_alerts(client, settings, evaluate_rules(rules, doc, service, perf), mv.name, str(mv.version),
-                           run.info.run_id, str(hpath))
-    if alerts: client.set_tag(run.info.run_id, TAG_ALERTS, json.dumps([a["id"] for a in alerts]))
+    page = drift_html(report, profile, current, f"Drift of {mv.name} version {mv.version}: {cur['source']}",
+                      performance=perf, service=service)
+    jpath, hpath = write_reports(root/"reports"/"monitor", run_id, doc, page)
+    alerts = finish_monitoring_run(client, settings, mv, rules, doc, jpath, hpath)
     window = current.assign(**{spec.dataset.target: cur["labels"].to_numpy()}) if perf else None
     return MonitorResult(doc, str(hpath), str(jpath), alerts, mv, window)
 
 # %% ../nbs/12_monitor.ipynb #8627bd34
-BACKTEST_GRID = dict(distance=[0.05, 0.1, 0.15, 0.2, 0.3], p_value=[0.001, 0.01, 0.05], effect_floor=[0.0, 0.05, 0.1, 0.2],
-                     psi=[0.1, 0.25])
+BACKTEST_GRID = dict(distance=[0.05, 0.1, 0.15, 0.2, 0.3], p_value=[0.001, 0.01, 0.05],
+                     effect_floor=[0.0, 0.05, 0.1, 0.2], psi=[0.1, 0.25])
 
-def backtest_rates(reports:list[dict], cfg:dict, rules:list|None=None, grid:dict|None=None)->dict:
-    "How often each threshold alerts over `reports` (DriftReport dicts of stable windows)."
-    grid = grid or BACKTEST_GRID
-    rows = [dict(window=i, **c) for i, r in enumerate(reports) for c in r["columns"] if c["test"] is not None]
-    df = pd.DataFrame(rows); n = len(reports)
-    out = {"windows": n, "dataset_drift_rate": float(np.mean([r["dataset_drift"] for r in reports])) if n else 0.0}
-    if df.empty: return {**out, "columns": {}, "grid": {}, "rules": {}, "max_effect": {}}
-    out["columns"] = {c: {"test": g.test.iloc[0], "drift_rate": float(g.drifted.mean()), "max_effect": float(g.effect.max()),
-                          "psi_moderate_rate": float((g.psi >= cfg["psi_moderate"]).mean()),
-                          "psi_significant_rate": float((g.psi > cfg["psi_significant"]).mean())}
-                      for c, g in df.groupby("column", sort=False)}
-    dist, pt = df[df.p_value.isna()], df[df.p_value.notna()]
+def _column_rates(df:pd.DataFrame, cfg:dict)->dict:
+    "Per column: its test, how often it drifted, its largest effect, how often its PSI was moderate or significant."
+    return {c: {"test": g.test.iloc[0], "drift_rate": float(g.drifted.mean()), "max_effect": float(g.effect.max()),
+                "psi_moderate_rate": float((g.psi >= cfg["psi_moderate"]).mean()),
+                "psi_significant_rate": float((g.psi > cfg["psi_significant"]).mean())}
+            for c, g in df.groupby("column", sort=False)}
+
+def _grid_rates(df:pd.DataFrame, n:int, cfg:dict, grid:dict)->dict:
+    "Column and dataset-drift alert rates at each distance, p-value and effect floor, and PSI threshold of `grid`."
+    dist, pt, tested = df[df.p_value.isna()], df[df.p_value.notna()], df.p_value.notna()
     def ds_rate(flags):   # share of windows whose drifted share would reach `share`
         return float((flags.groupby(df.window).mean() >= cfg["share"]).reindex(range(n), fill_value=False).mean())
     g = {}
-    if len(dist): g["distance"] = [{"threshold": t, "column_rate": float((dist.effect >= t).mean()),
-                                    "dataset_drift_rate": ds_rate((df.p_value.isna() & (df.effect >= t)) | (df.p_value.notna() & df.drifted))}
-                                   for t in grid["distance"]]
-    if len(pt): g["p_value"] = [{"threshold": p, "effect_floor": f, "column_rate": float(((pt.p_value < p) & (pt.effect >= f)).mean()),
-                                 "dataset_drift_rate": ds_rate((df.p_value.notna() & (df.p_value < p) & (df.effect >= f)) | (df.p_value.isna() & df.drifted))}
-                                for p in grid["p_value"] for f in grid["effect_floor"]]
+    if len(dist):
+        g["distance"] = [{"threshold": t, "column_rate": float((dist.effect >= t).mean()),
+                          "dataset_drift_rate": ds_rate((~tested & (df.effect >= t)) | (tested & df.drifted))}
+                         for t in grid["distance"]]
+    if len(pt):
+        g["p_value"] = [{"threshold": p, "effect_floor": f,
+                         "column_rate": float(((pt.p_value < p) & (pt.effect >= f)).mean()),
+                         "dataset_drift_rate": ds_rate((tested & (df.p_value < p) & (df.effect >= f))
+                                                       | (~tested & df.drifted))}
+                        for p in grid["p_value"] for f in grid["effect_floor"]]
     g["psi"] = [{"threshold": t, "column_rate": float((df.psi > t).mean())} for t in grid["psi"]]
-    out["grid"] = g
-    out["max_effect"] = {t: float(d.effect.max()) for t, d in df.groupby("test")}
-    out["rules"] = {json.dumps(r): float(np.mean([any(True for _ in evaluate_rules([r], rep)) for rep in reports])) for r in (rules or [])}
-    return out
+    return g
 
+# %% ../nbs/12_monitor.ipynb #e58fca28
+def backtest_rates(
+    reports:list[dict],      # `DriftReport.to_dict()` of stable windows
+    cfg:dict,                # the configured drift thresholds
+    rules:list|None=None,    # the configured alert rules
+    grid:dict|None=None,     # alternative thresholds; default `BACKTEST_GRID`
+)->dict:                     # windows, dataset_drift_rate, columns, grid, max_effect, rules
+    "How often each threshold alerts over `reports` (DriftReport dicts of stable windows)."
+    grid = grid or BACKTEST_GRID
+    rows = [dict(window=i, **c) for i, r in enumerate(reports) for c in r["columns"] if c["test"] is not None]
+    df, n = pd.DataFrame(rows), len(reports)
+    out = {"windows": n, "dataset_drift_rate": float(np.mean([r["dataset_drift"] for r in reports])) if n else 0.0}
+    if df.empty: return {**out, "columns": {}, "grid": {}, "max_effect": {}, "rules": {}}
+    rates = [float(np.mean([any(True for _ in evaluate_rules([r], rep)) for rep in reports])) for r in (rules or [])]
+    return {**out, "columns": _column_rates(df, cfg), "grid": _grid_rates(df, n, cfg, grid),
+            "max_effect": {t: float(d.effect.max()) for t, d in df.groupby("test")},
+            "rules": {json.dumps(r): v for r, v in zip(rules or [], rates)}}
+
+# %% ../nbs/12_monitor.ipynb #809d22c2
+def file_windows(
+    cur:pd.DataFrame,          # the rows of a file of stable data
+    time_column:str|None,      # `dataset.time_column`
+    every_s:float|None,        # window length in seconds (by the time column)
+    chunks:int=10,             # without a time column (or `every_s`): this many equal windows
+)->list[pd.DataFrame]:
+    "A file's rows cut into windows: `every_s` seconds of its time column, else `chunks` equal parts."
+    if time_column and time_column in cur.columns and every_s:
+        t = _unix_seconds(cur[time_column])
+        return [g for _, g in cur.groupby(np.floor((t - t.min()) / every_s))]
+    if chunks < 2: raise MonitorError(f"--chunks {chunks}: need at least 2 windows")
+    return [cur.iloc[i] for i in np.array_split(np.arange(len(cur)), chunks)]
+
+# %% ../nbs/12_monitor.ipynb #227f01d0
+def log_windows(
+    settings, mv,              # the project's settings (its inference log) and the model version
+    since:str|None,            # ISO time or a duration ago
+    window:str|None,           # the length of the range replayed from `since`
+    every_s:float|None,        # window length in seconds
+)->list[pd.DataFrame]:
+    "The version's inference-log rows in a range, cut into windows of `every_s` seconds."
+    if not log_exists(settings.inference_log):
+        raise MonitorError(f"no inference log at {settings.inference_log}; pass --data FILE of stable rows")
+    if not every_s: raise MonitorError("--backtest over the inference log needs --every (the window length, e.g. 1h)")
+    t0, dur = parse_when(since), parse_duration(window)
+    log = read_inference_log(settings.inference_log, t0, (t0 + dur) if (t0 is not None and dur) else None,
+                             version=str(mv.version))
+    return [g for _, g in log.groupby(np.floor((log.ts - log.ts.min()) / every_s))] if len(log) else []
+
+# %% ../nbs/12_monitor.ipynb #0a64afbf
+@dataclass
+class BacktestResult:
+    "What a backtest measured (`backtest_rates`), on which windows, and where it wrote it."
+    model: str                # the model
+    version: str              # its version, whose reference profile the windows were compared with
+    source: str               # the file, or the inference log
+    window_rows: list         # rows per window
+    config: dict              # the drift thresholds
+    windows: int              # the number of windows
+    dataset_drift_rate: float # share of windows with dataset drift at the configured thresholds
+    columns: dict             # per column: test, drift_rate, max_effect, psi_moderate_rate, psi_significant_rate
+    grid: dict                # alert rates at other thresholds
+    max_effect: dict          # the largest effect per test
+    rules: dict               # per alert rule (as JSON): share of windows it would have alerted in
+    json_path: str|None = None  # the written report
+
+    def to_dict(self)->dict:
+        "The figures and the report's path (under `json`), as `mlops-wb monitor --backtest --json` prints them."
+        d = asdict(self)
+        d["json"] = d.pop("json_path")
+        return d
+
+# %% ../nbs/12_monitor.ipynb #cff4cf28
 def backtest(
     root:str|Path, ref:str|None=None,   # project root and model version (default @champion)
     data:str|None=None,                 # a file of stable rows; default the inference log
     since:str|None=None, window:str|None=None,  # inference-log range
     every:str|None=None,                # window length: by the time column (file) or log time
     chunks:int=10,                      # a file without a time column: this many equal windows
-)->dict:
-    "Replay stable windows against the reference profile and measure how often each threshold alerts; written to reports/monitor/."
+)->BacktestResult:
+    "Replay stable windows against the reference profile: how often each threshold alerts; written to reports/monitor/."
     root = Path(root)
     settings, spec = load_settings(root), load_pipeline(root)
     cfg, rules = drift_config(spec.drift), check_rules(spec.drift.get("alerts", []))
@@ -460,29 +764,21 @@ def backtest(
     profile = load_profile(client, mv)
     every_s = parse_duration(every, "--every")
     if data is not None:
-        cur = read_source(data, root); cur = cur.drop(columns=[spec.dataset.target], errors="ignore")
-        tcol = spec.dataset.time_column
-        if tcol and tcol in cur.columns and every_s:
-            t = pd.to_datetime(cur[tcol]).astype("int64").to_numpy() / 1e9
-            parts = [g for _, g in cur.groupby(np.floor((t - t.min()) / every_s))]
-        else:
-            if chunks < 2: raise MonitorError(f"--chunks {chunks}: need at least 2 windows")
-            parts = [cur.iloc[i] for i in np.array_split(np.arange(len(cur)), chunks)]
-        source = str(data)
-    else:
-        if not log_exists(settings.inference_log):
-            raise MonitorError(f"no inference log at {settings.inference_log}; pass --data FILE of stable rows")
-        if not every_s: raise MonitorError("--backtest over the inference log needs --every (the window length, e.g. 1h)")
-        t0 = parse_when(since); dur = parse_duration(window)
-        log = read_inference_log(settings.inference_log, t0, (t0 + dur) if (t0 is not None and dur) else None, version=str(mv.version))
-        parts = [g for _, g in log.groupby(np.floor((log.ts - log.ts.min()) / every_s))] if len(log) else []
-        source = f"inference log {settings.inference_log}"
+        cur = read_source(data, root).drop(columns=[spec.dataset.target], errors="ignore")
+        parts, source = file_windows(cur, spec.dataset.time_column, every_s, chunks), str(data)
+    else: parts, source = log_windows(settings, mv, since, window, every_s), f"inference log {settings.inference_log}"
     parts = [p for p in parts if len(p)]
-    if len(parts) < 2: raise MonitorError(f"{source}: {len(parts)} window(s) of data; a backtest needs at least 2 (more data, or a shorter --every)")
-    reports = [dataset_drift(profile, p, p["prediction"].to_numpy() if "prediction" in p.columns else None, cfg).to_dict() for p in parts]
-    res = {"model": mv.name, "version": str(mv.version), "source": source, "window_rows": [len(p) for p in parts], "config": cfg,
-           **backtest_rates(reports, cfg, rules)}
-    out = root/"reports"/"monitor"; out.mkdir(parents=True, exist_ok=True)
+    if len(parts) < 2:
+        raise MonitorError(f"{source}: {len(parts)} window(s) of data; "
+                           "a backtest needs at least 2 (more data, or a shorter --every)")
+    preds = lambda p: p["prediction"].to_numpy() if "prediction" in p.columns else None
+    reports = [dataset_drift(profile, p, preds(p), cfg).to_dict() for p in parts]
+    rates = backtest_rates(reports, cfg, rules)
+    res = BacktestResult(mv.name, str(mv.version), source, [len(p) for p in parts], cfg, **rates)
+    out = root/"reports"/"monitor"
+    out.mkdir(parents=True, exist_ok=True)
     path = out/f"backtest-{mv.name}-v{mv.version}-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.json"
-    atomic_write(path, lambda t: t.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8"))
-    return {**res, "json": str(path)}
+    doc = {k: v for k, v in res.to_dict().items() if k != "json"}
+    atomic_write(path, lambda t: t.write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8"))
+    res.json_path = str(path)
+    return res
