@@ -1,4 +1,4 @@
-"""The retraining policy: which alerts start a pipeline run, on which data, what happens to the new version, and a cooldown against retrain storms.
+"""The retraining policy: which alerts start a pipeline run, on which data, what becomes of the new version; a cooldown.
 
 Docs: https://mlops-wb.github.io/mlops-wb/retrain.html.md"""
 
@@ -10,7 +10,9 @@ import json, time
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import MlopsWbError, RetrainSpec, parse_duration, load_settings, load_pipeline
+from dataclasses import dataclass
+from .errors import MlopsWbError
+from .config import RetrainSpec, parse_duration, load_settings, load_pipeline
 from .notebook import notebook_params
 from .tags import *
 from .step import atomic_write, file_lock
@@ -22,16 +24,24 @@ from .alerts import Alert, record_alerts
 from .monitor import MonitorResult, run_monitor
 
 # %% auto #0
-__all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'step_overrides', 'maybe_retrain',
-           'monitor_and_retrain']
+__all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'step_overrides', 'RetrainResult',
+           'maybe_retrain', 'apply_policy', 'monitor_and_retrain']
 
 # %% ../nbs/14_retrain.ipynb #ae2b82fa
-def matching_alerts(policy:RetrainSpec, alerts:list[dict])->list[dict]:
+def matching_alerts(
+    policy:RetrainSpec,   # pipeline.yaml's `retrain:` section
+    alerts:list[dict],    # recorded alerts (`record_alerts`)
+)->list[dict]:            # those that start a retrain
     "The recorded alerts the policy retrains on: rule kind or name in `on`, or the schedule."
     return [a for a in alerts if a["rule"].get("kind") == "schedule" or a["rule"].get("kind") in policy.on
             or (a["rule"].get("name") and a["rule"]["name"] in policy.on)]
 
-def schedule_alert(policy:RetrainSpec, mv, client=None, now:float|None=None)->Alert|None:
+def schedule_alert(
+    policy:RetrainSpec,    # pipeline.yaml's `retrain:` section
+    mv,                    # the monitored model version
+    client=None,           # a tracking client: the model's newest version counts, not only `mv`
+    now:float|None=None,   # default the current time
+)->Alert|None:             # the schedule's alert, or None when it is not due
     "An alert when the schedule is due: the model's newest version (else `mv`) is older than `schedule`."
     if not policy.schedule: return None
     now = time.time() if now is None else now
@@ -41,37 +51,127 @@ def schedule_alert(policy:RetrainSpec, mv, client=None, now:float|None=None)->Al
         except Exception: pass
     every, age = parse_duration(policy.schedule, "retrain.schedule"), now - born
     if age < every: return None
-    return Alert({"kind": "schedule", "every": policy.schedule},
-                 f"the newest version of {mv.name} is {age / 86400:.1f} days old; the retrain schedule is every {policy.schedule}", age, every)
+    msg = (f"the newest version of {mv.name} is {age / 86400:.1f} days old; "
+           f"the retrain schedule is every {policy.schedule}")
+    return Alert({"kind": "schedule", "every": policy.schedule}, msg, age, every)
 
 # %% ../nbs/14_retrain.ipynb #ffff8fbf
-def last_retrain(client, settings, model:str)->dict|None:
+def last_retrain(
+    client, settings,  # tracking client and settings (the alert log is `<experiment>-alerts`)
+    model:str,         # the model's name
+)->dict|None:          # {id, time, retrain_run}
     "The newest alert of `model` that started a retrain: {id, time, retrain_run}; None when none did."
     exp = client.get_experiment_by_name(f"{settings.experiment}-alerts")
     if exp is None: return None
-    runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_MODEL}` = '{model}' and tags.`{TAG_RETRAIN}` = 'started'",
-                              max_results=1, order_by=["attributes.start_time DESC"])
+    query = f"tags.`{TAG_MODEL}` = '{model}' and tags.`{TAG_RETRAIN}` = 'started'"
+    runs = client.search_runs([exp.experiment_id], query, max_results=1, order_by=["attributes.start_time DESC"])
     if not runs: return None
     r = runs[0]
     return {"id": r.info.run_id, "time": r.info.start_time / 1000, "retrain_run": r.data.tags.get(TAG_RETRAIN_RUN)}
 
-
+# %% ../nbs/14_retrain.ipynb #f5a69a69
 def _iso(t): return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="seconds")
 
-def window_source(root:Path, spec, alert_id:str, window:pd.DataFrame)->Path:
+def window_source(
+    root:Path, spec,       # project root and pipeline
+    alert_id:str,          # the alert that starts the retrain: the file's name
+    window:pd.DataFrame,   # the monitored rows with their labels
+)->Path:                   # data/retrain/<alert_id>.parquet
     "`data: window`: dataset.source's rows plus the labelled window's, written as a Parquet file for the retrain run."
     base = read_source(spec.dataset.source, root)
     cols = [c for c in base.columns if c in window.columns]
     if spec.dataset.target not in cols: raise MlopsWbError("data: window needs labelled rows (run monitor with labels)")
     new = window.loc[window[spec.dataset.target].notna(), cols]
-    path = Path(root)/"data"/"retrain"/f"{alert_id}.parquet"; path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(root)/"data"/"retrain"/f"{alert_id}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.concat([base, new.astype(base[cols].dtypes.to_dict())], ignore_index=True)
     atomic_write(path, lambda t: frame.to_parquet(t, index=False))
     return path
 
-def step_overrides(root:Path, spec, key:str, value)->list[str]:
-    "`STEP.key=value` for every step whose notebook has the parameter `key` (e.g. `source`: ingest records it, validate snapshots it)."
+def step_overrides(
+    root:Path, spec,   # project root and pipeline
+    key:str, value,    # a step parameter and its value
+)->list[str]:          # `STEP.key=value` overrides
+    "`STEP.key=value` for each step whose notebook has the parameter `key` (`source`: ingest and validate read it)."
     return [f"{st.name}.{key}={value}" for st in spec.steps if key in notebook_params(Path(root)/st.notebook)]
+
+# %% ../nbs/14_retrain.ipynb #0af15de4
+@dataclass
+class RetrainResult:
+    "What the retrain policy did after one monitoring run."
+    started: bool                  # a pipeline run was started
+    reason: str|None = None        # not started: why
+    alerts: list|None = None       # not started for the cooldown: the alerts tagged skipped
+    alert: str|None = None         # started: the alert that started it
+    pipeline_run: str|None = None  # the pipeline run
+    version: str|None = None       # the new model version, if one was registered
+    promoted: str|None = None      # the version promoted to @champion (`promote: auto`)
+    outcome: str|None = None       # what came of it, in words
+
+    def to_dict(self)->dict:
+        "started, alert, pipeline_run, version, promoted, outcome; or, not started: started, reason[, alerts]."
+        if self.started:
+            return {"started": True, "alert": self.alert, "pipeline_run": self.pipeline_run, "version": self.version,
+                    "promoted": self.promoted, "outcome": self.outcome}
+        return {"started": False, "reason": self.reason, **({"alerts": self.alerts} if self.alerts is not None else {})}
+
+# %% ../nbs/14_retrain.ipynb #e5ed17a3
+def _claim(client, settings, policy:RetrainSpec, mv, trig:list[dict], lock:Path, now:float)->RetrainResult|None:
+    "Claim the retrain for the first of `trig`; a `RetrainResult` (skipped) when the cooldown has not passed."
+    with file_lock(lock):
+        last = last_retrain(client, settings, mv.name)
+        cool = parse_duration(policy.cooldown, "retrain.cooldown")
+        if last and now - last["time"] < cool:
+            why = (f"cooldown: alert {last['id']} started retrain run {last['retrain_run']} at {_iso(last['time'])}; "
+                   f"no retrain before {_iso(last['time'] + cool)} (retrain.cooldown {policy.cooldown})")
+            for a in trig:
+                client.set_tag(a["id"], TAG_RETRAIN, "skipped")
+                client.set_tag(a["id"], TAG_RETRAIN_REASON, why)
+            return RetrainResult(False, why, [a["id"] for a in trig])
+        client.set_tag(trig[0]["id"], TAG_RETRAIN, "started")
+        for o in trig[1:]: client.set_tag(o["id"], TAG_RETRAIN, f"covered by alert {trig[0]['id']}")
+    return None
+
+def _overrides(root:Path, spec, alert:dict, window:pd.DataFrame|None)->list[str]:
+    "The retrain run's overrides: the window as source (`data: window`), the declared rules only (`reference: none`)."
+    policy, out = spec.retrain, []
+    if policy.data == "window":
+        if window is None:
+            raise MlopsWbError("retrain.data is window, but this monitoring run had no labelled rows "
+                               "(--labels, or a target column in --data)")
+        out = step_overrides(root, spec, "source", window_source(root, spec, alert["id"], window))
+    if policy.reference == "none":   # the new data is drifted by definition: check it against the declared rules only
+        rules = json.dumps({**spec.validation.model_dump(mode="json"), "reference": "none"})
+        out += step_overrides(root, spec, "validation", rules)
+    return out
+
+# %% ../nbs/14_retrain.ipynb #fbdee6ab
+def _new_version(client, res, name:str)->str|None:
+    "The version of model `name` a step of pipeline run `res` registered; None when none did."
+    new = None
+    for s in (res.steps if res is not None else []):
+        if s.status == "ran" and s.run_id:
+            for v in client.search_model_versions(f"run_id = '{s.run_id}'"):
+                if v.name == name: new = str(v.version)
+    return new
+
+def _no_version(res)->str:
+    "Why a pipeline run that did not fail registered no version."
+    ran = [s.name for s in res.steps if s.status == "ran"] if res is not None else []
+    if not ran: return "no new version: every step was cached (the data and the code have not changed)"
+    return (f"no new version: {', '.join(ran)} ran, but the register step's inputs came out identical, "
+            "so its earlier result was reused")
+
+def _register(client, settings, policy:RetrainSpec, mv, alert:dict, new:str, outcome:str|None)->tuple:
+    "Link the new version and the alert, and promote it under `promote: auto`; (promoted version, outcome)."
+    client.set_model_version_tag(mv.name, new, TAG_TRIGGER_ALERT, alert["id"])
+    client.set_tag(alert["id"], TAG_RETRAIN_VERSION, new)
+    outcome = outcome or f"version {new} registered as @challenger"
+    if policy.promote != "auto": return None, outcome
+    reason = f"auto-promoted by the retrain policy after alert {alert['id']}: {alert['message']}"
+    try: promote(client, settings, mv.name, new, reason)
+    except MlopsWbError as e: return None, f"version {new} registered as @challenger; auto-promotion refused: {e}"
+    return new, f"version {new} registered and promoted to @champion (retrain.promote: auto)"
 
 # %% ../nbs/14_retrain.ipynb #d75ba5f6
 def maybe_retrain(
@@ -79,60 +179,47 @@ def maybe_retrain(
     mv,                                    # the monitored model version
     alerts:list[dict],                     # the alerts this monitoring run recorded
     window:pd.DataFrame|None=None,         # the monitored rows with their labels (for `data: window`)
-    now:float|None=None,
-)->dict:
+    now:float|None=None,                   # default the current time
+)->RetrainResult:                          # started or not, and what came of it
     "Start a retrain when an alert matches the policy and the cooldown has passed; records the links both ways."
     policy, root, now = spec.retrain, Path(root), time.time() if now is None else now
     trig = matching_alerts(policy, alerts)
-    if not trig: return {"started": False, "reason": f"no alert matches retrain.on {policy.on}"}
-    with file_lock(Path(root)/"store"/".retrain.lock"):
-        last = last_retrain(client, settings, mv.name)
-        cool = parse_duration(policy.cooldown, "retrain.cooldown")
-        if last and now - last["time"] < cool:
-            why = (f"cooldown: alert {last['id']} started retrain run {last['retrain_run']} at {_iso(last['time'])}; "
-                   f"no retrain before {_iso(last['time'] + cool)} (retrain.cooldown {policy.cooldown})")
-            for a in trig: client.set_tag(a["id"], TAG_RETRAIN, "skipped"); client.set_tag(a["id"], TAG_RETRAIN_REASON, why)
-            return {"started": False, "reason": why, "alerts": [a["id"] for a in trig]}
-        a = trig[0]
-        client.set_tag(a["id"], TAG_RETRAIN, "started")
-        for o in trig[1:]: client.set_tag(o["id"], TAG_RETRAIN, f"covered by alert {a['id']}")
-    overrides, res, outcome = [], None, None
+    if not trig: return RetrainResult(False, f"no alert matches retrain.on {policy.on}")
+    skipped = _claim(client, settings, policy, mv, trig, root/"store"/".retrain.lock", now)
+    if skipped: return skipped
+    a, res, outcome = trig[0], None, None
     try:
-        if policy.data == "window":
-            if window is None: raise MlopsWbError("retrain.data is window, but this monitoring run had no labelled rows (--labels, or a target column in --data)")
-            overrides = step_overrides(root, spec, "source", window_source(root, spec, a['id'], window))
-        if policy.reference == "none":   # the new data is drifted by definition: check it against the declared rules only
-            overrides += step_overrides(root, spec, "validation", json.dumps({**spec.validation.model_dump(mode="json"), "reference": "none"}))
-        res = run_pipeline(root, overrides=overrides, tags={TAG_TRIGGER: "alert", TAG_TRIGGER_ALERT: a["id"],
-                                                            TAG_TRIGGER_RULE: json.dumps(a["rule"])})
+        tags = {TAG_TRIGGER: "alert", TAG_TRIGGER_ALERT: a["id"], TAG_TRIGGER_RULE: json.dumps(a["rule"])}
+        res = run_pipeline(root, overrides=_overrides(root, spec, a, window), tags=tags)
     except MlopsWbError as e:
         res, outcome = getattr(e, "result", None), f"{type(e).__name__}: {e}"
-    new = None
-    if res is not None:
-        client.set_tag(a["id"], TAG_RETRAIN_RUN, res.run_id or "")
-        for s in res.steps:
-            if s.status == "ran" and s.run_id:
-                for v in client.search_model_versions(f"run_id = '{s.run_id}'"):
-                    if v.name == mv.name: new = str(v.version)
-    promoted = None
-    if new:
-        client.set_model_version_tag(mv.name, new, TAG_TRIGGER_ALERT, a["id"])
-        client.set_tag(a["id"], TAG_RETRAIN_VERSION, new)
-        outcome = outcome or f"version {new} registered as @challenger"
-        if policy.promote == "auto":
-            try:
-                promote(client, settings, mv.name, new, f"auto-promoted by the retrain policy after alert {a['id']}: {a['message']}")
-                promoted, outcome = new, f"version {new} registered and promoted to @champion (retrain.promote: auto)"
-            except MlopsWbError as e: outcome = f"version {new} registered as @challenger; auto-promotion refused: {e}"
-    elif outcome is None:
-        ran = [s.name for s in res.steps if s.status == "ran"] if res is not None else []
-        outcome = ("no new version: every step was cached (the data and the code have not changed)" if not ran else
-                   f"no new version: {', '.join(ran)} ran, but the register step's inputs came out identical, so its earlier result was reused")
-    client.set_tag(a["id"], TAG_RETRAIN_RESULT, outcome[:5000])
-    return {"started": True, "alert": a["id"], "pipeline_run": res.run_id if res else None, "version": new,
-            "promoted": promoted, "outcome": outcome}
+    if res is not None: client.set_tag(a["id"], TAG_RETRAIN_RUN, res.run_id or "")
+    new, promoted = _new_version(client, res, mv.name), None
+    if new: promoted, outcome = _register(client, settings, policy, mv, a, new, outcome)
+    elif outcome is None: outcome = _no_version(res)
+    client.set_tag(a["id"], TAG_RETRAIN_RESULT, clip(outcome))
+    return RetrainResult(True, alert=a["id"], pipeline_run=res.run_id if res else None, version=new, promoted=promoted,
+                         outcome=outcome)
 
 # %% ../nbs/14_retrain.ipynb #bf2fc3b1
+def apply_policy(
+    root:Path,               # project root
+    client, settings, spec,  # tracking client, settings and pipeline
+    res:MonitorResult,       # what the monitoring run found
+    retrain:bool=True,       # let the alerts start a retrain when the policy says so
+    now:float|None=None,     # the time the schedule is measured at; default now
+)->MonitorResult:            # `res`, with the schedule's alert and `retrain` set
+    "Add the schedule's alert when it is due, then hand the alerts to `maybe_retrain`."
+    mv = res.version
+    due = schedule_alert(spec.retrain, mv, client, now)   # the clock restarts with any newer version, not only mv
+    if due:
+        res.alerts += record_alerts(client, settings, [due], mv.name, str(mv.version), res.run_id, res.html_path)
+        client.set_tag(res.run_id, TAG_ALERTS, json.dumps([a["id"] for a in res.alerts]))
+    if retrain and res.alerts and spec.retrain.enabled:
+        res.retrain = maybe_retrain(root, client, settings, spec, mv, res.alerts, window=res.window, now=now)
+    return res
+
+# %% ../nbs/14_retrain.ipynb #99c2d217
 def monitor_and_retrain(
     root:str|Path,       # project root
     retrain:bool=True,   # let the alerts start a retrain when pipeline.yaml's retrain policy says so
@@ -144,11 +231,4 @@ def monitor_and_retrain(
     res = run_monitor(root, **monitor_args)
     settings, spec = load_settings(root), load_pipeline(root)
     client, _ = connect(settings)
-    mv = res.version
-    due = schedule_alert(spec.retrain, mv, client, now)   # the clock restarts with any newer version, not only the monitored one
-    if due:
-        res.alerts += record_alerts(client, settings, [due], mv.name, str(mv.version), res.run_id, res.html_path)
-        client.set_tag(res.run_id, TAG_ALERTS, json.dumps([a["id"] for a in res.alerts]))
-    if retrain and res.alerts and spec.retrain.enabled:
-        res.retrain = maybe_retrain(root, client, settings, spec, mv, res.alerts, window=res.window, now=now)
-    return res
+    return apply_policy(root, client, settings, spec, res, retrain, now)
