@@ -1,4 +1,4 @@
-"""The reviewers' dashboards: view builders over the tracking store (experiments, promotion, drift) as ipywidgets and plotly, used by the thin Voila notebooks in `nbs/dashboards/`.
+"""View builders of the reviewers' dashboards (experiments, promotion, drift), as used by `nbs/dashboards/`.
 
 Docs: https://mlops-wb.github.io/mlops-wb/widgets.html.md"""
 
@@ -6,70 +6,123 @@ Docs: https://mlops-wb.github.io/mlops-wb/widgets.html.md"""
 
 # %% ../nbs/15_widgets.ipynb #8ce7da6f
 from __future__ import annotations
-import html as _h, json, time
+import html as _h, json, os
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
 import plotly.graph_objects as go
-from .config import MlopsWbError, load_settings, find_project_root
+import ipywidgets as W
+from IPython.display import display
+import mlflow.sklearn
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from .errors import MlopsWbError
+from .config import PIPELINE_FILE, RUNNER_PARAMS, load_settings, load_pipeline, find_project_root
 from .tracking import connect
+from .data import SnapshotStore
+from .registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, model_lineage, promote, rollback, history
 from .tags import *
 
 # %% auto #0
-__all__ = ['SEVERITY', 'EMPTY_STORE', 'workbench', 'runs_page', 'param_diff', 'metric_bars', 'trials_frame', 'parallel_coords',
-           'versions_frame', 'holdout_of', 'side_by_side', 'importance_of', 'alias_timeline', 'monitoring_runs',
-           'monitoring_report', 'drift_table_html', 'overlay_figure', 'drift_over_time', 'experiments_view',
-           'promotion_view', 'drift_view']
+__all__ = ['RUN_COLUMNS', 'STATUSES', 'EMPTY_STORE', 'AUDIT_COLUMNS', 'SEVERITY', 'workbench', 'runs_filter', 'run_row',
+           'step_columns', 'runs_page', 'param_diff', 'metric_bars', 'trials_frame', 'parallel_coords', 'report_links',
+           'runs_table_html', 'failed_runs_note', 'compare_runs', 'experiments_view', 'versions_frame', 'holdout_of',
+           'score_on_holdout', 'side_by_side', 'importance_of', 'importance_figure', 'alias_timeline', 'aliases_of',
+           'challenger_section', 'audit_section', 'promotion_action', 'promotion_view', 'monitoring_runs',
+           'monitoring_report', 'severity', 'drift_table_html', 'overlay_figure', 'drift_over_time', 'alerts_frame',
+           'drift_summary_html', 'drift_window', 'last_monitored', 'version_options', 'window_options',
+           'no_monitoring_note', 'drift_view']
 
 # %% ../nbs/15_widgets.ipynb #3ff70c87
 def _ts(ms): return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else ""
 
 def _q(v): return str(v).replace("'", "\\'")
 
-def workbench(root:str|Path|None=None):
+def workbench(
+    root:str|Path|None=None, # project root; default `$MLOPS_WB_PROJECT`, else the project around the current folder
+)->tuple:                    # (root, settings, client, experiment id)
     "(root, settings, client, experiment id) of the project (root from `MLOPS_WB_PROJECT` or the current folder)."
-    import os
     root = Path(root or os.environ.get("MLOPS_WB_PROJECT") or find_project_root(None))
     settings = load_settings(root)
     client, exp = connect(settings)
     return root, settings, client, exp
 
-def runs_page(client, exp:str, status:str|None=None, since:str|None=None, tag:str|None=None,
-              page_size:int=25, page_token:str|None=None)->tuple[pd.DataFrame, str|None]:
-    "One page of pipeline runs (newest first) with their step results, params and metrics; and the next page's token."
+# %% ../nbs/15_widgets.ipynb #5a1c0e05
+def _since_ms(since:str)->int:
+    t = pd.Timestamp(since)
+    if t.tzinfo is None: t = t.tz_localize("UTC")
+    return int(t.timestamp() * 1000)
+
+def _tag_filter(tag:str)->str:
+    if "=" not in tag: raise MlopsWbError(f"tag filter {tag!r}: expected KEY=VALUE, e.g. {TAG_TRIGGER}=alert")
+    k, v = tag.split("=", 1)
+    return f"tags.`{_q(k.strip())}` = '{_q(v.strip())}'"
+
+def runs_filter(
+    status:str|None=None, # an MLflow run status (FINISHED, FAILED, ...)
+    since:str|None=None,  # a date or time runs started at or after
+    tag:str|None=None,    # KEY=VALUE a run's tag must match
+)->str:                   # an MLflow search filter
+    "The MLflow filter of the pipeline runs with this status, start and tag."
     f = [f"tags.`{TAG_KIND}` = 'pipeline'"]
     if status: f.append(f"attributes.status = '{_q(status)}'")
-    if since:
-        t = pd.Timestamp(since); t = t.tz_localize("UTC") if t.tzinfo is None else t
-        f.append(f"attributes.start_time >= {int(t.timestamp() * 1000)}")
-    if tag:
-        if "=" not in tag: raise MlopsWbError(f"tag filter {tag!r}: expected KEY=VALUE, e.g. mlops_wb.trigger=alert")
-        k, v = tag.split("=", 1); f.append(f"tags.`{_q(k.strip())}` = '{_q(v.strip())}'")
-    page = client.search_runs([exp], " and ".join(f), max_results=page_size, order_by=["attributes.start_time DESC"], page_token=page_token)
+    if since: f.append(f"attributes.start_time >= {_since_ms(since)}")
+    if tag: f.append(_tag_filter(tag))
+    return " and ".join(f)
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e08
+def run_row(
+    run, # an MLflow pipeline run
+)->dict: # run_id, name, status, started, duration_s, steps, step_names, cached, failed_step, failure, trigger
+    "The experiments table's row of a pipeline run."
+    summ = json.loads(run.data.tags.get(TAG_SUMMARY, "[]"))
+    failed = next((s for s in summ if s.get("status") == "failed"), None)
+    return {"run_id": run.info.run_id, "name": run.info.run_name, "status": run.info.status,
+            "started": _ts(run.info.start_time), "duration_s": float(run.data.tags.get(TAG_DURATION, "nan")),
+            "steps": len(summ), "step_names": [s.get("step") for s in summ],
+            "cached": sum(s.get("status") == "cached" for s in summ),
+            "failed_step": failed["step"] if failed else "", "failure": failed.get("reason", "") if failed else "",
+            "trigger": run.data.tags.get(TAG_TRIGGER_ALERT, "")}
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e11
+def step_columns(
+    client, exp:str, # tracking client and experiment id
+    runs:list,       # MLflow pipeline runs (one page)
+)->dict:             # pipeline run id -> {"param step.name": value, "metric step.name": value}
+    "The params and metrics of each pipeline run's steps, as named columns."
+    per = {r.info.run_id: {} for r in runs}
+    if not runs: return per
+    oldest = min(r.info.start_time for r in runs)
+    kids = client.search_runs([exp], f"tags.`{TAG_KIND}` = 'step' and attributes.start_time >= {oldest}",
+                              max_results=5000)
+    for k in kids:
+        p = k.data.tags.get(MLFLOW_PARENT_RUN_ID)
+        if p not in per: continue
+        st = k.data.tags.get(TAG_STEP, "?")
+        per[p].update({f"param {st}.{n}": v for n, v in k.data.params.items() if n not in RUNNER_PARAMS})
+        per[p].update({f"metric {st}.{n}": v for n, v in k.data.metrics.items()})
+    return per
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e14
+def runs_page(
+    client, exp:str,           # tracking client and experiment id
+    status:str|None=None,      # only runs with this status
+    since:str|None=None,       # only runs started at or after this date or time
+    tag:str|None=None,         # only runs with this tag, KEY=VALUE
+    page_size:int=25,          # runs per page
+    page_token:str|None=None,  # the page to read; None: the first
+)->tuple[pd.DataFrame, str|None]: # the page's rows and the next page's token
+    "One page of pipeline runs (newest first) with their step results, params and metrics; and the next page's token."
+    page = client.search_runs([exp], runs_filter(status, since, tag), max_results=page_size,
+                              order_by=["attributes.start_time DESC"], page_token=page_token)
     runs = list(page)
     if not runs: return pd.DataFrame(), None
-    oldest = min(r.info.start_time for r in runs)
-    ids = {r.info.run_id for r in runs}
-    kids = client.search_runs([exp], f"tags.`{TAG_KIND}` = 'step' and attributes.start_time >= {oldest}", max_results=5000)
-    per = {i: {} for i in ids}
-    for k in kids:
-        p = k.data.tags.get("mlflow.parentRunId")
-        if p not in per: continue
-        st = k.data.tags.get("mlops_wb.step", "?")
-        per[p].update({f"param {st}.{n}": v for n, v in k.data.params.items() if n not in ("run_id", "pipeline_run_id", "step_dir", "upstream", "project_root")})
-        per[p].update({f"metric {st}.{n}": v for n, v in k.data.metrics.items()})
-    rows = []
-    for r in runs:
-        summ = json.loads(r.data.tags.get("mlops_wb.summary", "[]"))
-        failed = [s for s in summ if s.get("status") == "failed"]
-        rows.append({"run_id": r.info.run_id, "name": r.info.run_name, "status": r.info.status, "started": _ts(r.info.start_time),
-                     "duration_s": float(r.data.tags.get("mlops_wb.duration", "nan")),
-                     "steps": len(summ), "step_names": [x.get("step") for x in summ], "cached": sum(s.get("status") == "cached" for s in summ),
-                     "failed_step": failed[0]["step"] if failed else "", "failure": failed[0].get("reason", "") if failed else "",
-                     "trigger": r.data.tags.get("mlops_wb.trigger_alert", ""), **per[r.info.run_id]})
-    return pd.DataFrame(rows), page.token
+    per = step_columns(client, exp, runs)
+    return pd.DataFrame([{**run_row(r), **per[r.info.run_id]} for r in runs]), page.token
 
-def param_diff(runs:pd.DataFrame)->pd.DataFrame:
+# %% ../nbs/15_widgets.ipynb #5a1c0e16
+def param_diff(
+    runs:pd.DataFrame, # rows of `runs_page`
+)->pd.DataFrame:       # one row per differing param (`step.name`), one column per run name
     "The params that differ between the selected runs (one column per run)."
     cols = [c for c in runs.columns if c.startswith("param ")]
     t = runs.set_index("name")[cols].T
@@ -77,136 +130,440 @@ def param_diff(runs:pd.DataFrame)->pd.DataFrame:
     t.index = [c[len("param "):] for c in t.index]
     return t
 
-def metric_bars(runs:pd.DataFrame)->go.Figure:
+def metric_bars(
+    runs:pd.DataFrame, # rows of `runs_page`
+)->go.Figure:          # one bar group per metric, one bar per run
     "Grouped bars of each run's metrics."
     cols = [c for c in runs.columns if c.startswith("metric ") and runs[c].notna().any()]
-    f = go.Figure([go.Bar(name=r["name"], x=[c[len("metric "):] for c in cols], y=[r[c] for c in cols]) for _, r in runs.iterrows()])
+    names = [c[len("metric "):] for c in cols]
+    f = go.Figure([go.Bar(name=r["name"], x=names, y=[r[c] for c in cols]) for _, r in runs.iterrows()])
     f.update_layout(barmode="group", title="Metrics of the selected runs", height=380)
     return f
 
-def trials_frame(client, exp:str, pipeline_run_ids:list)->pd.DataFrame:
+# %% ../nbs/15_widgets.ipynb #5a1c0e19
+def trials_frame(
+    client, exp:str,        # tracking client and experiment id
+    pipeline_run_ids:list,  # pipeline runs whose trials to read
+)->pd.DataFrame:            # one row per trial: pipeline_run, trial, `p.` params, `m.` metrics
     "The tuning trials (nested runs under each train step) of the given pipeline runs."
     out = []
     for pid in pipeline_run_ids:
-        steps = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{pid}' and tags.`mlops_wb.step` = 'train'", max_results=5)
+        steps = client.search_runs([exp], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{pid}' and tags.`{TAG_STEP}` = 'train'",
+                                   max_results=5)
         for s in steps:
-            src = s.data.tags.get("mlops_wb.cached_from") or s.info.run_id
-            for t in client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{src}'", max_results=1000):
-                out.append({"pipeline_run": pid, "trial": t.info.run_name, **{f"p.{k}": v for k, v in t.data.params.items()},
+            src = s.data.tags.get(TAG_CACHED_FROM) or s.info.run_id
+            for t in client.search_runs([exp], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{src}'", max_results=1000):
+                out.append({"pipeline_run": pid, "trial": t.info.run_name,
+                            **{f"p.{k}": v for k, v in t.data.params.items()},
                             **{f"m.{k}": v for k, v in t.data.metrics.items()}})
     return pd.DataFrame(out)
 
-def parallel_coords(trials:pd.DataFrame, score:str|None=None)->go.Figure:
+# %% ../nbs/15_widgets.ipynb #5a1c0e22
+def _trial_axis(label:str, col:pd.Series)->dict|None:
+    "A parcoords dimension of one column: numeric, or categories as ticks; None when every trial has the same value."
+    v = pd.to_numeric(col, errors="coerce")
+    if v.notna().all() and v.nunique() > 1: return dict(label=label, values=v)
+    if not (col.notna().all() and col.nunique() > 1): return None
+    cats = sorted(col.astype(str).unique())
+    codes = {k: i for i, k in enumerate(cats)}
+    return dict(label=label, values=col.astype(str).map(codes), tickvals=list(range(len(cats))), ticktext=cats)
+
+def parallel_coords(
+    trials:pd.DataFrame,  # rows of `trials_frame`
+    score:str|None=None,  # the metric column (`m.…`) to colour by
+)->go.Figure:
     "Parallel coordinates over the trials' numeric params and score."
-    score = score or next((c for c in trials.columns if c.startswith("m.") and "score" in c), None) or next(c for c in trials.columns if c.startswith("m."))
-    dims = []
-    for c in [c for c in trials.columns if c.startswith("p.")] + [score]:
-        v = pd.to_numeric(trials[c], errors="coerce")
-        if v.notna().all() and v.nunique() > 1: dims.append(dict(label=c[2:], values=v))
-        elif trials[c].notna().all() and trials[c].nunique() > 1:
-            cats = sorted(trials[c].astype(str).unique()); m = {k: i for i, k in enumerate(cats)}
-            dims.append(dict(label=c[2:], values=trials[c].astype(str).map(m), tickvals=list(range(len(cats))), ticktext=cats))
-    f = go.Figure(go.Parcoords(line=dict(color=pd.to_numeric(trials[score], errors="coerce"), colorscale="Viridis", showscale=True), dimensions=dims))
+    ms = [c for c in trials.columns if c.startswith("m.")]
+    score = score or next((c for c in ms if "score" in c), None) or ms[0]
+    dims = [_trial_axis(c[2:], trials[c]) for c in [c for c in trials.columns if c.startswith("p.")] + [score]]
+    line = dict(color=pd.to_numeric(trials[score], errors="coerce"), colorscale="Viridis", showscale=True)
+    f = go.Figure(go.Parcoords(line=line, dimensions=[d for d in dims if d is not None]))
     f.update_layout(title=f"Tuning trials ({len(trials)}), coloured by {score[2:]}", height=420)
     return f
 
+# %% ../nbs/15_widgets.ipynb #ef14f290
+def _note(text:str, kind:str="info")->W.HTML:
+    color = {"info": "#eaf2f8", "error": "#f9ebea", "ok": "#e9f7ef"}[kind]
+    style = f"background:{color};padding:8px;border-radius:4px"
+    return W.HTML(f"<div class='mlops-note mlops-{kind}' style='{style}'>{text}</div>")
+
+def _fig(fig)->W.Output:
+    o = W.Output()
+    with o: display(fig)   # (Output.append_display_data drops plotly's bundle in Voila)
+    return o
+
+def _table(df:pd.DataFrame, cls:str="")->W.HTML:
+    return W.HTML(df.to_html(classes=cls, border=1, na_rep="", escape=True))
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e27
+RUN_COLUMNS = ["name", "status", "started", "duration_s", "steps", "cached", "failed_step", "failure", "trigger"]
+STATUSES = [("any status", ""), ("finished", "FINISHED"), ("failed", "FAILED"), ("killed", "KILLED"),
+            ("running", "RUNNING")]
+EMPTY_STORE = ("<b>No pipeline runs yet.</b> Run the pipeline once (<code>mlops-wb run</code>, or "
+               "<code>make run</code> in a fresh clone) and reload this page.")
+
+def report_links(
+    root:Path,    # project root
+    run_id:str,   # a pipeline run
+    steps:list,   # its step names
+)->str:           # HTML links, space separated
+    "Links to the step reports of a run that exist under `reports/`."
+    return " ".join(f"<a class='step-report' href='/voila/files/reports/{run_id}/{st}.html' target='_blank'>{st}</a>"
+                    for st in steps if (root/"reports"/run_id/f"{st}.html").exists())
+
+def runs_table_html(
+    root:Path,         # project root
+    df:pd.DataFrame,   # rows of `runs_page`
+)->str:                # the `runs-table` HTML
+    "The runs table of a page, with links to the step reports."
+    show = df[RUN_COLUMNS].copy()
+    show["reports"] = [report_links(root, r, steps) for r, steps in zip(df.run_id, df.step_names)]
+    return show.to_html(classes="runs-table", border=1, index=False, escape=False, na_rep="")
+
+def failed_runs_note(
+    df:pd.DataFrame, # rows of `runs_page`
+)->str:              # the note's HTML; "" when no run failed
+    "Which step of each failed run failed and why, and what to do."
+    failed = df[df.status == "FAILED"]
+    if failed.empty: return ""
+    return _note("Failed runs on this page: " + "; ".join(
+        f"{_h.escape(r['name'])}: step <b>{_h.escape(r['failed_step'] or '?')}</b> failed "
+        f"({_h.escape(clip(r['failure'], SHORT_TEXT_MAX))}). "
+        "Open the step report, fix the cause and run the pipeline again." for _, r in failed.iterrows())).value
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e30
+def compare_runs(
+    client, exp:str,   # tracking client and experiment id
+    df:pd.DataFrame,   # rows of `runs_page`
+    ids:list,          # the selected pipeline run ids
+)->list:               # widgets
+    "The comparison of the selected runs: param diff, metric bars, tuning trials."
+    if len(ids) < 2: return [_note("Select two or more runs to compare (Ctrl/⌘-click).", "error")]
+    sel = df.set_index("run_id").loc[ids].reset_index()
+    d = param_diff(sel)
+    kids = [W.HTML("<h3>Parameters that differ</h3>"),
+            _table(d, "param-diff") if len(d) else _note("The selected runs have the same parameters."),
+            _fig(metric_bars(sel))]
+    tr = trials_frame(client, exp, ids)
+    if len(tr) > 1: kids.append(_fig(parallel_coords(tr)))
+    return kids
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e33
+def experiments_view(
+    root=None,         # project root; default: as `workbench`
+    page_size:int=25,  # runs per page
+)->W.VBox:
+    "Pipeline runs: filter, page, compare two or more (param diff, metric bars, trials), open a step's report."
+    root, settings, client, exp = workbench(root)
+    status = W.Dropdown(options=STATUSES, description="status")
+    since = W.Text(placeholder="2026-11-01", description="since")
+    tag = W.Text(placeholder="key=value", description="tag")
+    apply_, nxt = W.Button(description="Apply"), W.Button(description="Next page")
+    first = W.Button(description="First page")
+    table, msg, out = W.HTML(), W.HTML(), W.VBox()
+    pick, compare = W.SelectMultiple(rows=8, description="runs"), W.Button(description="Compare")
+    state = {"next": None, "df": pd.DataFrame()}
+    def load(token=None):
+        out.children = []
+        try: df, nt = runs_page(client, exp, status.value or None, since.value or None, tag.value or None,
+                                page_size, token)
+        except Exception as e:
+            msg.value = _note(f"Cannot filter: {_h.escape(str(e))}", "error").value
+            return
+        state.update(next=nt, df=df)
+        filtered = bool(status.value or since.value or tag.value)
+        empty = _note("No run matches these filters." if filtered else EMPTY_STORE).value
+        table.value = runs_table_html(root, df) if len(df) else empty
+        pick.options = [(f"{r['name']} · {r['status']}", r["run_id"]) for _, r in df.iterrows()]
+        nxt.disabled = nt is None
+        msg.value = failed_runs_note(df) if len(df) else ""
+    def do_compare(_): out.children = compare_runs(client, exp, state["df"], list(pick.value))
+    apply_.on_click(lambda _: load())
+    first.on_click(lambda _: load())
+    nxt.on_click(lambda _: load(token=state["next"]))
+    compare.on_click(do_compare)
+    load()
+    head = f"<p>Pipeline runs of <code>{_h.escape(str(root))}</code>, newest first, {page_size} per page.</p>"
+    return W.VBox([W.HTML(head), W.HBox([status, since, tag, apply_]), msg, table, W.HBox([first, nxt]),
+                   pick, compare, out])
+
 # %% ../nbs/15_widgets.ipynb #9a601977
-def versions_frame(client, name:str)->pd.DataFrame:
+def _version_row(client, mv, aliases:list)->dict:
+    tags, m = mv.tags or {}, client.get_run(mv.run_id).data.metrics
+    return {"version": str(mv.version), "aliases": ", ".join(sorted(aliases)),
+            "gate": {"true": "passed", "false": "failed"}.get(tags.get(TAG_GATE_PASSED), "?"),
+            "created": _ts(mv.creation_timestamp), "trigger_alert": tags.get(TAG_TRIGGER_ALERT, ""),
+            **{k: round(v, 4) for k, v in sorted(m.items()) if "." not in k}}
+
+def versions_frame(
+    client,    # tracking client
+    name:str,  # registered model name
+)->pd.DataFrame: # version, aliases, gate, created, trigger_alert, metrics; empty when `name` is not registered
     "Every version of `name`: aliases, gate result, created, holdout metrics; newest first."
     try: aliases = client.get_registered_model(name).aliases or {}
     except Exception: return pd.DataFrame()
     by = {}
     for a, v in aliases.items(): by.setdefault(str(v), []).append(a)
-    rows = []
-    for mv in client.search_model_versions(f"name = '{_q(name)}'"):
-        m = client.get_run(mv.run_id).data.metrics
-        rows.append({"version": str(mv.version), "aliases": ", ".join(sorted(by.get(str(mv.version), []))),
-                     "gate": {"true": "passed", "false": "failed"}.get((mv.tags or {}).get("mlops_wb.gate_passed"), "?"),
-                     "created": _ts(mv.creation_timestamp), "trigger_alert": (mv.tags or {}).get("mlops_wb.trigger_alert", ""),
-                     **{k: round(v, 4) for k, v in sorted(m.items()) if "." not in k}})
-    return pd.DataFrame(rows).sort_values("version", key=lambda s: s.astype(int), ascending=False).reset_index(drop=True)
+    mvs = client.search_model_versions(f"name = '{_q(name)}'")
+    rows = [_version_row(client, mv, by.get(str(mv.version), [])) for mv in mvs]
+    if not rows: return pd.DataFrame()
+    df = pd.DataFrame(rows).sort_values("version", key=lambda s: s.astype(int), ascending=False)
+    return df.reset_index(drop=True)
 
-def holdout_of(client, root:Path, name:str, version:str)->pd.DataFrame|None:
+# %% ../nbs/15_widgets.ipynb #5a1c0e37
+def holdout_of(
+    client,       # tracking client
+    root:Path,    # project root (its snapshot store)
+    name:str,     # registered model name
+    version:str,  # model version
+)->pd.DataFrame|None: # the holdout rows; None when they cannot be found
     "The holdout snapshot a version was evaluated on (None when it cannot be found)."
-    from mlops_wb.registry import model_lineage
-    from mlops_wb.data import SnapshotStore
     try:
         lin = model_lineage(client, f"{name}/{version}")
         d = next(d for d in lin["datasets"] if d["context"] == "holdout")
         return SnapshotStore.for_project(root).load(d["digest"])
     except Exception: return None
 
-def side_by_side(client, root:Path, spec, name:str, a:str, b:str)->dict:
-    "Versions `a` and `b` scored on `a`'s holdout: metrics frame and ROC (or residual) figure; None values when impossible."
-    import mlflow
+# %% ../nbs/15_widgets.ipynb #5a1c0e40
+def _curve(f:go.Figure, label:str, m, X:pd.DataFrame, y:pd.Series, task:str):
+    from sklearn.metrics import roc_curve   # loaded with scikit-learn by evaluate, below
+    if task == "binary":
+        fpr, tpr, _ = roc_curve(y == m.classes_[-1], m.predict_proba(X)[:, 1])
+        f.add_scatter(x=fpr, y=tpr, mode="lines", name=label)
+    elif task == "regression":
+        p = m.predict(X)
+        f.add_scatter(x=p, y=y - p, mode="markers", name=label)
+
+def score_on_holdout(
+    models:dict,         # label -> fitted model
+    ho:pd.DataFrame,     # holdout rows, with the target
+    target:str,          # the label column
+)->tuple[pd.DataFrame, go.Figure]: # metrics (one column per model) and the ROC or residual figure
+    "Each model's metrics on the same holdout rows, and their ROC curves (binary) or residuals (regression)."
+    # scikit-learn: +2.2-4.3 s on a 2-core machine, paid only by a page that re-scores (not Experiments)
     from mlops_wb.evaluate import evaluate_model, model_task
-    ho = holdout_of(client, root, name, a)
-    if ho is None: return {"metrics": None, "figure": None, "note": f"version {a}'s holdout snapshot is not in this store"}
-    target = spec.dataset.target
-    models = {v: mlflow.sklearn.load_model(f"models:/{name}/{v}") for v in (a, b)}
-    task = model_task(models[a])
+    task = model_task(next(iter(models.values())))
     mets, f = {}, go.Figure()
     X, y = ho.drop(columns=[target]), ho[target]
-    for v, m in models.items():
-        try: mets[f"version {v}"] = evaluate_model(m, ho, target, task)
-        except Exception as e: mets[f"version {v}"] = {"error": f"cannot score this holdout ({type(e).__name__})"}; continue
-        if task == "binary":
-            from sklearn.metrics import roc_curve
-            fpr, tpr, _ = roc_curve(y == m.classes_[-1], m.predict_proba(X)[:, 1])
-            f.add_scatter(x=fpr, y=tpr, mode="lines", name=f"version {v}")
-        elif task == "regression":
-            p = m.predict(X); f.add_scatter(x=p, y=y - p, mode="markers", name=f"version {v}")
-    f.update_layout(title=("ROC on the same holdout" if task == "binary" else "Residuals on the same holdout" if task == "regression"
-                           else "Metrics only (multiclass)"), height=380)
-    return {"metrics": pd.DataFrame(mets), "figure": f, "note": f"both scored on version {a}'s holdout ({len(ho)} rows)"}
+    for label, m in models.items():
+        try: mets[label] = evaluate_model(m, ho, target, task)
+        except Exception as e:
+            mets[label] = {"error": f"cannot score this holdout ({type(e).__name__})"}
+            continue
+        _curve(f, label, m, X, y, task)
+    title = {"binary": "ROC on the same holdout", "regression": "Residuals on the same holdout"}
+    f.update_layout(title=title.get(task, "Metrics only (multiclass)"), height=380)
+    return pd.DataFrame(mets), f
 
-def importance_of(client, name:str, version:str)->pd.DataFrame|None:
+# %% ../nbs/15_widgets.ipynb #5a1c0e43
+def side_by_side(
+    client,            # tracking client
+    root:Path,         # project root
+    spec,              # the project's `PipelineSpec` (for the target column)
+    name:str,          # registered model name
+    a:str, b:str,      # versions; `a`'s holdout is used
+)->dict:               # metrics (frame), figure, note; metrics and figure None when `a`'s holdout is not found
+    "Versions `a` and `b` scored on `a`'s holdout: metrics and ROC (or residual) figure; None values when impossible."
+    ho = holdout_of(client, root, name, a)
+    if ho is None:
+        return {"metrics": None, "figure": None, "note": f"version {a}'s holdout snapshot is not in this store"}
+    models = {f"version {v}": mlflow.sklearn.load_model(f"models:/{name}/{v}") for v in (a, b)}
+    mets, f = score_on_holdout(models, ho, spec.dataset.target)
+    return {"metrics": mets, "figure": f, "note": f"both scored on version {a}'s holdout ({len(ho)} rows)"}
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e46
+def importance_of(
+    client,       # tracking client
+    name:str,     # registered model name
+    version:str,  # model version
+)->pd.DataFrame|None: # feature, importance (and std); None when the version has none
     "The permutation importance logged with a version (None when it has none)."
     mv = client.get_model_version(name, version)
     try: return pd.read_parquet(client.download_artifacts(mv.run_id, "evaluation/importance.parquet"))
     except Exception: return None
 
-def alias_timeline(entries:list[dict])->go.Figure:
+def importance_figure(
+    imp:pd.DataFrame|None, # rows of `importance_of`
+    version:str,           # the version, for the title
+)->go.Figure|None:         # None when there is no importance table to plot
+    "The ten most important features of a version as horizontal bars."
+    if imp is None or not len(imp) or not {"feature", "importance"} <= set(imp.columns): return None
+    top = imp.sort_values("importance", ascending=False).head(10)
+    f = go.Figure(go.Bar(x=top["importance"], y=top["feature"], orientation="h",
+                         error_x=dict(array=top["std"]) if "std" in top else None))
+    f.update_layout(title=f"Permutation importance, version {version}", height=320, yaxis_autorange="reversed")
+    return f
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e49
+def alias_timeline(
+    entries:list[dict], # audit entries of `registry.history`, oldest first
+)->go.Figure:
     "Which version held @champion over time (a step line from the audit log)."
     f = go.Figure()
     if entries:
-        x = [e["when"] for e in entries]; y = [e.get("champion_after") for e in entries]
-        f.add_scatter(x=x, y=y, mode="lines+markers", line_shape="hv", text=[f"{e['action']} by {e.get('user')}: {e.get('reason')}" for e in entries])
+        x, y = [e["when"] for e in entries], [e.get("champion_after") for e in entries]
+        text = [f"{e['action']} by {e.get('user')}: {e.get('reason')}" for e in entries]
+        f.add_scatter(x=x, y=y, mode="lines+markers", line_shape="hv", text=text)
     f.update_layout(title="@champion over time", yaxis_title="version", yaxis_type="category", height=300)
     return f
 
+# %% ../nbs/15_widgets.ipynb #5a1c0e52
+def aliases_of(
+    client,     # tracking client
+    name:str,   # registered model name
+)->tuple:       # (challenger version, champion version), None for an alias nobody holds
+    "The versions holding @challenger and @champion."
+    aliases = client.get_registered_model(name).aliases or {}
+    return tuple(str(aliases[a]) if a in aliases else None for a in (ALIAS_CHALLENGER, ALIAS_CHAMPION))
+
+def challenger_section(
+    client, root:Path, # tracking client and project root
+    name:str,          # registered model name
+    ch:str|None,       # the @challenger version
+    cp:str|None,       # the @champion version
+)->list:               # widgets
+    "@challenger vs @champion on the same holdout with each one's importance; or what to do when one is missing."
+    if ch and not cp:
+        return [_note(f"Version {ch} is @challenger and nothing is @champion yet: promote it with a reason.")]
+    if not ch or ch == cp:
+        return [_note("No @challenger waiting: the newest passed version is already @champion, "
+                      "or none passed its gate.")]
+    sbs = side_by_side(client, root, load_pipeline(root), name, ch, cp)
+    kids = [W.HTML(f"<h3>@challenger (version {ch}) vs @champion (version {cp})</h3><p>{_h.escape(sbs['note'])}</p>")]
+    if sbs["metrics"] is not None: kids += [_table(sbs["metrics"].round(4), "compare-table"), _fig(sbs["figure"])]
+    figs = [importance_figure(importance_of(client, name, v), v) for v in (ch, cp)]
+    return kids + [_fig(f) for f in figs if f is not None]
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e55
+AUDIT_COLUMNS = ["when", "action", "from_version", "to_version", "user", "reason", "forced"]
+
+def _no_versions(name:str, then:str)->W.HTML:
+    return _note(f"<b>No registered versions of {_h.escape(name)} yet.</b> {then}")
+
+def audit_section(
+    hist:list[dict], # audit entries of `registry.history`
+)->list:             # widgets
+    "The audit table and the @champion timeline, or a note when nothing was promoted yet."
+    if not hist: return [W.HTML("<h3>Audit history</h3>"), _note("No promotions or rollbacks yet.")]
+    table = pd.DataFrame(hist)[AUDIT_COLUMNS].to_html(classes="audit-table", border=1, index=False, na_rep="")
+    return [W.HTML("<h3>Audit history</h3>"), W.HTML(table), _fig(alias_timeline(hist))]
+
+def promotion_action(
+    client, settings, # tracking client and settings (approvers, user)
+    name:str,         # registered model name
+    kind:str,         # "promote" (@challenger to @champion) or "rollback"
+    reason:str,       # why, recorded in the audit log
+)->dict:              # the audit entry
+    "Promote @challenger or roll back @champion, with a reason; an `MlopsWbError` saying why not."
+    if not reason.strip(): raise MlopsWbError(f"{kind} refused: a reason is required; write why in the reason box")
+    if kind == "rollback": return rollback(client, settings, name, reason)
+    ch = (client.get_registered_model(name).aliases or {}).get(ALIAS_CHALLENGER)
+    if ch is None: raise MlopsWbError("promote refused: no version is @challenger")
+    return promote(client, settings, name, str(ch), reason)
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e58
+def promotion_view(
+    root=None,           # project root; default: as `workbench`
+    name:str|None=None,  # registered model; default the settings' model_name
+)->W.VBox:
+    "Versions, @challenger vs @champion on the same holdout, governed promote/rollback with a reason, audit history."
+    root, settings, client, exp = workbench(root)
+    name = name or settings.model_name
+    box, msg = W.VBox(), W.HTML()
+    reason = W.Textarea(placeholder="Why (required, recorded in the audit log)", description="reason",
+                        layout=W.Layout(width="60%"))
+    pbtn = W.Button(description="Promote challenger", button_style="success")
+    rbtn = W.Button(description="Roll back", button_style="warning")
+    def render():
+        vf = versions_frame(client, name)
+        if vf.empty:
+            box.children = [_no_versions(name, "Run the pipeline (<code>mlops-wb run</code>); a version that passes "
+                                               "the quality gate is registered as @challenger.")]
+            return
+        ch, cp = aliases_of(client, name)
+        pbtn.disabled = not ch or ch == cp
+        table = vf.to_html(classes="versions-table", border=1, index=False, na_rep="")
+        box.children = [W.HTML(f"<h3>Versions of {_h.escape(name)}</h3>"), W.HTML(table),
+                        *challenger_section(client, root, name, ch, cp),
+                        W.HTML("<h3>Promote or roll back</h3>"), reason, W.HBox([pbtn, rbtn]), msg,
+                        *audit_section(history(client, settings, name))]
+    def act(kind):
+        try:
+            e = promotion_action(client, settings, name, kind, reason.value)
+            reason.value = ""
+            render()
+            msg.value = _note(f"{kind} done: @champion is now version {e['to_version']} (audit entry {e['id']}, "
+                              f"by {_h.escape(e['user'])}).", "ok").value
+        except MlopsWbError as e: msg.value = _note(_h.escape(str(e)), "error").value
+    pbtn.on_click(lambda _: act("promote"))
+    rbtn.on_click(lambda _: act("rollback"))
+    render()
+    head = (f"<p>Registered model <code>{_h.escape(name)}</code>. Promotion and rollback run the same checks "
+            "as <code>mlops-wb promote</code>: approvers only, a reason always, audited.</p>")
+    return W.VBox([W.HTML(head), box])
+
 # %% ../nbs/15_widgets.ipynb #6506fe59
-def monitoring_runs(client, settings, name:str, version:str)->list:
+def monitoring_runs(
+    client, settings,  # tracking client and settings (the monitoring experiment's name)
+    name:str,          # registered model name
+    version:str,       # model version
+)->list:               # MLflow runs, newest first; [] before the first `mlops-wb monitor`
     "The monitoring runs of a version, newest first."
     exp = client.get_experiment_by_name(f"{settings.experiment}-monitoring")
     if exp is None: return []
-    return list(client.search_runs([exp.experiment_id], f"tags.`mlops_wb.model` = '{_q(name)}' and tags.`mlops_wb.model_version` = '{_q(version)}'",
-                                   max_results=200, order_by=["attributes.start_time DESC"]))
+    flt = f"tags.`{TAG_MODEL}` = '{_q(name)}' and tags.`{TAG_MODEL_VERSION}` = '{_q(version)}'"
+    return list(client.search_runs([exp.experiment_id], flt, max_results=200, order_by=["attributes.start_time DESC"]))
 
-def monitoring_report(client, run)->dict:
+def monitoring_report(
+    client,  # tracking client
+    run,     # a monitoring run
+)->dict:     # the report `mlops-wb monitor` stored: rows, source, columns, share_drifted, dataset_drift, ...
     "The JSON report of a monitoring run."
     return json.loads(Path(client.download_artifacts(run.info.run_id, f"report/{run.info.run_id}.json")).read_text())
 
+# %% ../nbs/15_widgets.ipynb #5a1c0e62
 SEVERITY = {"drifted": "#f5b7b1", "moderate": "#fdebd0", "ok": "#ffffff"}
 
-def drift_table_html(report:dict)->str:
-    "The per-feature table, each row coloured by severity."
-    def sev(c): return "drifted" if c["drifted"] else "moderate" if c.get("psi_level") in ("moderate", "significant") else "ok"
-    def f(v, s): return "" if v is None else format(v, s)
-    rows = "".join(f"<tr class='sev-{sev(c)}' style='background:{SEVERITY[sev(c)]}'><td>{_h.escape(c['column'])}</td><td>{c['test'] or ''}</td>"
-                   f"<td>{f(c['effect'], '.4f')}</td><td>{f(c['p_value'], '.3g')}</td><td>{f(c['psi'], '.3f')} {c.get('psi_level') or ''}</td>"
-                   f"<td>{'yes' if c['drifted'] else 'no'}</td><td>{_h.escape(c.get('problem') or '')}</td></tr>" for c in report["columns"])
-    return ("<table class='drift-table' border=1 cellpadding=3 style='border-collapse:collapse'><tr><th>feature</th><th>test</th><th>effect</th>"
-            f"<th>p-value</th><th>PSI</th><th>drifted</th><th>problem</th></tr>{rows}</table>")
+def severity(
+    col:dict, # one column of a monitoring report
+)->str:       # "drifted", "moderate" (PSI moderate or above) or "ok"
+    "How bad a feature's drift is."
+    return "drifted" if col["drifted"] else "moderate" if col.get("psi_level") in ("moderate", "significant") else "ok"
 
-def overlay_figure(col:dict)->go.Figure:
+def _fmt(v, spec:str)->str: return "" if v is None else format(v, spec)
+
+def _drift_row(c:dict)->str:
+    sev = severity(c)
+    cells = [_h.escape(c["column"]), c["test"] or "", _fmt(c["effect"], ".4f"), _fmt(c["p_value"], ".3g"),
+             f"{_fmt(c['psi'], '.3f')} {c.get('psi_level') or ''}", "yes" if c["drifted"] else "no",
+             _h.escape(c.get("problem") or "")]
+    tds = "".join(f"<td>{x}</td>" for x in cells)
+    return f"<tr class='sev-{sev}' style='background:{SEVERITY[sev]}'>{tds}</tr>"
+
+def drift_table_html(
+    report:dict, # a monitoring report
+)->str:          # the `drift-table` HTML
+    "The per-feature table, each row coloured by severity."
+    head = "".join(f"<th>{h}</th>" for h in ("feature", "test", "effect", "p-value", "PSI", "drifted", "problem"))
+    rows = "".join(_drift_row(c) for c in report["columns"])
+    table = "<table class='drift-table' border=1 cellpadding=3 style='border-collapse:collapse'>"
+    return f"{table}<tr>{head}</tr>{rows}</table>"
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e65
+def overlay_figure(
+    col:dict, # a report column with `bins`
+)->go.Figure:
     "Reference vs current shares over a column's stored bins or categories."
-    b = col["bins"]; f = go.Figure()
-    f.add_bar(x=b["labels"], y=b["reference"], name="reference"); f.add_bar(x=b["labels"], y=b["current"], name="current")
-    f.update_layout(title=f"{col['column']}: {col['test']} {col['effect']:.3f}, PSI {col['psi']:.3f}", barmode="group", height=320)
+    b, f = col["bins"], go.Figure()
+    f.add_bar(x=b["labels"], y=b["reference"], name="reference")
+    f.add_bar(x=b["labels"], y=b["current"], name="current")
+    title = f"{col['column']}: {col['test']} {col['effect']:.3f}, PSI {col['psi']:.3f}"
+    f.update_layout(title=title, barmode="group", height=320)
     return f
 
-def drift_over_time(runs:list)->go.Figure:
+def drift_over_time(
+    runs:list, # monitoring runs
+)->go.Figure:  # share drifted and each `perf.` metric, oldest window first
     "Share of drifted features and labelled metrics across monitoring runs."
     f = go.Figure()
     rs = sorted(runs, key=lambda r: r.info.start_time)
@@ -217,170 +574,104 @@ def drift_over_time(runs:list)->go.Figure:
     f.update_layout(title="Drift and metrics over time", height=320)
     return f
 
-# %% ../nbs/15_widgets.ipynb #ef14f290
-import ipywidgets as W
-from IPython.display import display
-
-def _note(text:str, kind:str="info")->W.HTML:
-    color = {"info": "#eaf2f8", "error": "#f9ebea", "ok": "#e9f7ef"}[kind]
-    return W.HTML(f"<div class='mlops-note mlops-{kind}' style='background:{color};padding:8px;border-radius:4px'>{text}</div>")
-
-def _fig(fig)->W.Output:
-    o = W.Output()
-    with o: display(fig)   # (Output.append_display_data drops plotly's bundle in Voila)
-    return o
-
-def _table(df:pd.DataFrame, cls:str="")->W.HTML:
-    return W.HTML(df.to_html(classes=cls, border=1, na_rep="", escape=True))
-
-EMPTY_STORE = ("<b>No pipeline runs yet.</b> Run the pipeline once (<code>mlops-wb run</code>, or <code>make run</code> in a fresh "
-               "clone) and reload this page.")
-
-def experiments_view(root=None, page_size:int=25)->W.VBox:
-    "Pipeline runs: filter, page, select two or more to compare (param diff, metric bars, trials), open a step's report."
-    root, settings, client, exp = workbench(root)
-    status = W.Dropdown(options=[("any status", ""), ("finished", "FINISHED"), ("failed", "FAILED"), ("killed", "KILLED"), ("running", "RUNNING")],
-                        description="status")
-    since = W.Text(placeholder="2026-11-01", description="since")
-    tag = W.Text(placeholder="key=value", description="tag")
-    apply_, nxt, first = W.Button(description="Apply"), W.Button(description="Next page"), W.Button(description="First page")
-    table, msg, pick, compare, out = W.HTML(), W.HTML(), W.SelectMultiple(rows=8, description="runs"), W.Button(description="Compare"), W.VBox()
-    state = {"token": None, "next": None, "df": pd.DataFrame()}
-    def load(_=None, token=None):
-        out.children = []
-        try: df, nt = runs_page(client, exp, status.value or None, since.value or None, tag.value or None, page_size, token)
-        except Exception as e: msg.value = _note(f"Cannot filter: {_h.escape(str(e))}", "error").value; return
-        state.update(token=token, next=nt, df=df); msg.value = ""
-        if df.empty:
-            table.value = _note(EMPTY_STORE if not (status.value or since.value or tag.value) else "No run matches these filters.").value
-            pick.options = []; return
-        show = df[["name", "status", "started", "duration_s", "steps", "cached", "failed_step", "failure", "trigger"]].copy()
-        show["reports"] = [" ".join(f"<a class='step-report' href='/voila/files/reports/{r}/{st}.html' target='_blank'>{st}</a>"
-                                    for st in steps if (root/"reports"/r/f"{st}.html").exists()) for r, steps in zip(df.run_id, df.step_names)]
-        table.value = show.to_html(classes="runs-table", border=1, index=False, escape=False, na_rep="")
-        pick.options = [(f"{r['name']} · {r['status']}", r["run_id"]) for _, r in df.iterrows()]
-        nxt.disabled = nt is None
-        failed = df[df.status == "FAILED"]
-        if len(failed): msg.value = _note("Failed runs on this page: " + "; ".join(
-            f"{_h.escape(r['name'])}: step <b>{_h.escape(r['failed_step'] or '?')}</b> failed ({_h.escape(r['failure'][:200])}). "
-            "Open the step report, fix the cause and run the pipeline again." for _, r in failed.iterrows())).value
-    def do_compare(_):
-        ids = list(pick.value)
-        if len(ids) < 2: out.children = [_note("Select two or more runs to compare (Ctrl/⌘-click).", "error")]; return
-        sel = state["df"].set_index("run_id").loc[ids].reset_index()
-        kids = [W.HTML("<h3>Parameters that differ</h3>")]
-        d = param_diff(sel)
-        kids.append(_table(d, "param-diff") if len(d) else _note("The selected runs have the same parameters."))
-        kids.append(_fig(metric_bars(sel)))
-        tr = trials_frame(client, exp, ids)
-        if len(tr) > 1: kids.append(_fig(parallel_coords(tr)))
-        out.children = kids
-    apply_.on_click(lambda _: load()); first.on_click(lambda _: load())
-    nxt.on_click(lambda _: load(token=state["next"])); compare.on_click(do_compare)
-    load()
-    return W.VBox([W.HTML(f"<p>Pipeline runs of <code>{_h.escape(str(root))}</code>, newest first, {page_size} per page.</p>"),
-                   W.HBox([status, since, tag, apply_]), msg, table, W.HBox([first, nxt]), pick, compare, out])
-
-def promotion_view(root=None, name:str|None=None)->W.VBox:
-    "Versions, @challenger vs @champion on the same holdout, governed promote/rollback with a reason, audit history."
-    from mlops_wb.config import load_pipeline
-    from mlops_wb.registry import promote, rollback, history
-    root, settings, client, exp = workbench(root)
-    name = name or settings.model_name
-    box, msg = W.VBox(), W.HTML()
-    reason = W.Textarea(placeholder="Why (required, recorded in the audit log)", description="reason", layout=W.Layout(width="60%"))
-    pbtn, rbtn = W.Button(description="Promote challenger", button_style="success"), W.Button(description="Roll back", button_style="warning")
-    def render():
-        vf = versions_frame(client, name)
-        if vf.empty:
-            box.children = [_note(f"<b>No registered versions of {_h.escape(name)} yet.</b> Run the pipeline (<code>mlops-wb run</code>); "
-                                  "a version that passes the quality gate is registered as @challenger.")]; return
-        aliases = client.get_registered_model(name).aliases or {}
-        ch, cp = (str(aliases[a]) if a in aliases else None for a in ("challenger", "champion"))
-        kids = [W.HTML(f"<h3>Versions of {_h.escape(name)}</h3>"), W.HTML(vf.to_html(classes="versions-table", border=1, index=False, na_rep=""))]
-        if ch and cp and ch != cp:
-            sbs = side_by_side(client, root, load_pipeline(root), name, ch, cp)
-            kids += [W.HTML(f"<h3>@challenger (version {ch}) vs @champion (version {cp})</h3><p>{_h.escape(sbs['note'])}</p>")]
-            if sbs["metrics"] is not None: kids += [_table(sbs["metrics"].round(4), "compare-table"), _fig(sbs["figure"])]
-            for v in (ch, cp):
-                imp = importance_of(client, name, v)
-                if imp is not None and len(imp) and {"feature", "importance"} <= set(imp.columns):
-                    top = imp.sort_values("importance", ascending=False).head(10)
-                    f = go.Figure(go.Bar(x=top["importance"], y=top["feature"], orientation="h",
-                                         error_x=dict(array=top["std"]) if "std" in top else None))
-                    f.update_layout(title=f"Permutation importance, version {v}", height=320, yaxis_autorange="reversed")
-                    kids.append(_fig(f))
-        elif ch and not cp: kids.append(_note(f"Version {ch} is @challenger and nothing is @champion yet: promote it with a reason."))
-        else: kids.append(_note("No @challenger waiting: the newest passed version is already @champion, or none passed its gate."))
-        pbtn.disabled = not ch or ch == cp
-        hist = history(client, settings, name)
-        kids += [W.HTML("<h3>Promote or roll back</h3>"), reason, W.HBox([pbtn, rbtn]), msg, W.HTML("<h3>Audit history</h3>")]
-        kids.append(W.HTML(pd.DataFrame(hist)[["when", "action", "from_version", "to_version", "user", "reason", "forced"]]
-                           .to_html(classes="audit-table", border=1, index=False, na_rep=""))
-                    if hist else _note("No promotions or rollbacks yet."))
-        if hist: kids.append(_fig(alias_timeline(hist)))
-        box.children = kids
-    def act(kind):
-        try:
-            if not reason.value.strip(): raise MlopsWbError(f"{kind} refused: a reason is required; write why in the reason box")
-            if kind == "promote":
-                ch = (client.get_registered_model(name).aliases or {}).get("challenger")
-                if ch is None: raise MlopsWbError("promote refused: no version is @challenger")
-                e = promote(client, settings, name, str(ch), reason.value)
-            else: e = rollback(client, settings, name, reason.value)
-            reason.value = ""
-            render()
-            msg.value = _note(f"{kind} done: @champion is now version {e['to_version']} (audit entry {e['id']}, by {_h.escape(e['user'])}).", "ok").value
-        except MlopsWbError as e:
-            msg.value = _note(_h.escape(str(e)), "error").value
-    pbtn.on_click(lambda _: act("promote")); rbtn.on_click(lambda _: act("rollback"))
-    render()
-    return W.VBox([W.HTML(f"<p>Registered model <code>{_h.escape(name)}</code>. Promotion and rollback run the same checks as "
-                          "<code>mlops-wb promote</code>: approvers only, a reason always, audited.</p>"), box])
-
-def drift_view(root=None, name:str|None=None)->W.VBox:
-    "Pick a version and a monitoring window: drift table by severity, overlays, drift over time, alerts and their retrain runs."
+# %% ../nbs/15_widgets.ipynb #5a1c0e68
+def alerts_frame(
+    client, settings,  # tracking client and settings (the alerts experiment's name)
+    name:str,          # registered model name
+    version:str,       # model version
+)->pd.DataFrame:       # time, rule, message, delivery, retrain, retrain run, new version, outcome; newest first
+    "The alerts of a version and the retrain runs they started."
+    # scikit-learn (alerts reads metric directions from evaluate): +2.2-4.3 s, paid by the Drift page only
     from mlops_wb.alerts import alert_log
+    al = [a for a in alert_log(client, settings, name) if a["version"] == version]
+    return pd.DataFrame([{"time": _ts(a["time"]), "rule": a["rule"].get("kind"), "message": a["message"],
+                          "delivery": a["delivery"], "retrain": a.get("retrain") or "",
+                          "retrain run": a.get("retrain_run") or "", "new version": a.get("retrain_version") or "",
+                          "outcome": a.get("retrain_result") or ""} for a in al])
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e71
+def drift_summary_html(
+    rep:dict, # a monitoring report
+)->str:       # one paragraph
+    "How many rows from where, how many features drifted, and whether the dataset drifted."
+    n = len([c for c in rep["columns"] if c["drifted"]])
+    return (f"<p>{rep['rows']} rows from {_h.escape(rep['source'])}: {n} of {len(rep['columns'])} features drifted "
+            f"({rep['share_drifted']:.0%}); dataset drift <b>{'yes' if rep['dataset_drift'] else 'no'}</b></p>")
+
+def drift_window(
+    client, settings,  # tracking client and settings
+    name:str, version:str, # the model version
+    run,               # the picked monitoring run
+    runs:list,         # all of the version's monitoring runs
+)->list:               # widgets
+    "The widgets of one monitoring window; a note when its report is missing."
+    try: rep = monitoring_report(client, run)
+    except Exception: return [_note("This monitoring run's report is missing from the store.", "error")]
+    kids = [W.HTML(drift_summary_html(rep)), W.HTML(drift_table_html(rep))]
+    kids += [_fig(overlay_figure(c)) for c in [c for c in rep["columns"] if c["drifted"] and c.get("bins")][:6]]
+    kids.append(_fig(drift_over_time(runs)))
+    al = alerts_frame(client, settings, name, version)
+    if al.empty: return kids + [_note("No alerts for this version.")]
+    return kids + [W.HTML("<h3>Alerts</h3>"), W.HTML(al.to_html(classes="alerts-table", border=1, index=False))]
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e74
+def last_monitored(
+    client, settings,  # tracking client and settings
+    name:str,          # registered model name
+)->str|None:           # the version the newest monitoring run watched; None when never monitored
+    "The version of `name` monitored last."
+    exp = client.get_experiment_by_name(f"{settings.experiment}-monitoring")
+    if exp is None: return None
+    runs = client.search_runs([exp.experiment_id], f"tags.`{TAG_MODEL}` = '{_q(name)}'", max_results=1,
+                              order_by=["attributes.start_time DESC"])
+    return runs[0].data.tags.get(TAG_MODEL_VERSION) if runs else None
+
+def version_options(vf:pd.DataFrame)->list:
+    "(label, version) of each row of `versions_frame`, its aliases in the label."
+    return [(f"version {v}" + (f" ({a})" if a else ""), v) for v, a in zip(vf.version, vf.aliases)]
+
+def window_options(runs:list)->list:
+    "(label, run id) of each monitoring run: when, and how many rows."
+    return [(f"{_ts(r.info.start_time)} · {int(r.data.metrics.get('rows', 0))} rows", r.info.run_id) for r in runs]
+
+def no_monitoring_note(name:str, version:str)->W.HTML:
+    "What to do to monitor a version that has no monitoring runs."
+    return _note(f"<b>Version {version} has no monitoring yet.</b> Serve it (<code>mlops-wb serve</code>) or "
+                 f"score a file, then run <code>mlops-wb monitor {name}/{version} --since 1d</code> "
+                 "(or <code>--data FILE</code>).")
+
+# %% ../nbs/15_widgets.ipynb #5a1c0e77
+def drift_view(
+    root=None,           # project root; default: as `workbench`
+    name:str|None=None,  # registered model; default the settings' model_name
+)->W.VBox:
+    "Pick a version and a window: drift table by severity, overlays, drift over time, alerts and their retrain runs."
     root, settings, client, exp = workbench(root)
     name = name or settings.model_name
     vf = versions_frame(client, name)
     if vf.empty:
-        return W.VBox([W.HTML(""), _note(f"<b>No registered versions of {_h.escape(name)} yet.</b> Run the pipeline, "
-                                                      "serve or score the model, then <code>mlops-wb monitor</code>.")])
-    exp_m = client.get_experiment_by_name(f"{settings.experiment}-monitoring")
-    seen = [r.data.tags.get("mlops_wb.model_version") for r in client.search_runs([exp_m.experiment_id], f"tags.`mlops_wb.model` = '{_q(name)}'",
-            max_results=1, order_by=["attributes.start_time DESC"])] if exp_m else []
-    ver = W.Dropdown(options=[(f"version {v}" + (f" ({a})" if a else ""), v) for v, a in zip(vf.version, vf.aliases)], description="version",
-                     value=seen[0] if seen and seen[0] in set(vf.version) else vf.version[0])   # the last monitored version first
+        return W.VBox([W.HTML(""), _no_versions(name, "Run the pipeline, serve or score the model, then "
+                                                      "<code>mlops-wb monitor</code>.")])
+    seen = last_monitored(client, settings, name)
+    ver = W.Dropdown(options=version_options(vf), description="version",
+                     value=seen if seen in set(vf.version) else vf.version[0])   # the last monitored version first
     win, body = W.Dropdown(description="window"), W.VBox()
     state = {"runs": []}
     def pick_version(_=None):
         state["runs"] = monitoring_runs(client, settings, name, ver.value)
-        win.options = [(f"{_ts(r.info.start_time)} · {int(r.data.metrics.get('rows', 0))} rows", r.info.run_id) for r in state["runs"]]
+        win.options = window_options(state["runs"])
         if not state["runs"]:
-            body.children = [_note(f"<b>Version {ver.value} has no monitoring yet.</b> Serve it (<code>mlops-wb serve</code>) or score a file, "
-                                   f"then run <code>mlops-wb monitor {name}/{ver.value} --since 1d</code> (or <code>--data FILE</code>).")]
-        elif win.value != state["runs"][0].info.run_id: win.value = state["runs"][0].info.run_id   # the observer shows it
-        else: show()
+            body.children = [no_monitoring_note(name, ver.value)]
+        elif win.value != state["runs"][0].info.run_id:
+            win.value = state["runs"][0].info.run_id   # the observer shows it
+        else:
+            show()
     def show(_=None):
         run = next((r for r in state["runs"] if r.info.run_id == win.value), None)
         if run is None: return
-        try: rep = monitoring_report(client, run)
-        except Exception: body.children = [_note("This monitoring run's report is missing from the store.", "error")]; return
-        head = (f"<p>{rep['rows']} rows from {_h.escape(rep['source'])}: {len([c for c in rep['columns'] if c['drifted']])} of "
-                f"{len(rep['columns'])} features drifted ({rep['share_drifted']:.0%}); dataset drift <b>{'yes' if rep['dataset_drift'] else 'no'}</b></p>")
-        kids = [W.HTML(head), W.HTML(drift_table_html(rep))]
-        for c in [c for c in rep["columns"] if c["drifted"] and c.get("bins")][:6]: kids.append(_fig(overlay_figure(c)))
-        kids.append(_fig(drift_over_time(state["runs"])))
-        al = [a for a in alert_log(client, settings, name) if a["version"] == ver.value]
-        if al:
-            t = pd.DataFrame([{"time": _ts(a["time"]), "rule": a["rule"].get("kind"), "message": a["message"], "delivery": a["delivery"],
-                               "retrain": a.get("retrain") or "", "retrain run": a.get("retrain_run") or "",
-                               "new version": a.get("retrain_version") or "", "outcome": a.get("retrain_result") or ""} for a in al])
-            kids += [W.HTML("<h3>Alerts</h3>"), W.HTML(t.to_html(classes="alerts-table", border=1, index=False))]
-        else: kids.append(_note("No alerts for this version."))
-        body.children = kids
-    ver.observe(lambda ch: pick_version(), names="value"); win.observe(lambda ch: show(), names="value")
+        body.children = drift_window(client, settings, name, ver.value, run, state["runs"])
+    ver.observe(lambda ch: pick_version(), names="value")
+    win.observe(lambda ch: show(), names="value")
     pick_version()
-    return W.VBox([W.HTML(f"<p>Monitoring of <code>{_h.escape(name)}</code>: each window is one <code>mlops-wb monitor</code> run.</p>"),
-                   W.HBox([ver, win]), body])
+    head = f"<p>Monitoring of <code>{_h.escape(name)}</code>: each window is one <code>mlops-wb monitor</code> run.</p>"
+    return W.VBox([W.HTML(head), W.HBox([ver, win]), body])
