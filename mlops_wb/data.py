@@ -1,4 +1,4 @@
-"""Sources, content-addressed snapshots, splits and snapshot diffs: every model version traces back to the exact rows it learned from.
+"""Sources, content-addressed snapshots, splits and diffs: each model version traces back to the rows it learned from.
 
 Docs: https://mlops-wb.github.io/mlops-wb/data.html.md"""
 
@@ -6,42 +6,59 @@ Docs: https://mlops-wb.github.io/mlops-wb/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #e9dc54f2
 from __future__ import annotations
-import csv, glob, hashlib, json, os, shutil, tempfile, time
-from dataclasses import dataclass, asdict, field
+import csv, glob, hashlib, json, shutil, tempfile
+from dataclasses import dataclass, asdict
 from pathlib import Path
+from urllib.parse import urlparse, unquote
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
+from fastcore.basics import patch
 
-from .config import MlopsWbError, Settings, load_settings
-from .step import atomic_write, file_digest
+from .config import PipelineSpec, Settings, load_settings
+from .errors import MlopsWbError, Exit
+from .step import file_digest
 from .tags import *
 
 # %% auto #0
-__all__ = ['DEMOS', 'DataError', 'load_demo', 'resolve_source', 'check_mixed_types', 'read_source', 'source_manifest',
-           'frame_digest', 'dtype_kind', 'frame_schema', 'SnapshotRef', 'SnapshotStore', 'split_frame', 'diff_frames']
+__all__ = ['DEMOS', 'SPLITS', 'DataError', 'SnapshotDamaged', 'load_demo', 'resolve_source', 'check_mixed_types', 'read_source',
+           'dtype_kind', 'frame_schema', 'source_manifest', 'frame_digest', 'SnapshotRef', 'snapshot_tags',
+           'snapshot_ref', 'SnapshotStore', 'split_frame', 'snapshot_source', 'split_info', 'diff_frames']
 
 # %% ../nbs/03_data.ipynb #230173bf
 class DataError(MlopsWbError):
-    "A data source cannot be read, or holds something the pipeline cannot use."
+    "A data source cannot be read, or holds something the pipeline cannot use: bad input."
+    exit_code = Exit.BAD_INPUT
+
+class SnapshotDamaged(DataError):
+    "A stored snapshot's file is missing or damaged: the store is at fault, not the input."
+    exit_code = Exit.FAILED
 
 DEMOS = ("breast_cancer", "wine", "iris", "diabetes")
 
-def load_demo(name:str)->pd.DataFrame:
+def load_demo(
+    name:str, # one of `DEMOS`
+)->pd.DataFrame: # features, and the label in column `target`
     "A dataset bundled with scikit-learn as one frame, the label in column `target`."
-    import sklearn.datasets as ds
+    import sklearn.datasets as ds   # scikit-learn (and scipy) cost seconds; only demo sources need them
     if name not in DEMOS: raise DataError(f"demo:{name}: unknown demo dataset; expected one of: {', '.join(DEMOS)}")
     b = getattr(ds, f"load_{name}")(as_frame=True)
     return b.frame.rename(columns=lambda c: str(c).replace(" ", "_").replace("(", "").replace(")", ""))
 
-def resolve_source(source:str, root:str|Path=".")->list[Path]:
+# %% ../nbs/03_data.ipynb #776c670c
+def resolve_source(
+    source:str,        # a path or glob of CSV/Parquet files
+    root:str|Path=".", # what a relative `source` is relative to
+)->list[Path]:         # the matching files, sorted
     "The files a path or glob `source` matches (sorted); `DataError` when none does."
     pat = source if Path(source).is_absolute() else str(Path(root)/source)
     files = sorted(Path(f) for f in glob.glob(pat) if Path(f).is_file())
     if not files: raise DataError(f"{source}: no file matches (looked for {pat})")
     return files
 
-def _dupes(names): 
+# %% ../nbs/03_data.ipynb #4d582b6f
+def _dupes(names):
     seen, d = set(), []
     for n in names:
         if n in seen and n not in d: d.append(n)
@@ -52,44 +69,57 @@ def _csv_header(p:Path)->list[str]:
     with open(p, newline="", encoding="utf-8", errors="strict") as f:
         return next(csv.reader(f), [])
 
+def _check_unique(p:Path, names:list, where:str=""):
+    if not _dupes(names): return
+    raise DataError(f"{p}: duplicate column names {_dupes(names)}{where}; every column needs a unique name")
+
+def _parse(p:Path)->pd.DataFrame:
+    if p.suffix == ".parquet":
+        _check_unique(p, pq.read_schema(p).names)
+        return pd.read_parquet(p)
+    _check_unique(p, _csv_header(p), " in the header")
+    return pd.read_csv(p, encoding="utf-8", low_memory=False)
+
 def _read_one(p:Path)->pd.DataFrame:
-    if p.suffix not in (".csv", ".parquet"): raise DataError(f"{p}: unsupported file type {p.suffix!r}; expected .csv or .parquet")
+    "The rows of one CSV or Parquet file, or a `DataError` naming the file and what is wrong with it."
+    if p.suffix not in (".csv", ".parquet"):
+        raise DataError(f"{p}: unsupported file type {p.suffix!r}; expected .csv or .parquet")
     if p.stat().st_size == 0: raise DataError(f"{p}: the file is empty (0 bytes); expected a header row and data rows")
-    try:
-        if p.suffix == ".parquet":
-            import pyarrow.parquet as pq
-            names = pq.read_schema(p).names
-            if _dupes(names): raise DataError(f"{p}: duplicate column names {_dupes(names)}; every column needs a unique name")
-            df = pd.read_parquet(p)
-        else:
-            names = _csv_header(p)
-            if _dupes(names): raise DataError(f"{p}: duplicate column names {_dupes(names)} in the header; every column needs a unique name")
-            df = pd.read_csv(p, encoding="utf-8", low_memory=False)
+    try: df = _parse(p)
     except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not UTF-8 text (byte {e.object[e.start:e.start+1]!r} at offset {e.start}); re-save the file as UTF-8") from None
+        raise DataError(f"{p}: not UTF-8 text (byte {e.object[e.start:e.start+1]!r} at offset {e.start}); "
+                        "re-save the file as UTF-8") from None
     except DataError: raise
     except (ValueError, OSError, pd.errors.ParserError) as e:
         raise DataError(f"{p}: cannot be read as {p.suffix[1:]}: {str(e).strip().splitlines()[0]}") from None
     if len(df) == 0: raise DataError(f"{p}: has a header ({len(df.columns)} columns) but no data rows")
     return df
 
-def check_mixed_types(df:pd.DataFrame, where:str="data")->None:
+# %% ../nbs/03_data.ipynb #05cfc38a
+def _is_typed(s:pd.Series)->bool:
+    "Numbers, booleans or datetimes: a column that cannot mix numbers and text."
+    return pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or pd.api.types.is_datetime64_any_dtype(s)
+
+def check_mixed_types(
+    df:pd.DataFrame,    # rows to check
+    where:str="data",   # what the message names (the source)
+)->None:
     "`DataError` for a text column whose values are mostly numbers but not all: a typo or a unit in a numeric column."
     for c in df.columns:
-        s = df[c]
-        if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or pd.api.types.is_datetime64_any_dtype(s): continue
-        v = s.dropna()
+        if _is_typed(df[c]): continue
+        v = df[c].dropna()
         if not len(v): continue
-        probe = v.sample(10_000, random_state=0) if len(v) > 10_000 else v   # cheap look first: most text columns hold no numbers
+        probe = v.sample(10_000, random_state=0) if len(v) > 10_000 else v   # a cheap look first
         if pd.to_numeric(probe.astype(str), errors="coerce").notna().mean() < 0.4: continue
         num = pd.to_numeric(v.astype(str), errors="coerce")
         share = float(num.notna().mean())
-        if 0.5 <= share < 1:
-            bad = v[num.isna()]
-            ex = ", ".join(f"{x!r} (row {i})" for i, x in bad.head(3).items())
-            raise DataError(f"{where}: column {c!r} mixes numbers and text: {share:.1%} of its values are numbers, "
-                            f"{len(bad)} are not, e.g. {ex}; fix those values or make the column all text")
+        if not 0.5 <= share < 1: continue
+        bad = v[num.isna()]
+        ex = ", ".join(f"{x!r} (row {i})" for i, x in bad.head(3).items())
+        raise DataError(f"{where}: column {c!r} mixes numbers and text: {share:.1%} of its values are numbers, "
+                        f"{len(bad)} are not, e.g. {ex}; fix those values or make the column all text")
 
+# %% ../nbs/03_data.ipynb #15a8715c
 def read_source(
     source:str,        # `demo:<name>`, or a CSV/Parquet path or glob relative to `root`
     root:str|Path=".", # project root
@@ -107,31 +137,48 @@ def read_source(
     check_mixed_types(df, source)
     return df
 
-def source_manifest(source:str, root:str|Path=".")->dict:
-    "What a source is made of: each file's path and sha256 (empty for demo data), to key caches and lineage."
-    if source.startswith("demo:"): return {"source": source, "files": []}
-    return {"source": source, "files": [dict(path=str(f.relative_to(Path(root).resolve()) if f.is_relative_to(Path(root).resolve()) else f),
-                                             sha256=file_digest(f), bytes=f.stat().st_size) for f in resolve_source(source, Path(root).resolve())]}
-
-# %% ../nbs/03_data.ipynb #b74c0b78
-def frame_digest(df:pd.DataFrame)->str:
-    "sha256 of a frame's content: column names, dtypes and row hashes (the index is ignored)."
-    h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
-    return h.hexdigest()
-
 # %% ../nbs/03_data.ipynb #3158137e
-def dtype_kind(s:pd.Series)->str:
+def dtype_kind(
+    s:pd.Series, # a column
+)->str:          # 'bool', 'number', 'datetime' or 'string'
     "'bool', 'number', 'datetime' or 'string': the kind of values a column holds."
     if pd.api.types.is_bool_dtype(s): return "bool"
     if pd.api.types.is_numeric_dtype(s): return "number"
     if pd.api.types.is_datetime64_any_dtype(s): return "datetime"
     return "string"
 
-def frame_schema(df:pd.DataFrame)->list[dict]:
+def frame_schema(
+    df:pd.DataFrame, # rows
+)->list[dict]:       # [{name, dtype, kind}] in column order
     "Column names, pandas dtypes and kinds."
     return [dict(name=str(c), dtype=str(df[c].dtype), kind=dtype_kind(df[c])) for c in df.columns]
 
+# %% ../nbs/03_data.ipynb #1b2181cc
+def _relative(f:Path, root:Path)->str: return str(f.relative_to(root) if f.is_relative_to(root) else f)
+
+def source_manifest(
+    source:str,                 # as for `read_source`
+    root:str|Path=".",          # project root
+    df:pd.DataFrame|None=None,  # the rows read from `source`: adds `rows` and `schema`
+)->dict:                        # {source, files: [{path, sha256, bytes}], rows, schema}
+    "What a source is made of: each file's path and sha256 (empty for demo data), to key caches and lineage."
+    root = Path(root).resolve()
+    files = [] if source.startswith("demo:") else resolve_source(source, root)
+    out = {"source": source,
+           "files": [dict(path=_relative(f, root), sha256=file_digest(f), bytes=f.stat().st_size) for f in files]}
+    if df is not None: out.update(rows=len(df), schema=frame_schema(df))
+    return out
+
+# %% ../nbs/03_data.ipynb #b74c0b78
+def frame_digest(
+    df:pd.DataFrame, # rows to hash
+)->str:              # 64 hex digits
+    "sha256 of a frame's content: column names, dtypes and row hashes (the index is ignored)."
+    h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
+    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+# %% ../nbs/03_data.ipynb #ea63ce5d
 @dataclass
 class SnapshotRef:
     "A stored snapshot: enough to find it, load it and show where it came from."
@@ -146,10 +193,29 @@ class SnapshotRef:
     @property
     def short(self): return self.digest[:12]
 
+def snapshot_tags(
+    digest:str, rows:int, schema:list, # the content: digest, row count, `frame_schema`
+    source:str="", name:str="dataset", project:str="", # where it came from, its label and project
+)->dict:                               # tags of the snapshot's run
+    "The tags a new snapshot run starts with (long values clipped to MLflow's limits)."
+    return {TAG_KIND: "snapshot", TAG_SNAPSHOT_DIGEST: digest, TAG_ROWS: str(rows),
+            TAG_SOURCE: clip(source, TAG_TEXT_MAX), TAG_NAME: name, TAG_PROJECT: project,
+            TAG_SCHEMA: clip(json.dumps(schema), TAG_VALUE_MAX)}
+
+def snapshot_ref(
+    tags:dict, # a snapshot run's tags
+    run_id:str,
+)->SnapshotRef:
+    "The `SnapshotRef` a snapshot run's tags describe."
+    return SnapshotRef(tags[TAG_SNAPSHOT_DIGEST], int(tags[TAG_ROWS]), json.loads(tags.get(TAG_SCHEMA, "[]")),
+                       tags.get(TAG_SOURCE, ""), run_id, tags[TAG_FILE_SHA], tags.get(TAG_NAME, "dataset"))
+
+# %% ../nbs/03_data.ipynb #a5d4c37b
 class SnapshotStore:
     "Content-addressed snapshots kept as runs of the `<experiment>-snapshots` experiment."
     def __init__(self, settings:Settings):
-        from mlops_wb.tracking import connect, experiment_id   # MLflow is imported only by steps that store or load snapshots
+        # MLflow costs about 2 s to import (mlops_wb.tracking); the ingest step reads sources without storing any
+        from mlops_wb.tracking import connect, experiment_id
         self.settings = settings
         self.client, _ = connect(settings)
         self.exp_id = experiment_id(self.client, settings, f"{settings.experiment}-snapshots")
@@ -160,105 +226,129 @@ class SnapshotStore:
     def _runs(self, filt, n=1):
         return self.client.search_runs([self.exp_id], filt, max_results=n, order_by=["attributes.start_time DESC"])
 
+    def _ref(self, run): return snapshot_ref(run.data.tags, run.info.run_id)
+
     def find(self, digest:str)->SnapshotRef|None:
         "The snapshot whose digest is or starts with `digest` (at least 6 characters), or None."
         if len(digest) < 6: raise DataError(f"snapshot digest {digest!r} is too short; give at least 6 characters")
-        if len(digest) == 64: runs = self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` = '{digest}' and attributes.status = 'FINISHED'")
-        else: runs = self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` LIKE '{digest}%' and attributes.status = 'FINISHED'", 2)
-        if len({r.data.tags[TAG_SNAPSHOT_DIGEST] for r in runs}) > 1: raise DataError(f"snapshot digest prefix {digest!r} is ambiguous; give more characters")
+        done = "attributes.status = 'FINISHED'"
+        if len(digest) == 64: runs = self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` = '{digest}' and {done}")
+        else: runs = self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` LIKE '{digest}%' and {done}", 2)
+        if len({r.data.tags[TAG_SNAPSHOT_DIGEST] for r in runs}) > 1:
+            raise DataError(f"snapshot digest prefix {digest!r} is ambiguous; give more characters")
         return self._ref(runs[0]) if runs else None
 
     def list(self, n:int=50)->list[SnapshotRef]:
         "The newest snapshots."
         return [self._ref(r) for r in self._runs("attributes.status = 'FINISHED'", n)]
 
-    def _ref(self, run):
-        t = run.data.tags
-        return SnapshotRef(t[TAG_SNAPSHOT_DIGEST], int(t[TAG_ROWS]), json.loads(t.get("mlops_wb.schema", "[]")), t.get("mlops_wb.source", ""),
-                           run.info.run_id, t[TAG_FILE_SHA], t.get("mlops_wb.name", "dataset"))
-
     def latest(self, name:str="dataset", project:str|None=None)->SnapshotRef|None:
         "The newest snapshot first stored under `name` (for `project`)."
-        f = f"attributes.status = 'FINISHED' and tags.`mlops_wb.name` = '{name}'"
-        if project: f += f" and tags.`mlops_wb.project` = '{project}'"
+        f = f"attributes.status = 'FINISHED' and tags.`{TAG_NAME}` = '{name}'"
+        if project: f += f" and tags.`{TAG_PROJECT}` = '{project}'"
         runs = self._runs(f)
         return self._ref(runs[0]) if runs else None
 
-    def put(self,
-            df:pd.DataFrame, # rows to store
-            source:str="",   # where they came from (shown in lineage)
-            name:str="dataset", # a label: dataset, train, validation, holdout
-            project:str="",  # the project that stored it
-           )->SnapshotRef:
-        "Store `df` under its content digest; storing the same content again returns the existing snapshot."
-        digest = frame_digest(df)
-        found = self.find(digest)
-        if found is not None: return SnapshotRef(**{**found.to_dict(), "name": name})
-        for stale in self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` = '{digest}' and attributes.status = 'RUNNING'", 20):
-            self.client.set_tag(stale.info.run_id, "mlops_wb.abandoned", "write never completed")
-            self.client.set_terminated(stale.info.run_id, "FAILED")
-        schema = frame_schema(df)
-        run = self.client.create_run(self.exp_id, run_name=f"snapshot-{digest[:12]}", tags={
-            "mlops_wb.kind": "snapshot", TAG_SNAPSHOT_DIGEST: digest, TAG_ROWS: str(len(df)), "mlops_wb.source": source[:5000],
-            "mlops_wb.name": name, "mlops_wb.project": project, "mlops_wb.schema": json.dumps(schema)[:7900]})
-        rid = run.info.run_id
-        try:
-            with tempfile.TemporaryDirectory(prefix="snapshot-", dir=self._tmp_dir()) as tmp:
-                f = Path(tmp)/"data.parquet"
-                df.to_parquet(f, index=False)
-                sha = file_digest(f)
-                (Path(tmp)/"schema.json").write_text(json.dumps(schema, indent=1))
-                self.client.log_artifacts(rid, tmp)
-            self.client.set_tag(rid, TAG_FILE_SHA, sha)
-            self.client.set_terminated(rid, "FINISHED")
-        except BaseException:
-            self.client.set_terminated(rid, "FAILED"); raise
-        return SnapshotRef(digest, len(df), schema, source, rid, sha, name)
+# %% ../nbs/03_data.ipynb #fa92a870
+@patch
+def _tmp_dir(self:SnapshotStore)->Path:
+    d = self.settings.root/".mlops_wb"/"tmp"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
 
-    def _tmp_dir(self):
-        d = self.settings.root/".mlops_wb"/"tmp"; d.mkdir(parents=True, exist_ok=True); return d
+@patch
+def put(self:SnapshotStore,
+        df:pd.DataFrame,    # rows to store
+        source:str="",      # where they came from (shown in lineage)
+        name:str="dataset", # a label: dataset, train, validation, holdout
+        project:str="",     # the project that stored it
+       )->SnapshotRef:
+    "Store `df` under its content digest; storing the same content again returns the existing snapshot."
+    digest = frame_digest(df)
+    found = self.find(digest)
+    if found is not None: return SnapshotRef(**{**found.to_dict(), "name": name})
+    for stale in self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` = '{digest}' and attributes.status = 'RUNNING'", 20):
+        self.client.set_tag(stale.info.run_id, TAG_ABANDONED, "write never completed")
+        self.client.set_terminated(stale.info.run_id, "FAILED")
+    schema = frame_schema(df)
+    tags = snapshot_tags(digest, len(df), schema, source, name, project)
+    rid = self.client.create_run(self.exp_id, run_name=f"snapshot-{digest[:12]}", tags=tags).info.run_id
+    try:
+        with tempfile.TemporaryDirectory(prefix="snapshot-", dir=self._tmp_dir()) as tmp:
+            f = Path(tmp)/"data.parquet"
+            df.to_parquet(f, index=False)
+            sha = file_digest(f)
+            (Path(tmp)/"schema.json").write_text(json.dumps(schema, indent=1))
+            self.client.log_artifacts(rid, tmp)
+        self.client.set_tag(rid, TAG_FILE_SHA, sha)
+        self.client.set_terminated(rid, "FINISHED")
+    except BaseException:
+        self.client.set_terminated(rid, "FAILED")
+        raise
+    return SnapshotRef(digest, len(df), schema, source, rid, sha, name)
 
-    def path(self, ref:SnapshotRef|str)->Path:
-        "A local path of the snapshot's Parquet file (downloaded and checked once when the store is remote)."
-        ref = ref if isinstance(ref, SnapshotRef) else self.find(ref)
-        if ref is None: raise DataError("no such snapshot")
-        from urllib.parse import urlparse, unquote
-        uri = self.client.get_run(ref.run_id).info.artifact_uri
-        u = urlparse(uri)
-        if u.scheme in ("file", ""): p = Path(unquote(u.path))/"data.parquet"
-        else:
-            p = self.settings.root/".mlops_wb"/"cache"/"snapshots"/ref.digest/"data.parquet"
-            if not p.exists():
-                tmp = p.parent.with_name(ref.digest + ".part"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-                self.client.download_artifacts(ref.run_id, "data.parquet", str(tmp))
-                if file_digest(tmp/"data.parquet") != ref.file_sha256: raise DataError(f"snapshot {ref.short}: download is damaged")
-                p.parent.parent.mkdir(parents=True, exist_ok=True); shutil.rmtree(p.parent, ignore_errors=True); tmp.rename(p.parent)
-        if not p.is_file(): raise DataError(f"snapshot {ref.short}: its file {p} is missing from the artifact store")
-        return p
+# %% ../nbs/03_data.ipynb #328f128d
+def _download(client, ref:SnapshotRef, cache:Path)->Path:
+    "Download the snapshot's Parquet file into `cache`/<digest>, checked against its sha256 first."
+    p = cache/ref.digest/"data.parquet"
+    if p.exists(): return p
+    part = p.parent.with_name(ref.digest + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    part.mkdir(parents=True)
+    client.download_artifacts(ref.run_id, "data.parquet", str(part))
+    if file_digest(part/"data.parquet") != ref.file_sha256:
+        raise SnapshotDamaged(f"snapshot {ref.short}: download is damaged")
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(p.parent, ignore_errors=True)
+    part.rename(p.parent)
+    return p
 
-    def load(self, ref:SnapshotRef|str)->pd.DataFrame:
-        "The snapshot's rows."
-        return pd.read_parquet(self.path(ref))
+@patch
+def path(self:SnapshotStore,
+         ref:SnapshotRef|str, # a snapshot, or its digest or a prefix of it
+        )->Path:
+    "A local path of the snapshot's Parquet file (downloaded and checked once when the store is remote)."
+    ref = ref if isinstance(ref, SnapshotRef) else self.find(ref)
+    if ref is None: raise DataError("no such snapshot")
+    u = urlparse(self.client.get_run(ref.run_id).info.artifact_uri)
+    if u.scheme in ("file", ""): p = Path(unquote(u.path))/"data.parquet"
+    else: p = _download(self.client, ref, self.settings.root/".mlops_wb"/"cache"/"snapshots")
+    if not p.is_file(): raise SnapshotDamaged(f"snapshot {ref.short}: its file {p} is missing from the artifact store")
+    return p
 
-# %% ../nbs/03_data.ipynb #0157425c
+@patch
+def load(self:SnapshotStore, ref:SnapshotRef|str)->pd.DataFrame:
+    "The snapshot's rows."
+    return pd.read_parquet(self.path(ref))
+
+# %% ../nbs/03_data.ipynb #4b732879
+SPLITS = ("train", "validation", "holdout")   # the parts of a split, in this order
+
+def _split_by_time(df:pd.DataFrame, time_column:str, validation:float, holdout:float)->dict[str, pd.DataFrame]:
+    if time_column not in df:
+        raise DataError(f"time_column {time_column!r} is not a column; "
+                        f"columns are: {', '.join(map(str, df.columns[:20]))}")
+    d = df.sort_values(time_column, kind="stable").reset_index(drop=True)
+    n = len(d)
+    a, b = int(round(n*(1-validation-holdout))), int(round(n*(1-holdout)))
+    return dict(zip(SPLITS, (d.iloc[:a], d.iloc[a:b], d.iloc[b:])))
+
 def split_frame(
     df:pd.DataFrame, target:str,  # rows and the label column
     validation:float=0.2,         # share of rows for validation (0 for none)
     holdout:float=0.2,            # share of rows held out for the final evaluation
-    seed:int=42,
+    seed:int=PipelineSpec.model_fields["seed"].default, # random seed (pipeline.yaml `seed`)
     stratify:bool=True,           # keep class shares equal across parts (classification)
     time_column:str|None=None,    # when given: split by time instead of at random
 )->dict[str, pd.DataFrame]:       # {'train', 'validation', 'holdout'}
     "Deterministic train/validation/holdout split."
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split   # scikit-learn costs seconds; the ingest step never splits
     if not (0 < holdout < 1 and 0 <= validation < 1 and validation + holdout < 1):
-        raise DataError(f"split shares must be in [0, 1) with validation + holdout < 1; got validation={validation}, holdout={holdout}")
+        raise DataError(f"split shares must be in [0, 1) with validation + holdout < 1; "
+                        f"got validation={validation}, holdout={holdout}")
     if time_column:
-        if time_column not in df: raise DataError(f"time_column {time_column!r} is not a column; columns are: {', '.join(map(str, df.columns[:20]))}")
-        d = df.sort_values(time_column, kind="stable").reset_index(drop=True)
-        n = len(d); a, b = int(round(n*(1-validation-holdout))), int(round(n*(1-holdout)))
-        return {"train": d.iloc[:a].reset_index(drop=True), "validation": d.iloc[a:b].reset_index(drop=True),
-                "holdout": d.iloc[b:].reset_index(drop=True)}
+        parts = _split_by_time(df, time_column, validation, holdout)
+        return {k: v.reset_index(drop=True) for k, v in parts.items()}
     strat = df[target] if stratify else None
     if strat is not None and strat.value_counts().min() < 3: strat = None   # too few rows of a class to stratify
     rest, ho = train_test_split(df, test_size=holdout, random_state=seed, stratify=strat)
@@ -266,27 +356,50 @@ def split_frame(
         strat = rest[target] if strat is not None else None
         tr, va = train_test_split(rest, test_size=validation/(1-holdout), random_state=seed, stratify=strat)
     else: tr, va = rest, rest.iloc[:0]
-    return {k: v.reset_index(drop=True) for k, v in dict(train=tr, validation=va, holdout=ho).items()}
+    return {k: v.reset_index(drop=True) for k, v in zip(SPLITS, (tr, va, ho))}
+
+# %% ../nbs/03_data.ipynb #a10d4a79
+def snapshot_source(
+    digest:str, # the snapshot rows were taken from
+)->str:
+    "The `source` recorded on a snapshot derived from snapshot `digest`."
+    return f"snapshot:{digest}"
+
+def split_info(
+    task:str,                        # the resolved task
+    dataset_digest:str,              # the snapshot that was split
+    parts:dict[str, SnapshotRef],    # the stored parts, e.g. {'train': ..., 'holdout': ...}
+)->dict:                             # {task, dataset_digest, <part>_digest..., <part>_rows...}
+    "What the split step records: the task, the dataset's digest, and each part's digest and row count."
+    return {"task": task, "dataset_digest": dataset_digest, **{f"{k}_digest": r.digest for k, r in parts.items()},
+            **{f"{k}_rows": r.rows for k, r in parts.items()}}
 
 # %% ../nbs/03_data.ipynb #de7400f4
-def diff_frames(a:pd.DataFrame, b:pd.DataFrame, max_categories:int=50)->dict:
-    "Schema and per-column distribution differences from `a` to `b`."
-    from scipy import stats
+def _diff_column(x:pd.Series, y:pd.Series, kind:str, max_categories:int)->dict:
+    "How one column's values changed from `x` to `y` (non-null values of the same kind)."
+    from scipy import stats   # scipy costs about a second; only `data diff` compares distributions
     from scipy.spatial.distance import jensenshannon
+    if kind == "number":
+        ks = stats.ks_2samp(x.astype(float), y.astype(float))
+        return dict(mean=[float(x.mean()), float(y.mean())], ks=float(ks.statistic), p_value=float(ks.pvalue))
+    if kind not in ("string", "bool"): return {}
+    pa_, pb = x.astype(str).value_counts(normalize=True), y.astype(str).value_counts(normalize=True)
+    cats = sorted(set(pa_.index) | set(pb.index))
+    return dict(js=float(jensenshannon(pa_.reindex(cats, fill_value=0), pb.reindex(cats, fill_value=0), base=2)),
+                new=[k for k in pb.index if k not in pa_.index][:max_categories],
+                gone=[k for k in pa_.index if k not in pb.index][:max_categories])
+
+def diff_frames(
+    a:pd.DataFrame, b:pd.DataFrame, # the old and the new rows
+    max_categories:int=50,          # at most this many new and vanished categories listed per column
+)->dict:                            # {rows, added, removed, retyped, columns: {column: {kind, missing, ...}}}
+    "Schema and per-column distribution differences from `a` to `b`."
     sa, sb = {c: dtype_kind(a[c]) for c in a.columns}, {c: dtype_kind(b[c]) for c in b.columns}
     res = dict(rows=[len(a), len(b)], added=[c for c in sb if c not in sa], removed=[c for c in sa if c not in sb],
                retyped={c: [sa[c], sb[c]] for c in sa if c in sb and sa[c] != sb[c]}, columns={})
     for c in [c for c in sa if c in sb and sa[c] == sb[c]]:
         x, y = a[c].dropna(), b[c].dropna()
         d = dict(kind=sa[c], missing=[float(a[c].isna().mean()), float(b[c].isna().mean())])
-        if sa[c] == "number" and len(x) and len(y):
-            ks = stats.ks_2samp(x.astype(float), y.astype(float))
-            d.update(mean=[float(x.mean()), float(y.mean())], ks=float(ks.statistic), p_value=float(ks.pvalue))
-        elif sa[c] in ("string", "bool") and len(x) and len(y):
-            pa_, pb = x.astype(str).value_counts(normalize=True), y.astype(str).value_counts(normalize=True)
-            cats = sorted(set(pa_.index) | set(pb.index))
-            d.update(js=float(jensenshannon(pa_.reindex(cats, fill_value=0), pb.reindex(cats, fill_value=0), base=2)),
-                     new=[k for k in pb.index if k not in pa_.index][:max_categories],
-                     gone=[k for k in pa_.index if k not in pb.index][:max_categories])
+        if len(x) and len(y): d.update(_diff_column(x, y, sa[c], max_categories))
         res["columns"][c] = d
     return res

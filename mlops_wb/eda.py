@@ -1,4 +1,4 @@
-"""Plotly views of a snapshot for exploratory analysis: distributions by split and by target, missing values, correlations, target balance. The same functions serve the pipeline's EDA report and a data scientist in JupyterLab.
+"""Plotly views of a snapshot: distributions by split and by target, missing values, correlations, target balance.
 
 Docs: https://mlops-wb.github.io/mlops-wb/eda.html.md"""
 
@@ -15,27 +15,45 @@ from plotly.subplots import make_subplots
 from .data import dtype_kind
 
 # %% auto #0
-__all__ = ['use_offline_plotly', 'pick_features', 'plot_distributions', 'plot_missing', 'plot_correlations', 'plot_target',
-           'profile_figures', 'render_profile_html']
+__all__ = ['MAX_FEATURES', 'use_offline_plotly', 'pick_features', 'plot_distributions', 'plot_missing', 'plot_correlations',
+           'plot_target', 'profile_figures', 'render_profile_html']
 
 # %% ../nbs/04a_eda.ipynb #8867fc23
 def use_offline_plotly():
     "Render figures in notebooks with plotly.js embedded, so executed notebooks and their HTML work offline."
     pio.renderers.default = "notebook"
 
+# %% ../nbs/04a_eda.ipynb #0dbf24ab
+MAX_FEATURES = 12   # features plotted when the data has more
+
 def _sample(df, n, seed=0): return df if len(df) <= n else df.sample(n, random_state=seed)
 
-def pick_features(df:pd.DataFrame, target:str|None=None, max_features:int=12)->list[str]:
+def pick_features(
+    df:pd.DataFrame,             # rows
+    target:str|None=None,        # left out
+    max_features:int=MAX_FEATURES,
+)->list[str]:
     "The columns worth a plot: most missing first, then the most variable numeric and the most varied text columns."
     cols = [c for c in df.columns if c != target]
     if len(cols) <= max_features: return cols
     miss = df[cols].isna().mean()
     num = [c for c in cols if dtype_kind(df[c]) == "number"]
-    var = (df[num].std() / (df[num].abs().mean() + 1e-12)).sort_values(ascending=False) if num else pd.Series(dtype=float)
+    var = (df[num].std() / (df[num].abs().mean() + 1e-12)).sort_values(ascending=False)   # coefficient of variation
     order = list(miss[miss > 0].sort_values(ascending=False).index) + list(var.index) + cols
     return list(dict.fromkeys(order))[:max_features]
 
 # %% ../nbs/04a_eda.ipynb #02c92d39
+_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+
+def _trace(s:pd.Series, numeric:bool, name:str, color:str, legend:bool):
+    "A histogram of numbers or a bar chart of the 20 commonest values' shares."
+    if numeric:
+        return go.Histogram(x=s, name=name, histnorm="probability", opacity=0.6, marker_color=color,
+                            legendgroup=name, showlegend=legend)
+    v = s.astype(str).value_counts(normalize=True).head(20)
+    return go.Bar(x=v.index, y=v.values, name=name, opacity=0.7, marker_color=color,
+                  legendgroup=name, showlegend=legend)
+
 def plot_distributions(
     parts:dict[str, pd.DataFrame], # named frames, e.g. {'train': ..., 'holdout': ...}
     columns:list[str],             # features to show
@@ -43,66 +61,88 @@ def plot_distributions(
     max_rows:int=50_000,           # sample each part to at most this many rows
 )->go.Figure:
     "One small chart per feature: overlaid histograms (numbers) or bar charts of shares (text), by part or by `by`."
-    n = len(columns); ncol = min(3, max(n, 1)); nrow = -(-n // ncol) if n else 1
+    n = len(columns)
+    ncol = min(3, max(n, 1))
+    nrow = -(-n // ncol) if n else 1
     fig = make_subplots(rows=nrow, cols=ncol, subplot_titles=[str(c) for c in columns])
     frames = {k: _sample(v, max_rows) for k, v in parts.items() if len(v)}
     if by is not None:
         d = pd.concat(frames.values(), ignore_index=True) if frames else pd.DataFrame()
         frames = {f"{by}={g}": x for g, x in d.groupby(by, dropna=False, observed=True)} if by in d else frames
-    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
     for i, c in enumerate(columns):
         r, k = divmod(i, ncol)
         for j, (name, d) in enumerate(frames.items()):
             if c not in d: continue
-            s, col = d[c].dropna(), colors[j % len(colors)]
-            if dtype_kind(d[c]) == "number":
-                tr = go.Histogram(x=s, name=name, histnorm="probability", opacity=0.6, marker_color=col, legendgroup=name, showlegend=i == 0)
-            else:
-                v = s.astype(str).value_counts(normalize=True).head(20)
-                tr = go.Bar(x=v.index, y=v.values, name=name, opacity=0.7, marker_color=col, legendgroup=name, showlegend=i == 0)
+            tr = _trace(d[c].dropna(), dtype_kind(d[c]) == "number", name, _COLORS[j % len(_COLORS)], i == 0)
             fig.add_trace(tr, row=r + 1, col=k + 1)
-    fig.update_layout(barmode="overlay", height=260 * nrow, title="Feature distributions" + (f" by {by}" if by else " by split"))
+    title = "Feature distributions" + (f" by {by}" if by else " by split")
+    fig.update_layout(barmode="overlay", height=260 * nrow, title=title)
     return fig
 
-def plot_missing(df:pd.DataFrame)->go.Figure:
+# %% ../nbs/04a_eda.ipynb #9ac67ca4
+def plot_missing(
+    df:pd.DataFrame, # rows
+)->go.Figure:
     "Share of missing values per column (columns with none are left out)."
     m = df.isna().mean().sort_values(ascending=False)
     m = m[m > 0]
     fig = go.Figure(go.Bar(x=m.index.astype(str), y=m.values))
-    fig.update_layout(title="Missing values" + ("" if len(m) else ": none"), yaxis_title="share missing", yaxis_range=[0, 1], height=320)
+    fig.update_layout(title="Missing values" + ("" if len(m) else ": none"), yaxis_title="share missing",
+                      yaxis_range=[0, 1], height=320)
     return fig
 
-def plot_correlations(df:pd.DataFrame, max_columns:int=30, max_rows:int=100_000)->go.Figure:
+def plot_correlations(
+    df:pd.DataFrame,      # rows
+    max_columns:int=30,   # the most variable numeric columns shown
+    max_rows:int=100_000, # sampled to at most this many rows
+)->go.Figure:
     "Pearson correlations between numeric columns (the `max_columns` most variable)."
     num = [c for c in df.columns if dtype_kind(df[c]) == "number"]
     d = _sample(df[num], max_rows)
     if len(num) > max_columns: d = d[d.std().sort_values(ascending=False).index[:max_columns]]
     corr = d.corr()
-    fig = go.Figure(go.Heatmap(z=corr.values, x=corr.columns.astype(str), y=corr.index.astype(str), zmin=-1, zmax=1, colorscale="RdBu"))
+    fig = go.Figure(go.Heatmap(z=corr.values, x=corr.columns.astype(str), y=corr.index.astype(str), zmin=-1, zmax=1,
+                               colorscale="RdBu"))
     fig.update_layout(title="Correlations", height=max(350, 18 * len(corr)))
     return fig
 
-def plot_target(parts:dict[str, pd.DataFrame], target:str, task:str)->go.Figure:
+# %% ../nbs/04a_eda.ipynb #e71a05a3
+def plot_target(
+    parts:dict[str, pd.DataFrame], # named frames
+    target:str,                    # label column
+    task:str,                      # 'binary', 'multiclass' or 'regression'
+)->go.Figure:
     "Class shares per part (classification) or the target's distribution per part (regression)."
     fig = go.Figure()
     for name, d in parts.items():
         if target not in d or not len(d): continue
-        if task == "regression": fig.add_trace(go.Histogram(x=d[target], name=name, histnorm="probability", opacity=0.6))
-        else:
-            v = d[target].astype(str).value_counts(normalize=True).sort_index()
-            fig.add_trace(go.Bar(x=v.index, y=v.values, name=name))
-    fig.update_layout(title=f"Target balance: {target}", barmode="overlay" if task == "regression" else "group", height=320)
+        if task == "regression":
+            fig.add_trace(go.Histogram(x=d[target], name=name, histnorm="probability", opacity=0.6))
+            continue
+        v = d[target].astype(str).value_counts(normalize=True).sort_index()
+        fig.add_trace(go.Bar(x=v.index, y=v.values, name=name))
+    barmode = "overlay" if task == "regression" else "group"
+    fig.update_layout(title=f"Target balance: {target}", barmode=barmode, height=320)
     return fig
 
 # %% ../nbs/04a_eda.ipynb #535b4d00
-def profile_figures(parts:dict[str, pd.DataFrame], target:str, task:str, max_features:int=12)->list[go.Figure]:
+def profile_figures(
+    parts:dict[str, pd.DataFrame], # the split, e.g. {'train': ..., 'validation': ..., 'holdout': ...}
+    target:str, task:str,          # label column and task
+    max_features:int=MAX_FEATURES, # features plotted at most
+)->list[go.Figure]:
     "All EDA views of a split dataset, in reading order."
     full = pd.concat([d for d in parts.values() if len(d)], ignore_index=True)
     feats = pick_features(full, target, max_features)
     return [plot_target(parts, target, task), plot_missing(full), plot_distributions(parts, feats),
             plot_distributions(parts, feats, by=target if task != "regression" else None), plot_correlations(full)]
 
-def render_profile_html(figs:list[go.Figure], title:str="EDA profile")->str:
+def render_profile_html(
+    figs:list[go.Figure],      # figures, in order
+    title:str="EDA profile",   # page title and heading
+)->str:                        # a standalone HTML page
     "One standalone HTML page holding every figure, plotly.js embedded once (opens offline)."
     body = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    t = html.escape(title)
+    head = f"<head><meta charset='utf-8'><title>{t}</title></head>"
+    return f"<!doctype html><html>{head}<body><h1>{t}</h1>{body}</body></html>"

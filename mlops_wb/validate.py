@@ -1,4 +1,4 @@
-"""The data gate: expectations learned from a reference snapshot and declared in `pipeline.yaml`, checked with pandera, reported column by column.
+"""The data gate: expectations learned from a reference snapshot and declared in `pipeline.yaml`, checked with pandera.
 
 Docs: https://mlops-wb.github.io/mlops-wb/validate.html.md"""
 
@@ -12,140 +12,44 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
-from .config import MlopsWbError
-from .data import dtype_kind
+from fastcore.basics import patch
+from .config import ValidationSpec
+from .errors import MlopsWbError
+from .data import SnapshotRef, SnapshotStore, dtype_kind
+from .tags import clip
 
 # %% auto #0
-__all__ = ['detect_task', 'ValidationFailed', 'Expectations', 'ValidationReport']
+__all__ = ['ROWS_SHOWN_MAX', 'detect_task', 'resolve_task', 'ValidationFailed', 'ValidationReport', 'Expectations',
+           'expectations_for']
 
 # %% ../nbs/04_validate.ipynb #705f9a88
-def detect_task(y:pd.Series)->str:
+def detect_task(
+    y:pd.Series, # label values
+)->str:          # 'binary', 'multiclass' or 'regression'
     "'binary', 'multiclass' or 'regression', from the label values: text or few distinct values is classification."
     n = y.nunique(dropna=True)
     if dtype_kind(y) in ("string", "bool"): return "binary" if n <= 2 else "multiclass"
     if pd.api.types.is_float_dtype(y) and n > 20 or n > 50: return "regression"
     return "binary" if n <= 2 else "multiclass"
 
+def resolve_task(
+    y:pd.Series, # label values
+    task:str,    # `dataset.task`: 'auto', 'binary', 'multiclass' or 'regression'
+)->str:
+    "`task`, or the task `detect_task` sees in `y` when it is 'auto'."
+    return detect_task(y) if task == "auto" else task
+
 # %% ../nbs/04_validate.ipynb #d5a118e2
+ROWS_SHOWN_MAX = 400   # characters of offending rows shown in one cell of the HTML report
+
 class ValidationFailed(MlopsWbError):
     "The data broke one or more expectations; `report` says which, where and how."
     def __init__(self, report):
         self.report = report
         super().__init__(report.summary())
 
-class Expectations:
-    "What a dataset must look like: learned from a reference frame and/or declared."
-    def __init__(self,
-                 target:str|None=None,        # label column: must exist, no nulls
-                 task:str="auto",             # a classification target needs two classes
-                 range_tolerance:float=0.1,   # learned numeric ranges widened by this share of the range
-                 max_categories:int=50,       # text columns with more values are free text (no category rule)
-                 row_factor:tuple=(0.1, 10.0),# learned row bounds: these multiples of the reference's rows
-                 declared:dict|None=None,     # {column: {kind, nullable, min, max, categories}} from pipeline.yaml
-                 rows:dict|None=None,         # declared {min, max} row bounds
-                 features:list|None=None):    # columns that must exist besides the target
-        self.target, self.task, self.range_tolerance, self.max_categories = target, task, range_tolerance, max_categories
-        self.row_factor, self.declared, self.rows, self.features = tuple(row_factor), declared or {}, rows or {}, features or []
-        self.columns_, self.rows_, self.reference_ = {}, [1, None], None
-
-    def fit(self, df:pd.DataFrame, reference:str|None=None)->"Expectations":
-        "Learn column rules and row bounds from `df` (the reference snapshot `reference`)."
-        cols = {}
-        for c in df.columns:
-            s = df[c]; k = dtype_kind(s)
-            r = dict(kind=k, nullable=bool(s.isna().any()))
-            if k == "number" and s.notna().any():
-                lo, hi = float(s.min()), float(s.max()); pad = (hi - lo) * self.range_tolerance
-                r.update(min=lo - pad, max=hi + pad)
-            if k in ("string", "bool"):
-                cats = s.dropna().astype(str).unique()
-                if len(cats) <= self.max_categories: r["categories"] = sorted(cats)
-            cols[str(c)] = r
-        self.columns_, self.reference_ = cols, reference
-        self.rows_ = [max(1, math.floor(len(df) * self.row_factor[0])), math.ceil(len(df) * self.row_factor[1])]
-        return self
-
-    def rules(self)->dict:
-        "Column rules in force: learned, then declared on top."
-        out = {c: dict(r) for c, r in self.columns_.items()}
-        for c, r in self.declared.items(): out.setdefault(c, {}).update({k: v for k, v in r.items() if v is not None})
-        for c in [self.target, *self.features]:
-            if c: out.setdefault(c, {})
-        if self.target: out[self.target]["nullable"] = False
-        return out
-
-    def row_bounds(self)->list:
-        lo, hi = self.rows_
-        return [self.rows.get("min") if self.rows.get("min") is not None else lo, self.rows.get("max") if self.rows.get("max") is not None else hi]
-
-    def to_dict(self)->dict:
-        "JSON-ready: what is checked and where it was learned."
-        return dict(target=self.target, task=self.task, reference=self.reference_, range_tolerance=self.range_tolerance,
-                    max_categories=self.max_categories, rows=self.row_bounds(), columns=self.rules())
-
-    def validate(self, df:pd.DataFrame, max_examples:int=5)->"ValidationReport":
-        "Check `df`; the report lists every broken rule with observed vs allowed values and offending rows."
-        rules, meta, cols = self.rules(), {}, {}
-        for c in df.columns: rules.setdefault(str(c), {})   # always-on rules cover every column
-        for c, r in rules.items():
-            checks, present = [], c in df.columns
-            s = df[c] if present else None
-            kind = dtype_kind(s) if present else None
-            if r.get("kind") and present and kind != r["kind"]:
-                checks.append(pa.Check(lambda s, k=r["kind"]: dtype_kind(s) == k, name="kind"))
-                meta[(c, "kind")] = (f"kind {kind} (dtype {s.dtype})", f"kind {r['kind']}")
-            elif present:
-                if r.get("min") is not None or r.get("max") is not None:
-                    lo, hi = r.get("min", -math.inf), r.get("max", math.inf)
-                    lo, hi = -math.inf if lo is None else lo, math.inf if hi is None else hi
-                    checks.append(pa.Check(lambda s, lo=lo, hi=hi: s.isna() | s.between(lo, hi), name="range"))
-                    meta[(c, "range")] = (None, f"between {lo:.6g} and {hi:.6g}")
-                if r.get("categories") is not None:
-                    cats = set(map(str, r["categories"]))
-                    checks.append(pa.Check(lambda s, cats=cats: s.isna() | s.astype(str).isin(cats), name="categories"))
-                    shown = sorted(cats)[:10]
-                    meta[(c, "categories")] = (None, f"one of {shown}{' ...' if len(cats) > 10 else ''}")
-            checks.append(pa.Check(lambda s: bool(s.notna().any()) if len(s) else True, name="not entirely null", ignore_na=False))
-            meta[(c, "not entirely null")] = ("every value is null", "at least one non-null value")
-            if c == self.target and self.task != "regression":
-                task = detect_task(s) if self.task == "auto" and present else self.task
-                if task != "regression":
-                    checks.append(pa.Check(lambda s: s.nunique(dropna=True) >= 2, name="two classes"))
-                    meta[(c, "two classes")] = (None, "at least 2 classes")
-            cols[c] = pa.Column(checks=checks, nullable=r.get("nullable", True), required=True, name=c)
-        lo, hi = self.row_bounds()
-        frame_checks = [pa.Check(lambda d, lo=lo, hi=hi: lo <= len(d) and (hi is None or len(d) <= hi), name="row count")]
-        schema = pa.DataFrameSchema(cols, checks=frame_checks, strict=False)
-        failures = []
-        try: schema.validate(df, lazy=True)
-        except SchemaErrors as e: failures = self._failures(e.failure_cases, df, meta, lo, hi, max_examples)
-        return ValidationReport(not failures, len(df), len(df.columns), self.reference_, failures)
-
-    def _failures(self, fc, df, meta, lo, hi, n):
-        out = []
-        for (col, check), g in fc.groupby(["column", "check"], dropna=False, sort=False):
-            col = None if pd.isna(col) else col
-            idx = [int(i) for i in g["index"].dropna().unique()[:n]] if "index" in g else []
-            rows = df.loc[idx].to_dict("records") if idx and col is None else [{"row": i, col: _j(df.at[i, col])} for i in idx if col in df]
-            if check == "column_in_dataframe":
-                col = str(g["failure_case"].iloc[0]); obs, allowed, rule = "column missing", "column present", "required column"
-            elif check == "not_nullable":
-                obs, allowed, rule = f"{int(df[col].isna().sum())} null values", "no nulls", "nullable"
-            elif check == "row count":
-                obs, allowed, rule = f"{len(df)} rows", f"between {lo} and {hi if hi is not None else 'any number of'} rows", "row count"
-            else:
-                rule = check
-                o, allowed = meta.get((col, check), (None, ""))
-                if o is None:
-                    bad = df[col][idx] if idx else pd.Series(dtype=object)
-                    total = int(g["index"].notna().sum()) if "index" in g else 0
-                    if check == "two classes": o = f"{df[col].nunique()} class: {df[col].dropna().unique()[:3].tolist()}"
-                    else: o = f"{total} values break it, e.g. {[_j(v) for v in bad.tolist()][:n]}"
-                obs = o
-            out.append(dict(column=col, rule=rule, observed=obs, allowed=allowed, rows=rows))
-        return out
-
 def _j(v):
+    "`v` as a JSON-ready value (numpy scalars unwrapped, NaN as None)."
     if isinstance(v, (np.generic,)): return v.item()
     if isinstance(v, float) and math.isnan(v): return None
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
@@ -165,7 +69,8 @@ class ValidationReport:
     def summary(self)->str:
         "One line per failure, for error messages."
         if self.passed: return f"data validation passed: {self.rows} rows, {self.columns} columns"
-        lines = [f"{f['column'] or '(table)'}: {f['rule']}: observed {f['observed']}; allowed {f['allowed']}" for f in self.failures]
+        lines = [f"{f['column'] or '(table)'}: {f['rule']}: observed {f['observed']}; allowed {f['allowed']}"
+                 for f in self.failures]
         return f"data validation failed ({len(lines)} problem{'s' * (len(lines) > 1)}): " + " | ".join(lines)
 
     def to_html(self)->str:
@@ -175,11 +80,169 @@ class ValidationReport:
                 f"reference snapshot: <code>{e(self.reference or 'none')}</code></p>")
         if self.passed: return head
         trs = "".join(f"<tr><td>{e(f['column'] or '(table)')}</td><td>{e(f['rule'])}</td><td>{e(f['observed'])}</td>"
-                      f"<td>{e(f['allowed'])}</td><td><code>{e(json.dumps(f['rows'], default=str)[:400])}</code></td></tr>" for f in self.failures)
-        return head + ("<table border='1' style='border-collapse:collapse'><tr><th>column</th><th>rule</th><th>observed</th>"
-                       f"<th>allowed</th><th>offending rows</th></tr>{trs}</table>")
+                      f"<td>{e(f['allowed'])}</td>"
+                      f"<td><code>{e(clip(json.dumps(f['rows'], default=str), ROWS_SHOWN_MAX))}</code></td></tr>"
+                      for f in self.failures)
+        return head + ("<table border='1' style='border-collapse:collapse'><tr><th>column</th><th>rule</th>"
+                       f"<th>observed</th><th>allowed</th><th>offending rows</th></tr>{trs}</table>")
 
     def raise_if_failed(self):
         "Raise `ValidationFailed` when any rule is broken."
         if not self.passed: raise ValidationFailed(self)
         return self
+
+# %% ../nbs/04_validate.ipynb #81605016
+_SPEC = ValidationSpec()   # pipeline.yaml's `validation:` defaults
+
+class Expectations:
+    "What a dataset must look like: learned from a reference frame and/or declared."
+    def __init__(self,
+                 target:str|None=None,        # label column: must exist, no nulls
+                 task:str="auto",             # a classification target needs two classes
+                 range_tolerance:float=_SPEC.range_tolerance, # learned numeric ranges widened by this share
+                 max_categories:int=_SPEC.max_categories,     # text columns with more values are free text
+                 row_factor:tuple=_SPEC.row_factor,           # learned row bounds: multiples of the reference's rows
+                 declared:dict|None=None,     # {column: {kind, nullable, min, max, categories}} from pipeline.yaml
+                 rows:dict|None=None,         # declared {min, max} row bounds
+                 features:list|None=None):    # columns that must exist besides the target
+        self.target, self.task = target, task
+        self.range_tolerance, self.max_categories, self.row_factor = range_tolerance, max_categories, tuple(row_factor)
+        self.declared, self.rows, self.features = declared or {}, rows or {}, features or []
+        self.columns_, self.rows_, self.reference_ = {}, [1, None], None
+
+    def fit(self, df:pd.DataFrame, reference:str|None=None)->"Expectations":
+        "Learn column rules and row bounds from `df` (the reference snapshot `reference`)."
+        self.columns_ = {str(c): _learn_column(df[c], self.range_tolerance, self.max_categories) for c in df.columns}
+        self.reference_ = reference
+        self.rows_ = [max(1, math.floor(len(df) * self.row_factor[0])), math.ceil(len(df) * self.row_factor[1])]
+        return self
+
+def _learn_column(s:pd.Series, range_tolerance:float, max_categories:int)->dict:
+    "The rule one reference column teaches: its kind, nullability, padded range or categories."
+    k = dtype_kind(s)
+    r = dict(kind=k, nullable=bool(s.isna().any()))
+    if k == "number" and s.notna().any():
+        lo, hi = float(s.min()), float(s.max())
+        pad = (hi - lo) * range_tolerance
+        r.update(min=lo - pad, max=hi + pad)
+    if k in ("string", "bool"):
+        cats = s.dropna().astype(str).unique()
+        if len(cats) <= max_categories: r["categories"] = sorted(cats)
+    return r
+
+# %% ../nbs/04_validate.ipynb #3600a8aa
+@patch
+def rules(self:Expectations)->dict:
+    "Column rules in force: learned, then declared on top."
+    out = {c: dict(r) for c, r in self.columns_.items()}
+    for c, r in self.declared.items(): out.setdefault(c, {}).update({k: v for k, v in r.items() if v is not None})
+    for c in [self.target, *self.features]:
+        if c: out.setdefault(c, {})
+    if self.target: out[self.target]["nullable"] = False
+    return out
+
+@patch
+def row_bounds(self:Expectations)->list:
+    "[min, max] rows: declared bounds, else learned ones (max None: no upper bound)."
+    lo, hi = self.rows_
+    declared_lo, declared_hi = self.rows.get("min"), self.rows.get("max")
+    return [lo if declared_lo is None else declared_lo, hi if declared_hi is None else declared_hi]
+
+@patch
+def to_dict(self:Expectations)->dict:
+    "JSON-ready: what is checked and where it was learned."
+    return dict(target=self.target, task=self.task, reference=self.reference_, range_tolerance=self.range_tolerance,
+                max_categories=self.max_categories, rows=self.row_bounds(), columns=self.rules())
+
+# %% ../nbs/04_validate.ipynb #b0480082
+def _value_checks(c:str, r:dict, meta:dict)->list:
+    "Range and category checks of rule `r` for column `c`; what they allow goes into `meta`."
+    checks = []
+    if r.get("min") is not None or r.get("max") is not None:
+        lo = -math.inf if r.get("min") is None else r["min"]
+        hi = math.inf if r.get("max") is None else r["max"]
+        checks.append(pa.Check(lambda s, lo=lo, hi=hi: s.isna() | s.between(lo, hi), name="range"))
+        meta[(c, "range")] = (None, f"between {lo:.6g} and {hi:.6g}")
+    if r.get("categories") is not None:
+        cats = set(map(str, r["categories"]))
+        checks.append(pa.Check(lambda s, cats=cats: s.isna() | s.astype(str).isin(cats), name="categories"))
+        meta[(c, "categories")] = (None, f"one of {sorted(cats)[:10]}{' ...' if len(cats) > 10 else ''}")
+    return checks
+
+def _column_schema(c:str, r:dict, s:pd.Series|None, target:str|None, task:str, meta:dict)->pa.Column:
+    "The pandera column for column `c` under rule `r` (`s`: its values, None when missing)."
+    checks = []
+    if r.get("kind") and s is not None and dtype_kind(s) != r["kind"]:
+        checks.append(pa.Check(lambda s, k=r["kind"]: dtype_kind(s) == k, name="kind"))
+        meta[(c, "kind")] = (f"kind {dtype_kind(s)} (dtype {s.dtype})", f"kind {r['kind']}")
+    elif s is not None: checks += _value_checks(c, r, meta)
+    some = pa.Check(lambda s: bool(s.notna().any()) if len(s) else True, name="not entirely null", ignore_na=False)
+    checks.append(some)
+    meta[(c, "not entirely null")] = ("every value is null", "at least one non-null value")
+    if c == target and (task if s is None else resolve_task(s, task)) != "regression":
+        checks.append(pa.Check(lambda s: s.nunique(dropna=True) >= 2, name="two classes"))
+        meta[(c, "two classes")] = (None, "at least 2 classes")
+    return pa.Column(checks=checks, nullable=r.get("nullable", True), required=True, name=c)
+
+# %% ../nbs/04_validate.ipynb #a1d08017
+def _observed(col, check:str, g:pd.DataFrame, df:pd.DataFrame, meta:dict, bounds:list, idx:list, n:int)->tuple:
+    "(column, observed, allowed, rule) of one group of pandera failure cases."
+    if check == "column_in_dataframe":
+        return str(g["failure_case"].iloc[0]), "column missing", "column present", "required column"
+    if check == "not_nullable": return col, f"{int(df[col].isna().sum())} null values", "no nulls", "nullable"
+    if check == "row count":
+        lo, hi = bounds
+        return col, f"{len(df)} rows", f"between {lo} and {hi if hi is not None else 'any number of'} rows", "row count"
+    o, allowed = meta.get((col, check), (None, ""))
+    if o is not None: return col, o, allowed, check
+    if check == "two classes":
+        return col, f"{df[col].nunique()} class: {df[col].dropna().unique()[:3].tolist()}", allowed, check
+    bad = df[col][idx] if idx else pd.Series(dtype=object)
+    total = int(g["index"].notna().sum()) if "index" in g else 0
+    return col, f"{total} values break it, e.g. {[_j(v) for v in bad.tolist()][:n]}", allowed, check
+
+def _failures(fc:pd.DataFrame, df:pd.DataFrame, meta:dict, bounds:list, n:int)->list[dict]:
+    "The report's failures from pandera's failure cases `fc`, with at most `n` offending rows each."
+    out = []
+    for (col, check), g in fc.groupby(["column", "check"], dropna=False, sort=False):
+        col = None if pd.isna(col) else col
+        idx = [int(i) for i in g["index"].dropna().unique()[:n]] if "index" in g else []
+        if idx and col is None: rows = df.loc[idx].to_dict("records")
+        else: rows = [{"row": i, col: _j(df.at[i, col])} for i in idx if col in df]
+        col, obs, allowed, rule = _observed(col, check, g, df, meta, bounds, idx, n)
+        out.append(dict(column=col, rule=rule, observed=obs, allowed=allowed, rows=rows))
+    return out
+
+# %% ../nbs/04_validate.ipynb #f59eaa52
+@patch
+def validate(self:Expectations,
+             df:pd.DataFrame,    # rows to check
+             max_examples:int=5, # offending rows listed per failure
+            )->ValidationReport:
+    "Check `df`; the report lists every broken rule with observed vs allowed values and offending rows."
+    rules, meta = self.rules(), {}
+    for c in df.columns: rules.setdefault(str(c), {})   # always-on rules cover every column
+    cols = {c: _column_schema(c, r, df[c] if c in df.columns else None, self.target, self.task, meta)
+            for c, r in rules.items()}
+    lo, hi = self.row_bounds()
+    frame_checks = [pa.Check(lambda d, lo=lo, hi=hi: lo <= len(d) and (hi is None or len(d) <= hi), name="row count")]
+    failures = []
+    try: pa.DataFrameSchema(cols, checks=frame_checks, strict=False).validate(df, lazy=True)
+    except SchemaErrors as e: failures = _failures(e.failure_cases, df, meta, [lo, hi], max_examples)
+    return ValidationReport(not failures, len(df), len(df.columns), self.reference_, failures)
+
+# %% ../nbs/04_validate.ipynb #c29ec6c3
+def expectations_for(
+    validation:dict|ValidationSpec,  # `pipeline.yaml`'s `validation:` section
+    target:str|None=None,            # label column
+    task:str="auto",                 # `dataset.task`
+    features:list|None=None,         # `dataset.features`
+    store:SnapshotStore|None=None,   # where the reference snapshot is
+    ref:SnapshotRef|None=None,       # the reference snapshot, or None
+)->Expectations:
+    "The expectations `validation:` declares, fitted to the reference snapshot `ref` when there is one."
+    v = validation.model_dump(mode="json") if isinstance(validation, ValidationSpec) else validation
+    v = {**_SPEC.model_dump(mode="json"), **v}
+    ex = Expectations(target, task, v["range_tolerance"], v["max_categories"], v["row_factor"],
+                      declared=v["columns"], rows=v["rows"], features=features)
+    return ex if ref is None else ex.fit(store.load(ref), reference=ref.digest)
