@@ -109,7 +109,7 @@ def cache_key(parts:dict)->str:
     "sha256 of the canonical JSON of `key_parts`."
     return hashlib.sha256(_canon(parts).encode()).hexdigest()
 
-# %% ../nbs/08_pipeline.ipynb #630875ea
+# %% ../nbs/08_pipeline.ipynb #cd2f0001
 def _changed_params(old:dict, new:dict)->list:
     out = []
     for k in sorted(set(old) | set(new)):
@@ -159,7 +159,7 @@ def find_step_run(
     runs = client.search_runs([exp_id], f, max_results=1, order_by=["attributes.start_time DESC"])
     return runs[0] if runs else None
 
-# %% ../nbs/08_pipeline.ipynb #a7c4bfb2
+# %% ../nbs/08_pipeline.ipynb #5f08c289
 def _local_dir(artifact_uri:str)->Path|None:
     u = urlparse(artifact_uri)
     return Path(unquote(u.path)) if u.scheme in ("file", "") else None
@@ -229,7 +229,7 @@ def render_cached_report(
             f"whose outputs were reused. {link}</p>")
     return atomic_write(path, lambda t: t.write_text(_page(f"{step} (cached)", body), encoding="utf-8"))
 
-# %% ../nbs/08_pipeline.ipynb #55626611
+# %% ../nbs/08_pipeline.ipynb #8b5b1fa9
 def pipeline_runs(
     client,               # an `MlflowClient`
     exp_id:str,           # the workbench's experiment
@@ -251,7 +251,7 @@ def run_summary(run)->list[dict]:
     "The per-step summary a pipeline run carries: [{step, status, duration, run_id, reason}]."
     return json.loads(run.data.tags.get(TAG_SUMMARY, "[]"))
 
-# %% ../nbs/08_pipeline.ipynb #990c2acd
+# %% ../nbs/08_pipeline.ipynb #1a9a8e1c
 _INDEX_HEAD = "<tr><th>pipeline run</th><th>started</th><th>status</th><th>duration</th><th>steps</th></tr>"
 
 def _index_row(r)->str:
@@ -313,7 +313,7 @@ def select_steps(
     wanted = set(order) - (_descendants(spec, [only]) - {only}) if only else set(order)
     return Selection(order, wanted, forced, why, only)
 
-# %% ../nbs/08_pipeline.ipynb #cc196a27
+# %% ../nbs/08_pipeline.ipynb #d557a959
 @dataclass
 class PastRun:
     "An earlier successful run of a step, as a cache look-up reports it to the planner."
@@ -345,7 +345,7 @@ class StepPlan:
         return StepResult(self.name, "cached", reason=self.reason, cached_from=hit.origin, outputs=hit.outputs,
                           paths=hit.paths)
 
-# %% ../nbs/08_pipeline.ipynb #dcb54a8e
+# %% ../nbs/08_pipeline.ipynb #e75cbf63
 def step_inputs(
     spec:PipelineSpec, root:Path, name:str,
     done:dict,                    # step -> StepResult of the steps before this one
@@ -377,7 +377,7 @@ def _reusable(name, parts, key, sel, lookup)->tuple:
                           f"run the pipeline without --only first")
     return None, reason
 
-# %% ../nbs/08_pipeline.ipynb #eea1ad9a
+# %% ../nbs/08_pipeline.ipynb #a93bf638
 def plan_step(
     spec:PipelineSpec, root:Path, name:str,
     sel:Selection,                # which steps, which forced (`select_steps`)
@@ -410,7 +410,7 @@ def plan_pipeline(
         done[name] = p.result(explain=True)
         yield p
 
-# %% ../nbs/08_pipeline.ipynb #0c5bc08f
+# %% ../nbs/08_pipeline.ipynb #6b8e21be
 def cache_lookup(
     client,      # an `MlflowClient`
     exp_id:str,  # the workbench's experiment
@@ -444,7 +444,7 @@ def _step_env(settings:Settings, root:Path)->dict:
     return dict(MLFLOW_TRACKING_URI=settings.tracking_uri, MLFLOW_REGISTRY_URI=settings.tracking_uri,
                 MLOPS_WB_PROJECT=str(root), MLFLOW_DISABLE_TELEMETRY=os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"))
 
-# %% ../nbs/08_pipeline.ipynb #02e583e0
+# %% ../nbs/08_pipeline.ipynb #41558028
 # the kernel's own start-up warnings (e.g. about TCP transport) are not the user's business
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 # a pooled kernel answers papermill only after its warm-up imports; on a loaded 2-core machine that
@@ -454,7 +454,7 @@ KERNEL_START_TIMEOUT = 300
 WARM_IMPORTS = ("import numpy, pandas, sklearn, sklearn.pipeline, mlflow, "
                 "mlops_wb.step, mlops_wb.data, mlops_wb.tracking")
 
-# %% ../nbs/08_pipeline.ipynb #dcb3178a
+# %% ../nbs/08_pipeline.ipynb #2ab2caf6
 class KernelPool:
     "Starts the kernel for the next step while the current one runs: still one fresh process per step."
     def __init__(self, cwd:Path, warm:str=WARM_IMPORTS):
@@ -492,7 +492,7 @@ class KernelPool:
         "Shut down a kernel that was started but never used."
         if self._next is not None: self.release(self.take())
 
-# %% ../nbs/08_pipeline.ipynb #fecf6423
+# %% ../nbs/08_pipeline.ipynb #9d17afe5
 def _execute(nb:Path, out:Path, params:dict, cwd:Path, timeout:float|None, km=None):
     "Run one notebook with papermill in a fresh kernel (`km`, started by a `KernelPool`, or a new one), writing `out`."
     import papermill as pm   # ~0.9 s of imports: only when a step runs
@@ -513,7 +513,7 @@ def _error_line(step:str, e:Exception, out:Path)->str:
     return f"step {step!r} failed: {type(e).__name__}: {_first_line(e)} -- executed notebook: {out}"
 
 # %% ../nbs/08_pipeline.ipynb #21123824
-def _run_step(rec, s, r:StepResult, params:dict, upstream:dict, pool:KernelPool, prewarm:bool=True):
+def _run_step(rec:Recording, s, r:StepResult, params:dict, upstream:dict, pool:KernelPool, prewarm:bool=True):
     "Execute step `s` into result `r` (its child run `r.run_id` exists), then record its outputs or its failure."
     t0 = time.time()
     km = pool.take()
@@ -541,7 +541,7 @@ def _run_step(rec, s, r:StepResult, params:dict, upstream:dict, pool:KernelPool,
     if err is not None: record_failure(rec, r, err, out, step_dir)
     else: record_outputs(rec, r, step_dir)
 
-# %% ../nbs/08_pipeline.ipynb #ea9c8ede
+# %% ../nbs/08_pipeline.ipynb #08932465
 @dataclass
 class Recording:
     "A pipeline run being recorded: its parent run, report folder and the tags every run of it carries."
@@ -572,7 +572,7 @@ def start_recording(
     client.log_text(rid, (root/PIPELINE_FILE).read_text(encoding="utf-8"), PIPELINE_FILE)
     return Recording(client, exp_id, root, base, rid, reports)
 
-# %% ../nbs/08_pipeline.ipynb #d91bdafd
+# %% ../nbs/08_pipeline.ipynb #667735a6
 _COLSPEC_TYPES = {"number": "double", "bool": "boolean", "datetime": "datetime"}   # else "string"
 
 def _snapshot_dataset(ref:dict)->Dataset:
@@ -601,7 +601,7 @@ def _log_params(client, run_id, params):
     ps = [Param(k, clip(v if isinstance(v, str) else _canon(v), PARAM_VALUE_MAX)) for k, v in sorted(params.items())]
     if ps: client.log_batch(run_id, params=ps)
 
-# %% ../nbs/08_pipeline.ipynb #42149e0f
+# %% ../nbs/08_pipeline.ipynb #8d14bbd5
 def _step_tags(rec:Recording, plan:StepPlan, s)->dict:
     return {**rec.base, MLFLOW_PARENT_RUN_ID: rec.run_id, TAG_KIND: "step", TAG_PIPELINE: rec.run_id, TAG_STEP: s.name,
             TAG_NOTEBOOK: s.notebook, TAG_NOTEBOOK_HASH: plan.parts["notebook"], TAG_CACHE_KEY: plan.key,
@@ -636,7 +636,7 @@ def record_cached(
     rec.client.set_terminated(r.run_id, "FINISHED")
     return r
 
-# %% ../nbs/08_pipeline.ipynb #9f70fc59
+# %% ../nbs/08_pipeline.ipynb #d5479d10
 def record_notebook(rec:Recording, r:StepResult, out:Path):
     "Keep the executed notebook `out` and its HTML as the step's report and artifacts (a rendering error is a tag)."
     if not out.exists(): return
@@ -674,7 +674,7 @@ def record_outputs(rec:Recording, r:StepResult, step_dir:Path):
     rec.client.set_terminated(r.run_id, "FINISHED")
     shutil.rmtree(step_dir, ignore_errors=True)
 
-# %% ../nbs/08_pipeline.ipynb #d6571a04
+# %% ../nbs/08_pipeline.ipynb #34faa467
 def record_summary(rec:Recording, steps):
     "Write the parent run's per-step summary (see `run_summary`) for the step results so far."
     rows = [dict(step=r.name, status=r.status, duration=round(r.duration, 2), run_id=r.run_id,
@@ -698,7 +698,7 @@ def record_end(rec:Recording, res:PipelineResult):
     try: write_index(rec.client, rec.exp_id, rec.root/"reports")
     except Exception: pass  # the index is a convenience; a failure here must not hide the run's result
 
-# %% ../nbs/08_pipeline.ipynb #25da3a35
+# %% ../nbs/08_pipeline.ipynb #99d87af1
 def _failure(rec:Recording, r:StepResult)->MlopsWbError:
     "The error that ends the run after step `r` failed."
     if r.error_type != GateFailed.__name__: return StepFailed(r.error)
@@ -729,7 +729,7 @@ def _run_steps(rec:Recording, spec, sel:Selection, settings, pool, results:dict,
         if r.status == "failed": return _failure(rec, r)
     return None
 
-# %% ../nbs/08_pipeline.ipynb #a5a1a63d
+# %% ../nbs/08_pipeline.ipynb #3e01af88
 def _interrupted(rec:Recording, order:list, results:dict)->RunInterrupted:
     "After Ctrl-C: the running step is killed, the rest not run."
     for name in order:
@@ -747,7 +747,7 @@ def _abort(rec:Recording, results:dict):
         rec.client.set_terminated(r.run_id, "FAILED")
     rec.client.set_terminated(rec.run_id, "FAILED")
 
-# %% ../nbs/08_pipeline.ipynb #1c805ee9
+# %% ../nbs/08_pipeline.ipynb #3b92c551
 def _explain(spec, root, sel, settings, lookup, emit, t0)->PipelineResult:
     "The dry run: each step's plan reported through `emit`, nothing recorded."
     done = {}
@@ -755,7 +755,7 @@ def _explain(spec, root, sel, settings, lookup, emit, t0)->PipelineResult:
         if p.action != "skip": emit("end", done[p.name])
     return PipelineResult(None, "EXPLAINED", [done[n] for n in sel.order], time.time() - t0)
 
-# %% ../nbs/08_pipeline.ipynb #85b97bb2
+# %% ../nbs/08_pipeline.ipynb #65c6c084
 def run_pipeline(
     root:str|Path|None=None,   # project root (default: found from the current folder)
     no_cache:bool=False,       # execute every step even when a cached result exists
