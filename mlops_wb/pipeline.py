@@ -1,4 +1,4 @@
-"""The runner: executes step notebooks with papermill in dependency order, one nested MLflow run per step, with content-addressed outputs and a cache.
+"""The runner: executes step notebooks with papermill in dependency order, one nested MLflow run per step, with a cache.
 
 Docs: https://mlops-wb.github.io/mlops-wb/pipeline.html.md"""
 
@@ -6,17 +6,21 @@ Docs: https://mlops-wb.github.io/mlops-wb/pipeline.html.md"""
 
 # %% ../nbs/08_pipeline.ipynb #34257d00
 from __future__ import annotations
-import html, json, os, shutil, socket, time, traceback
-from contextlib import contextmanager
-from dataclasses import dataclass, field, asdict
+import hashlib, html, json, os, shutil, socket, time
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse, unquote
 
+import psutil
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
+
 from .errors import ConfigError, MlopsWbError, GateFailed, Exit
-from .config import (PipelineSpec, Settings, RUNNER_PARAMS, apply_overrides, context_params, find_project_root,
-                             load_pipeline, load_settings, step_order)
+from .config import (PIPELINE_FILE, PipelineSpec, Settings, RUNNER_PARAMS, apply_overrides, context_params,
+                             find_project_root, load_pipeline, load_settings, step_order)
 from .notebook import notebook_hash, notebook_params
 from .step import atomic_write, digest_outputs, file_digest
 from .data import source_manifest
@@ -28,7 +32,10 @@ import mlops_wb
 __all__ = ['KERNEL_ARGS', 'KERNEL_START_TIMEOUT', 'WARM_IMPORTS', 'StepFailed', 'RunInterrupted', 'StepResult', 'PipelineResult',
            'effective_params', 'key_parts', 'cache_key', 'explain_change', 'find_step_run', 'output_paths',
            'render_html', 'render_cached_report', 'pipeline_runs', 'run_state', 'run_summary', 'write_index',
-           'KernelPool', 'run_pipeline', 'log_datasets']
+           'Selection', 'select_steps', 'PastRun', 'StepPlan', 'step_inputs', 'plan_step', 'plan_pipeline',
+           'cache_lookup', 'KernelPool', 'Recording', 'start_recording', 'log_datasets', 'record_start',
+           'record_cached', 'record_notebook', 'record_failure', 'record_outputs', 'record_summary', 'record_end',
+           'run_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #ef43e53d
 class StepFailed(MlopsWbError):
@@ -71,8 +78,13 @@ class PipelineResult:
 # %% ../nbs/08_pipeline.ipynb #e1f3f30e
 def _canon(x): return json.dumps(x, sort_keys=True, default=str, separators=(",", ":"))
 
-def effective_params(spec:PipelineSpec, root:Path, name:str, settings:Settings|None=None)->dict:
-    "The parameters a step receives (without the runner's): context values its notebook declares, then `pipeline.yaml` params."
+def effective_params(
+    spec:PipelineSpec,            # the pipeline
+    root:Path,                    # project root
+    name:str,                     # a step
+    settings:Settings|None=None,  # adds model_name and experiment to the context
+)->dict:                          # parameter name -> value (without the runner's)
+    "The parameters a step receives: context values its notebook declares, then its `pipeline.yaml` params."
     s = spec.step(name)
     declared = notebook_params(root/s.notebook)
     ctx = context_params(spec, settings)
@@ -80,8 +92,14 @@ def effective_params(spec:PipelineSpec, root:Path, name:str, settings:Settings|N
     p.update(s.params)
     return p
 
-def key_parts(nb_hash:str, params:dict, upstream:dict, step:str, source_files:list|None=None)->dict:
-    "Everything a step's result depends on; `upstream` maps step -> output name -> sha256, `source_files` the data files it reads."
+def key_parts(
+    nb_hash:str,                 # `notebook_hash` of the step's notebook
+    params:dict,                 # its effective parameters
+    upstream:dict,               # step -> output name -> sha256
+    step:str,                    # the step's name
+    source_files:list|None=None, # the data files it reads: [{path, sha256}]
+)->dict:                         # everything the step's result depends on
+    "Everything a step's result depends on, as JSON-able data."
     d = dict(step=step, notebook=nb_hash, params=json.loads(_canon(params)), upstream=upstream,
              library=f"{mlops_wb.__version__}+{library_hash()}")
     if source_files: d["source_files"] = {f["path"]: f["sha256"] for f in source_files}
@@ -89,45 +107,81 @@ def key_parts(nb_hash:str, params:dict, upstream:dict, step:str, source_files:li
 
 def cache_key(parts:dict)->str:
     "sha256 of the canonical JSON of `key_parts`."
-    import hashlib
     return hashlib.sha256(_canon(parts).encode()).hexdigest()
 
-def explain_change(old:dict|None, new:dict)->str:
-    "Which input of a step changed since `old` (its last successful run's key parts), in words."
+# %% ../nbs/08_pipeline.ipynb #cd2f0001
+def _changed_params(old:dict, new:dict)->list:
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "<unset>"), new.get(k, "<unset>")
+        if a != b: out.append(f"param {k}: {a!r} -> {b!r}")
+    return out
+
+def _changed_upstream(old:dict, new:dict)->list:
+    out = []
+    for st in sorted(set(old) | set(new)):
+        was, now = old.get(st, {}), new.get(st, {})
+        for o in sorted(set(was) | set(now)):
+            a, b = was.get(o), now.get(o)
+            if a != b: out.append(f"upstream {st}.{o} changed ({(a or 'none')[:8]} -> {(b or 'none')[:8]})")
+    return out
+
+def _changed_files(old:dict, new:dict)->list:
+    ch = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if not ch: return []
+    return [f"source files changed: {', '.join(ch[:5])}{' ...' if len(ch) > 5 else ''}"]
+
+def explain_change(
+    old:dict|None, # key parts of the step's last successful run
+    new:dict,      # key parts now
+)->str:            # what changed, e.g. "param C: 1.0 -> 0.5"
+    "Which input of a step changed since its last successful run, in words."
     if not old: return "no earlier successful run of this step"
-    why = []
-    if old.get("notebook") != new["notebook"]: why.append("notebook changed")
-    op, np_ = old.get("params", {}), new["params"]
-    for k in sorted(set(op) | set(np_)):
-        if op.get(k, "<unset>") != np_.get(k, "<unset>"): why.append(f"param {k}: {op.get(k, '<unset>')!r} -> {np_.get(k, '<unset>')!r}")
-    ou, nu = old.get("upstream", {}), new["upstream"]
-    for st in sorted(set(ou) | set(nu)):
-        for o in sorted(set(ou.get(st, {})) | set(nu.get(st, {}))):
-            a, b = ou.get(st, {}).get(o), nu.get(st, {}).get(o)
-            if a != b: why.append(f"upstream {st}.{o} changed ({(a or 'none')[:8]} -> {(b or 'none')[:8]})")
-    if old.get("source_files", {}) != new.get("source_files", {}):
-        of, nf = old.get("source_files", {}), new.get("source_files", {})
-        ch = sorted(k for k in set(of) | set(nf) if of.get(k) != nf.get(k))
-        why.append(f"source files changed: {', '.join(ch[:5])}{' ...' if len(ch) > 5 else ''}")
+    why = ["notebook changed"] if old.get("notebook") != new["notebook"] else []
+    why += _changed_params(old.get("params", {}), new["params"])
+    why += _changed_upstream(old.get("upstream", {}), new["upstream"])
+    why += _changed_files(old.get("source_files", {}), new.get("source_files", {}))
     if old.get("library") != new["library"]: why.append("mlops_wb library changed")
     return "; ".join(why) or "inputs unchanged but the earlier run cannot be reused"
 
 # %% ../nbs/08_pipeline.ipynb #3065e63f
 def _q(v): return str(v).replace("'", "\\'")
 
-def find_step_run(client, exp_id:str, step:str, key:str|None=None)->object|None:
+def find_step_run(
+    client,              # an `MlflowClient`
+    exp_id:str,          # the workbench's experiment
+    step:str,            # a step's name
+    key:str|None=None,   # a cache key
+)->object|None:          # the MLflow run, or None
     "The newest successful run of `step`; with `key`, the newest that executed with that cache key (not a cached copy)."
     f = f"tags.`{TAG_KIND}` = 'step' and tags.`{TAG_STEP}` = '{_q(step)}' and attributes.status = 'FINISHED'"
     if key: f += f" and tags.`{TAG_CACHE_KEY}` = '{key}' and tags.`{TAG_CACHED}` = 'false'"
     runs = client.search_runs([exp_id], f, max_results=1, order_by=["attributes.start_time DESC"])
     return runs[0] if runs else None
 
+# %% ../nbs/08_pipeline.ipynb #5f08c289
 def _local_dir(artifact_uri:str)->Path|None:
     u = urlparse(artifact_uri)
     return Path(unquote(u.path)) if u.scheme in ("file", "") else None
 
-def output_paths(client, run, root:Path)->dict|None:
-    "Local paths of `run`'s outputs (name -> path), or None when they are gone or damaged."
+def _download_outputs(client, run_id:str, dst:Path, manifest:dict)->bool:
+    "Download a run's outputs into `dst` through `dst.part`, checking digests; False when that fails."
+    tmp = dst.with_name(dst.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try: client.download_artifacts(run_id, "outputs", str(tmp))
+    except Exception: return False
+    if not all(file_digest(tmp/"outputs"/m["file"]) == m["sha256"] for m in manifest.values()): return False
+    shutil.rmtree(dst, ignore_errors=True)
+    tmp.rename(dst)
+    return True
+
+def output_paths(
+    client,     # an `MlflowClient`
+    run,        # a step run with the `TAG_OUTPUTS` manifest
+    root:Path,  # project root (holds the download cache)
+)->dict|None:   # output name -> local path, or None when they are gone or damaged
+    "Local paths of `run`'s outputs, or None when they are gone or damaged."
     manifest = json.loads(run.data.tags.get(TAG_OUTPUTS, "{}"))
     local = _local_dir(run.info.artifact_uri)
     if local is not None:
@@ -136,39 +190,51 @@ def output_paths(client, run, root:Path)->dict|None:
         return {n: str(p) for n, p in paths.items()} if ok else None
     dst = root/".mlops_wb"/"cache"/run.info.run_id
     paths = {n: dst/"outputs"/m["file"] for n, m in manifest.items()}
-    if not all(p.is_file() and file_digest(p) == manifest[n]["sha256"] for n, p in paths.items()):
-        if manifest:
-            tmp = dst.with_name(dst.name + ".part"); shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-            try: client.download_artifacts(run.info.run_id, "outputs", str(tmp))
-            except Exception: return None
-            if not all(file_digest(tmp/"outputs"/m["file"]) == m["sha256"] for m in manifest.values()): return None
-            shutil.rmtree(dst, ignore_errors=True); tmp.rename(dst)
+    fresh = all(p.is_file() and file_digest(p) == manifest[n]["sha256"] for n, p in paths.items())
+    if not fresh and not _download_outputs(client, run.info.run_id, dst, manifest): return None
     return {n: str(p) for n, p in paths.items()}
 
 # %% ../nbs/08_pipeline.ipynb #7a6e5eee
 _EXPORTER = None
-def render_html(nb_path:Path, html_path:Path)->Path:
+def render_html(
+    nb_path:Path,    # an executed notebook
+    html_path:Path,  # where its HTML goes
+)->Path:             # `html_path`
     "Render an executed notebook to a standalone HTML file (atomically)."
     global _EXPORTER
     if _EXPORTER is None:
-        from nbconvert import HTMLExporter
+        from nbconvert import HTMLExporter   # ~1.8 s of imports: only when a report is written
         _EXPORTER = HTMLExporter(template_name="lab")
     body, _ = _EXPORTER.from_filename(str(nb_path))
     return atomic_write(html_path, lambda t: t.write_text(body, encoding="utf-8"))
 
-def _page(title, body):
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>"
-            "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-            ".FINISHED{color:#070}.FAILED{color:#b00}.KILLED{color:#a60}.RUNNING{color:#06c}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
+_CSS = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+        ".FINISHED{color:#070}.FAILED{color:#b00}.KILLED{color:#a60}.RUNNING{color:#06c}")
 
-def render_cached_report(path:Path, step:str, origin_run:str, origin_pipeline:str|None)->Path:
+def _page(title, body):
+    t = html.escape(title)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{t}</title><style>{_CSS}</style></head>"
+            f"<body><h1>{t}</h1>{body}</body></html>")
+
+def render_cached_report(
+    path:Path,                    # where the page goes
+    step:str,                     # the cached step
+    origin_run:str,               # the run whose outputs it reused
+    origin_pipeline:str|None,     # that run's pipeline run, whose report is linked
+)->Path:                          # `path`
     "A small page for a cached step pointing at the report of the run it reused."
     link = f"<a href='../{origin_pipeline}/{step}.html'>report of that run</a>" if origin_pipeline else ""
-    body = f"<p>Step <b>{html.escape(step)}</b> was not executed: its inputs match run <code>{origin_run}</code>, whose outputs were reused. {link}</p>"
+    body = (f"<p>Step <b>{html.escape(step)}</b> was not executed: its inputs match run <code>{origin_run}</code>, "
+            f"whose outputs were reused. {link}</p>")
     return atomic_write(path, lambda t: t.write_text(_page(f"{step} (cached)", body), encoding="utf-8"))
 
-def pipeline_runs(client, exp_id:str, max_results:int=20)->list:
+# %% ../nbs/08_pipeline.ipynb #8b5b1fa9
+def pipeline_runs(
+    client,               # an `MlflowClient`
+    exp_id:str,           # the workbench's experiment
+    max_results:int=20,   # how many
+)->list:                  # MLflow runs, newest first
     "The newest pipeline (parent) runs, newest first."
     return client.search_runs([exp_id], f"tags.`{TAG_KIND}` = 'pipeline'", max_results=max_results,
                               order_by=["attributes.start_time DESC"])
@@ -176,31 +242,195 @@ def pipeline_runs(client, exp_id:str, max_results:int=20)->list:
 def run_state(run)->str:
     "A pipeline run's status, flagging a RUNNING run whose process on this host is gone (killed, machine restarted)."
     st = run.info.status
-    if st == "RUNNING" and run.data.tags.get("mlops_wb.host") == socket.gethostname():
-        import psutil
-        pid = run.data.tags.get("mlops_wb.pid")
+    if st == "RUNNING" and run.data.tags.get(TAG_HOST) == socket.gethostname():
+        pid = run.data.tags.get(TAG_PID)
         if pid and not psutil.pid_exists(int(pid)): return "RUNNING (stale: its process is gone)"
     return st
 
 def run_summary(run)->list[dict]:
     "The per-step summary a pipeline run carries: [{step, status, duration, run_id, reason}]."
-    return json.loads(run.data.tags.get("mlops_wb.summary", "[]"))
+    return json.loads(run.data.tags.get(TAG_SUMMARY, "[]"))
 
-def write_index(client, exp_id:str, reports:Path, max_results:int=50)->Path:
+# %% ../nbs/08_pipeline.ipynb #1a9a8e1c
+_INDEX_HEAD = "<tr><th>pipeline run</th><th>started</th><th>status</th><th>duration</th><th>steps</th></tr>"
+
+def _index_row(r)->str:
+    rid, st = r.info.run_id, run_state(r)
+    started = datetime.fromtimestamp(r.info.start_time/1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    dur = f"{(r.info.end_time - r.info.start_time)/1000:.1f}s" if r.info.end_time else ""
+    steps = " ".join(f"<a href='{rid}/{s['step']}.html'>{html.escape(s['step'])}</a>: {s['status']}"
+                     for s in run_summary(r))
+    return (f"<tr><td><code>{rid}</code></td><td>{started}</td><td class='{st.split()[0]}'>{st}</td>"
+            f"<td>{dur}</td><td>{steps}</td></tr>")
+
+def write_index(
+    client,               # an `MlflowClient`
+    exp_id:str,           # the workbench's experiment
+    reports:Path,         # the project's `reports/` folder
+    max_results:int=50,   # how many runs it lists
+)->Path:                  # `reports/index.html`
     "Write `reports/index.html`: recent pipeline runs, their status and each step's state."
-    rows = []
-    for r in pipeline_runs(client, exp_id, max_results):
-        rid, st = r.info.run_id, run_state(r)
-        started = datetime.fromtimestamp(r.info.start_time/1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        dur = f"{(r.info.end_time - r.info.start_time)/1000:.1f}s" if r.info.end_time else ""
-        steps = " ".join(f"<a href='{rid}/{s['step']}.html'>{html.escape(s['step'])}</a>: {s['status']}" for s in run_summary(r))
-        rows.append(f"<tr><td><code>{rid}</code></td><td>{started}</td><td class='{st.split()[0]}'>{st}</td><td>{dur}</td><td>{steps}</td></tr>")
-    body = "<table><tr><th>pipeline run</th><th>started</th><th>status</th><th>duration</th><th>steps</th></tr>" + "".join(rows) + "</table>"
-    return atomic_write(reports/"index.html", lambda t: t.write_text(_page("mlops-wb pipeline runs", body), encoding="utf-8"))
+    rows = "".join(_index_row(r) for r in pipeline_runs(client, exp_id, max_results))
+    page = _page("mlops-wb pipeline runs", f"<table>{_INDEX_HEAD}{rows}</table>")
+    return atomic_write(reports/"index.html", lambda t: t.write_text(page, encoding="utf-8"))
+
+# %% ../nbs/08_pipeline.ipynb #619732fd
+def _descendants(spec, names):
+    res, grew = set(names), True
+    while grew:
+        grew = False
+        for s in spec.steps:
+            if s.name not in res and res & set(s.depends_on):
+                res.add(s.name)
+                grew = True
+    return res
+
+@dataclass
+class Selection:
+    "The steps a run considers (`wanted`, in `order`) and those it executes whatever the cache says (`forced`)."
+    order: list              # every step, in dependency order
+    wanted: set              # the steps this run plans; the others are 'not run'
+    forced: set              # the steps executed even when a cached run exists
+    force_reason: str = ""   # why the forced steps are executed
+    only: str|None = None    # --only: every other wanted step must be reusable
+
+def select_steps(
+    spec:PipelineSpec,        # the pipeline
+    no_cache:bool=False,      # --no-cache
+    from_step:str|None=None,  # --from
+    only:str|None=None,       # --only
+)->Selection:
+    "The steps a run considers and those it must execute, from the command-line flags."
+    for flag, v in (("--from", from_step), ("--only", only)):
+        if v is not None and v not in spec.step_names:
+            raise ConfigError(f"{flag} {v}: unknown step; expected one of: {', '.join(spec.step_names)}")
+    if from_step and only: raise ConfigError("--from and --only cannot be used together")
+    order = step_order(spec)
+    if no_cache: forced, why = set(spec.step_names), "forced by --no-cache"
+    elif from_step: forced, why = _descendants(spec, [from_step]), f"forced by --from {from_step}"
+    elif only: forced, why = {only}, f"forced by --only {only}"
+    else: forced, why = set(), ""
+    wanted = set(order) - (_descendants(spec, [only]) - {only}) if only else set(order)
+    return Selection(order, wanted, forced, why, only)
+
+# %% ../nbs/08_pipeline.ipynb #d557a959
+@dataclass
+class PastRun:
+    "An earlier successful run of a step, as a cache look-up reports it to the planner."
+    run_id: str
+    origin: str|None = None   # the run whose outputs it holds (itself unless it reused one); default `run_id`
+    outputs: dict = field(default_factory=dict)  # name -> {file, sha256, bytes}
+    paths: dict|None = field(default_factory=dict)  # name -> local path; None when gone or damaged
+    parts: dict|None = None   # its cache key's parts, to explain a miss
+    pipeline: str|None = None # its pipeline run, whose report a cached step links to
+
+    def __post_init__(self): self.origin = self.origin or self.run_id
+
+@dataclass
+class StepPlan:
+    "What a run does with one step, and why."
+    name: str
+    action: str                 # 'run', 'reuse' or 'skip'
+    reason: str
+    key: str|None = None        # its cache key (not for a skipped step)
+    parts: dict|None = None     # what the key is made of
+    params: dict = field(default_factory=dict)  # its effective parameters
+    reused: PastRun|None = None # for 'reuse': the run whose outputs it takes
+
+    def result(self, explain:bool=False)->StepResult:
+        "The step's result as planned: 'cached', 'not run', or 'running' ('would run' in a dry run)."
+        if self.action == "skip": return StepResult(self.name, "not run", reason=self.reason)
+        if self.action == "run": return StepResult(self.name, "would run" if explain else "running", reason=self.reason)
+        hit = self.reused
+        return StepResult(self.name, "cached", reason=self.reason, cached_from=hit.origin, outputs=hit.outputs,
+                          paths=hit.paths)
+
+# %% ../nbs/08_pipeline.ipynb #e75cbf63
+def step_inputs(
+    spec:PipelineSpec, root:Path, name:str,
+    done:dict,                    # step -> StepResult of the steps before this one
+    settings:Settings|None=None,  # adds model_name and experiment to the context
+)->tuple:                         # (effective params, key parts, cache key)
+    "A step's parameters, its cache key's parts and the key: notebook, params, data files, upstream outputs."
+    s = spec.step(name)
+    params = effective_params(spec, root, name, settings)
+    src = params.get("source")
+    files = source_manifest(src, root)["files"] if isinstance(src, str) and not src.startswith("demo:") else None
+    upstream = {d: {o: m["sha256"] for o, m in done[d].outputs.items()} for d in s.depends_on}
+    parts = key_parts(notebook_hash(root/s.notebook), params, upstream, name, files)
+    return params, parts, cache_key(parts)
+
+def _skip_reason(spec, name, sel, done)->str|None:
+    if name not in sel.wanted: return f"downstream of --only {sel.only}"
+    bad = [d for d in spec.step(name).depends_on if done[d].status not in ("ran", "cached", "would run")]
+    return f"upstream {', '.join(bad)} did not succeed" if bad else None
+
+def _reusable(name, parts, key, sel, lookup)->tuple:
+    "(the run to reuse or None, why) for a step the flags do not force."
+    hit = lookup(name, key)
+    if hit is not None and hit.paths is None: return None, f"outputs of cached run {hit.run_id} are missing or damaged"
+    if hit is not None: return hit, f"same inputs as run {hit.origin}"
+    last = lookup(name)
+    reason = explain_change(last.parts if last else None, parts)
+    if sel.only and name != sel.only:
+        raise ConfigError(f"--only {sel.only}: step {name!r} has no reusable run ({reason}); "
+                          f"run the pipeline without --only first")
+    return None, reason
+
+# %% ../nbs/08_pipeline.ipynb #a93bf638
+def plan_step(
+    spec:PipelineSpec, root:Path, name:str,
+    sel:Selection,                # which steps, which forced (`select_steps`)
+    done:dict,                    # step -> StepResult of the steps before this one
+    lookup:Callable,              # lookup(step, key=None) -> PastRun|None (`cache_lookup`)
+    settings:Settings|None=None,  # adds model_name and experiment to the context
+)->StepPlan:
+    "Decide whether step `name` runs, reuses an earlier run or is skipped, and why; records nothing."
+    skip = _skip_reason(spec, name, sel, done)
+    if skip: return StepPlan(name, "skip", skip)
+    params, parts, key = step_inputs(spec, root, name, done, settings)
+    pending = [d for d in spec.step(name).depends_on if done[d].status == "would run"]
+    reused = None
+    if pending: reason = f"upstream {', '.join(pending)} would run; reused only if its outputs come out byte-identical"
+    elif name in sel.forced: reason = sel.force_reason
+    else: reused, reason = _reusable(name, parts, key, sel, lookup)
+    return StepPlan(name, "reuse" if reused else "run", reason, key, parts, params, reused)
+
+def plan_pipeline(
+    spec:PipelineSpec, root:Path,
+    sel:Selection,                # which steps, which forced
+    lookup:Callable,              # lookup(step, key=None) -> PastRun|None
+    settings:Settings|None=None,
+    done:dict|None=None,          # filled with each step's planned result
+):                                # yields a StepPlan per step, in order
+    "The dry run (`--explain`): plan each step as if the steps before it went as planned."
+    done = {} if done is None else done
+    for name in sel.order:
+        p = plan_step(spec, root, name, sel, done, lookup, settings)
+        done[name] = p.result(explain=True)
+        yield p
+
+# %% ../nbs/08_pipeline.ipynb #6b8e21be
+def cache_lookup(
+    client,      # an `MlflowClient`
+    exp_id:str,  # the workbench's experiment
+    root:Path,   # project root (holds the download cache)
+)->Callable:     # lookup(step, key=None) -> PastRun|None, for `plan_step`
+    "The planner's look-up on the tracking store."
+    def lookup(step:str, key:str|None=None)->PastRun|None:
+        run = find_step_run(client, exp_id, step, key)
+        if run is None: return None
+        t = run.data.tags
+        if key is None: return PastRun(run.info.run_id, parts=json.loads(t.get(TAG_KEY_PARTS, "null")))
+        paths = output_paths(client, run, root)
+        outputs = json.loads(t.get(TAG_OUTPUTS, "{}")) if paths is not None else {}
+        return PastRun(run.info.run_id, t.get(TAG_CACHED_FROM), outputs, paths, pipeline=t.get(TAG_PIPELINE))
+    return lookup
 
 # %% ../nbs/08_pipeline.ipynb #8c032b49
 @contextmanager
 def _env(**kv):
+    "Set environment variables (None: leave as is) for the block, then restore them."
     old = {k: os.environ.get(k) for k in kv}
     os.environ.update({k: v for k, v in kv.items() if v is not None})
     try: yield
@@ -209,25 +439,34 @@ def _env(**kv):
             if v is None: os.environ.pop(k, None)
             else: os.environ[k] = v
 
+def _step_env(settings:Settings, root:Path)->dict:
+    "What a step's kernel inherits: the project's tracking store and root, and MLflow's telemetry off unless asked for."
+    return dict(MLFLOW_TRACKING_URI=settings.tracking_uri, MLFLOW_REGISTRY_URI=settings.tracking_uri,
+                MLOPS_WB_PROJECT=str(root), MLFLOW_DISABLE_TELEMETRY=os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"))
+
+# %% ../nbs/08_pipeline.ipynb #41558028
 # the kernel's own start-up warnings (e.g. about TCP transport) are not the user's business
 KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 # a pooled kernel answers papermill only after its warm-up imports; on a loaded 2-core machine that
 # took over papermill's default 60 s (a step failed at 62 s with no cell run), so allow more
 KERNEL_START_TIMEOUT = 300
 # imported in a kernel while it waits for its step: what most steps import anyway
-WARM_IMPORTS = "import numpy, pandas, sklearn, sklearn.pipeline, mlflow, mlops_wb.step, mlops_wb.data, mlops_wb.tracking"
+WARM_IMPORTS = ("import numpy, pandas, sklearn, sklearn.pipeline, mlflow, "
+                "mlops_wb.step, mlops_wb.data, mlops_wb.tracking")
 
+# %% ../nbs/08_pipeline.ipynb #2ab2caf6
 class KernelPool:
-    "Starts the kernel for the next step while the current one runs: still one fresh process per step, its imports already done."
+    "Starts the kernel for the next step while the current one runs: still one fresh process per step."
     def __init__(self, cwd:Path, warm:str=WARM_IMPORTS):
         self.cwd, self.warm, self._next = cwd, warm, None
 
     def _start(self):
-        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_client.manager import AsyncKernelManager   # the kernel machinery (~0.2 s): only when a step runs
         from jupyter_core.utils import run_sync
         km = AsyncKernelManager(kernel_name="python3")
         run_sync(km.start_kernel)(cwd=str(self.cwd), extra_arguments=KERNEL_ARGS)
-        kc = km.client(); kc.start_channels(hb=False)   # no heartbeat thread: this client only sends the warm-up imports
+        kc = km.client()
+        kc.start_channels(hb=False)   # no heartbeat thread: this client only sends the warm-up imports
         kc.execute(self.warm, silent=True, store_history=False)   # runs in the kernel while we go on
         return km, kc
 
@@ -244,39 +483,279 @@ class KernelPool:
 
     def release(self, km):
         "Shut a step's kernel down."
-        from jupyter_core.utils import run_sync
+        from jupyter_core.utils import run_sync   # with jupyter_client, only when a step runs
         try:
             if run_sync(km.is_alive)(): run_sync(km.shutdown_kernel)(now=True)
         finally: run_sync(km.cleanup_resources)()
 
     def close(self):
         "Shut down a kernel that was started but never used."
-        if self._next is not None:
-            km, kc = self._next; self._next = None
-            kc.stop_channels(); self.release(km)
+        if self._next is not None: self.release(self.take())
 
+# %% ../nbs/08_pipeline.ipynb #9d17afe5
 def _execute(nb:Path, out:Path, params:dict, cwd:Path, timeout:float|None, km=None):
-    "Run one notebook with papermill in a fresh kernel (`km`, started by a `KernelPool`, or a new one), writing it to `out`."
-    import papermill as pm
+    "Run one notebook with papermill in a fresh kernel (`km`, started by a `KernelPool`, or a new one), writing `out`."
+    import papermill as pm   # ~0.9 s of imports: only when a step runs
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(cwd),
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
-                        execution_timeout=timeout, start_timeout=KERNEL_START_TIMEOUT, extra_arguments=KERNEL_ARGS, km=km)
+                        execution_timeout=timeout, start_timeout=KERNEL_START_TIMEOUT, extra_arguments=KERNEL_ARGS,
+                        km=km)
+
+def _first_line(x)->str:
+    s = str(x).strip()
+    return s.splitlines()[0] if s else ""
 
 def _error_line(step:str, e:Exception, out:Path)->str:
+    "One line saying where step `step` failed: the cell and exception papermill reports, or the runner's error."
     if hasattr(e, "ename"):   # papermill.PapermillExecutionError
-        ev = str(e.evalue).strip().splitlines()[0] if str(e.evalue).strip() else ""
-        return f"step {step!r} failed in cell {e.exec_count} (cell #{e.cell_index}): {e.ename}: {ev} -- executed notebook: {out}"
-    return f"step {step!r} failed: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''} -- executed notebook: {out}"
+        return (f"step {step!r} failed in cell {e.exec_count} (cell #{e.cell_index}): "
+                f"{e.ename}: {_first_line(e.evalue)} -- executed notebook: {out}")
+    return f"step {step!r} failed: {type(e).__name__}: {_first_line(e)} -- executed notebook: {out}"
 
-# %% ../nbs/08_pipeline.ipynb #619732fd
-def _descendants(spec, names):
-    res, grew = set(names), True
-    while grew:
-        grew = False
-        for s in spec.steps:
-            if s.name not in res and res & set(s.depends_on): res.add(s.name); grew = True
-    return res
+# %% ../nbs/08_pipeline.ipynb #21123824
+def _run_step(rec:Recording, s, r:StepResult, params:dict, upstream:dict, pool:KernelPool, prewarm:bool=True):
+    "Execute step `s` into result `r` (its child run `r.run_id` exists), then record its outputs or its failure."
+    t0 = time.time()
+    km = pool.take()
+    if prewarm: pool.prepare()   # the next step's kernel starts while this one runs
+    step_dir = rec.root/".mlops_wb"/"work"/rec.run_id/s.name
+    shutil.rmtree(step_dir, ignore_errors=True)
+    (step_dir/"outputs").mkdir(parents=True)
+    out = rec.reports/f"{s.name}.ipynb"
+    injected = {**params, "run_id": r.run_id, "pipeline_run_id": rec.run_id, "step_dir": str(step_dir),
+                "upstream": upstream, "project_root": str(rec.root)}
+    err = None
+    try:
+        _execute(rec.root/s.notebook, out, injected, rec.root, None, km=km)
+    except KeyboardInterrupt:
+        r.duration = time.time() - t0
+        pool.release(km)
+        record_notebook(rec, r, out)
+        raise
+    except Exception as e:
+        err = e
+    pool.release(km)
+    r.duration = time.time() - t0
+    r.notebook = str(out)
+    record_notebook(rec, r, out)
+    if err is not None: record_failure(rec, r, err, out, step_dir)
+    else: record_outputs(rec, r, step_dir)
 
+# %% ../nbs/08_pipeline.ipynb #08932465
+@dataclass
+class Recording:
+    "A pipeline run being recorded: its parent run, report folder and the tags every run of it carries."
+    client: object   # an `MlflowClient`
+    exp_id: str      # the workbench's experiment
+    root: Path       # project root
+    base: dict       # project, git commit and dirty flag, library version and hash
+    run_id: str      # the parent run
+    reports: Path    # reports/<run_id>/
+
+def start_recording(
+    client, exp_id:str, root:Path,
+    spec:PipelineSpec,     # the pipeline
+    order:list,            # its steps, in order
+    tags:dict|None=None,   # extra tags for the parent run
+)->Recording:
+    "Create the parent run (with `pipeline.yaml` as an artifact) and its report folder."
+    commit, dirty = git_info(root)
+    base = {TAG_PROJECT: spec.project, TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: dirty,
+            TAG_VERSION: mlops_wb.__version__, TAG_LIB_HASH: library_hash()}
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    parent = client.create_run(exp_id, run_name=f"{spec.project}-{stamp}",
+                               tags={**base, TAG_KIND: "pipeline", TAG_STEPS: json.dumps(order),
+                                     TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), **(tags or {})})
+    rid = parent.info.run_id
+    reports = root/"reports"/rid
+    reports.mkdir(parents=True, exist_ok=True)
+    client.log_text(rid, (root/PIPELINE_FILE).read_text(encoding="utf-8"), PIPELINE_FILE)
+    return Recording(client, exp_id, root, base, rid, reports)
+
+# %% ../nbs/08_pipeline.ipynb #667735a6
+_COLSPEC_TYPES = {"number": "double", "bool": "boolean", "datetime": "datetime"}   # else "string"
+
+def _snapshot_dataset(ref:dict)->Dataset:
+    "The MLflow dataset entity for a snapshot reference."
+    cols = [{"name": c["name"], "type": _COLSPEC_TYPES.get(c["kind"], "string")} for c in ref["schema"]]
+    source = {"uri": ref["source"], "digest": ref["digest"], "snapshot_run_id": ref["run_id"]}
+    profile = {"num_rows": ref["rows"], "num_elements": ref["rows"] * len(ref["schema"])}
+    return Dataset(name=ref["name"], digest=ref["digest"][:32], source_type="mlops_wb_snapshot",
+                   source=json.dumps(source), schema=json.dumps({"mlflow_colspec": cols}), profile=json.dumps(profile))
+
+def log_datasets(
+    client,         # an `MlflowClient`
+    run_ids:list,   # runs to log them to (None entries are skipped)
+    paths:dict,     # a step's outputs: name -> local path
+):
+    "Record each `<name>.snapshot.json` output as a dataset input of `run_ids`, so the UI and lineage show the data."
+    inputs = []
+    for n, p in paths.items():
+        if not n.endswith(".snapshot"): continue
+        ds = _snapshot_dataset(json.loads(Path(p).read_text()))
+        inputs.append(DatasetInput(ds, tags=[InputTag(MLFLOW_DATASET_CONTEXT, ds.name)]))
+    for rid in run_ids:
+        if inputs and rid: client.log_inputs(rid, datasets=inputs)
+
+def _log_params(client, run_id, params):
+    ps = [Param(k, clip(v if isinstance(v, str) else _canon(v), PARAM_VALUE_MAX)) for k, v in sorted(params.items())]
+    if ps: client.log_batch(run_id, params=ps)
+
+# %% ../nbs/08_pipeline.ipynb #8d14bbd5
+def _step_tags(rec:Recording, plan:StepPlan, s)->dict:
+    return {**rec.base, MLFLOW_PARENT_RUN_ID: rec.run_id, TAG_KIND: "step", TAG_PIPELINE: rec.run_id, TAG_STEP: s.name,
+            TAG_NOTEBOOK: s.notebook, TAG_NOTEBOOK_HASH: plan.parts["notebook"], TAG_CACHE_KEY: plan.key,
+            TAG_KEY_PARTS: clip(_canon(plan.parts), TAG_VALUE_MAX)}
+
+def record_start(
+    rec:Recording,
+    r:StepResult,     # the step's result, status 'running'
+    plan:StepPlan,    # its plan: 'run'
+    s,                # its `StepSpec`
+):
+    "Create the child run of a step about to execute, with its parameters; sets `r.run_id`."
+    run = rec.client.create_run(rec.exp_id, run_name=s.name,
+                                tags={**_step_tags(rec, plan, s), TAG_CACHED: "false", TAG_REASON: plan.reason})
+    r.run_id = run.info.run_id
+    _log_params(rec.client, r.run_id, plan.params)
+
+def record_cached(
+    rec:Recording,
+    plan:StepPlan,    # a 'reuse' plan
+    s,                # its `StepSpec`
+)->StepResult:        # status 'cached', with its child run and report
+    "Record a reused step: a finished child run naming the run it reuses, its datasets and a report page."
+    r = plan.result()
+    tags = {**_step_tags(rec, plan, s), TAG_CACHED: "true", TAG_CACHED_FROM: r.cached_from,
+            TAG_OUTPUTS: json.dumps(r.outputs), TAG_REASON: r.reason, TAG_DURATION: "0"}
+    r.run_id = rec.client.create_run(rec.exp_id, run_name=s.name, tags=tags).info.run_id
+    _log_params(rec.client, r.run_id, plan.params)
+    log_datasets(rec.client, [r.run_id, rec.run_id], r.paths)
+    report = render_cached_report(rec.reports/f"{s.name}.html", s.name, r.cached_from, plan.reused.pipeline)
+    r.report = str(report)
+    rec.client.set_terminated(r.run_id, "FINISHED")
+    return r
+
+# %% ../nbs/08_pipeline.ipynb #d5479d10
+def record_notebook(rec:Recording, r:StepResult, out:Path):
+    "Keep the executed notebook `out` and its HTML as the step's report and artifacts (a rendering error is a tag)."
+    if not out.exists(): return
+    try:
+        r.report = str(render_html(out, rec.reports/f"{r.name}.html"))
+        rec.client.log_artifact(r.run_id, r.report, "notebook")
+    except Exception as e:
+        r.report = None
+        rec.client.set_tag(r.run_id, TAG_REPORT_ERROR, clip(f"{type(e).__name__}: {e}", 1000))
+    rec.client.log_artifact(r.run_id, str(out), "notebook")
+
+def record_failure(rec:Recording, r:StepResult, err:Exception, out:Path, step_dir:Path):
+    "Mark a step failed: its error on `r` and its run, with whatever outputs it wrote (e.g. a validation report)."
+    r.status, r.error = "failed", _error_line(r.name, err, out)
+    r.error_type = getattr(err, "ename", None) or type(err).__name__
+    if any((step_dir/"outputs").iterdir()): rec.client.log_artifacts(r.run_id, str(step_dir/"outputs"), "outputs")
+    rec.client.set_tag(r.run_id, TAG_ERROR, clip(r.error, TAG_TEXT_MAX))
+    rec.client.set_tag(r.run_id, TAG_DURATION, f"{r.duration:.2f}")
+    rec.client.set_terminated(r.run_id, "FAILED")
+
+def record_outputs(rec:Recording, r:StepResult, step_dir:Path):
+    "Record a step that ran: its outputs (digests and artifacts), metrics and datasets; then remove its work folder."
+    r.outputs = digest_outputs(step_dir/"outputs")
+    if r.outputs: rec.client.log_artifacts(r.run_id, str(step_dir/"outputs"), "outputs")
+    mf = step_dir/"metrics.json"
+    if mf.exists():
+        ts = int(time.time()*1000)
+        ms = [Metric(k, float(v), ts, 0) for k, v in json.loads(mf.read_text()).items()]
+        for i in range(0, len(ms), 1000): rec.client.log_batch(r.run_id, metrics=ms[i:i+1000])
+    rec.client.set_tag(r.run_id, TAG_OUTPUTS, clip(json.dumps(r.outputs), TAG_VALUE_MAX))
+    rec.client.set_tag(r.run_id, TAG_DURATION, f"{r.duration:.2f}")
+    r.paths = output_paths(rec.client, rec.client.get_run(r.run_id), rec.root) or {}
+    log_datasets(rec.client, [r.run_id, rec.run_id], r.paths)
+    r.status = "ran"
+    rec.client.set_terminated(r.run_id, "FINISHED")
+    shutil.rmtree(step_dir, ignore_errors=True)
+
+# %% ../nbs/08_pipeline.ipynb #34faa467
+def record_summary(rec:Recording, steps):
+    "Write the parent run's per-step summary (see `run_summary`) for the step results so far."
+    rows = [dict(step=r.name, status=r.status, duration=round(r.duration, 2), run_id=r.run_id,
+                 reason=clip(r.reason, SHORT_TEXT_MAX)) for r in steps]
+    rec.client.set_tag(rec.run_id, TAG_SUMMARY, clip(json.dumps(rows), TAG_VALUE_MAX))
+
+def _versions(client, res):
+    out = []
+    for r in res.steps:
+        rid = r.cached_from or (r.run_id if r.status == "ran" else None)
+        if not rid: continue
+        out += [(mv.name, mv.version) for mv in client.search_model_versions(f"run_id = '{rid}'")]
+    return out
+
+def record_end(rec:Recording, res:PipelineResult):
+    "Close the parent run: models its steps registered (onto `res`), summary, duration and status; then the index."
+    res.model_versions = _versions(rec.client, res)
+    record_summary(rec, res.steps)
+    rec.client.set_tag(rec.run_id, TAG_DURATION, f"{res.duration:.2f}")
+    rec.client.set_terminated(rec.run_id, res.status)
+    try: write_index(rec.client, rec.exp_id, rec.root/"reports")
+    except Exception: pass  # the index is a convenience; a failure here must not hide the run's result
+
+# %% ../nbs/08_pipeline.ipynb #99d87af1
+def _failure(rec:Recording, r:StepResult)->MlopsWbError:
+    "The error that ends the run after step `r` failed."
+    if r.error_type != GateFailed.__name__: return StepFailed(r.error)
+    rec.client.set_tag(rec.run_id, TAG_GATE_PASSED, "false")
+    return GateFailed(r.error)
+
+def _run_steps(rec:Recording, spec, sel:Selection, settings, pool, results:dict, emit)->MlopsWbError|None:
+    "Plan, then reuse or execute and record, each step in order into `results`; the failure that ends the run, if any."
+    lookup = cache_lookup(rec.client, rec.exp_id, rec.root)
+    for name in sel.order:
+        s = spec.step(name)
+        plan = plan_step(spec, rec.root, name, sel, results, lookup, settings)
+        if plan.action == "skip":
+            results[name] = plan.result()
+            continue
+        if plan.action == "reuse":
+            results[name] = r = record_cached(rec, plan, s)
+            emit("end", r)
+            record_summary(rec, results.values())
+            continue
+        results[name] = r = plan.result()
+        emit("start", r)
+        record_start(rec, r, plan, s)
+        more = [n for n in sel.order[sel.order.index(name) + 1:] if n in sel.wanted]
+        _run_step(rec, s, r, plan.params, {d: results[d].paths for d in s.depends_on}, pool, prewarm=bool(more))
+        emit("end", r)
+        record_summary(rec, results.values())
+        if r.status == "failed": return _failure(rec, r)
+    return None
+
+# %% ../nbs/08_pipeline.ipynb #3e01af88
+def _interrupted(rec:Recording, order:list, results:dict)->RunInterrupted:
+    "After Ctrl-C: the running step is killed, the rest not run."
+    for name in order:
+        r = results.setdefault(name, StepResult(name, "not run", reason="interrupted"))
+        if r.status != "running": continue
+        r.status, r.reason = "killed", "interrupted by the user (Ctrl-C)"
+        if r.run_id: rec.client.set_terminated(r.run_id, "KILLED")
+    return RunInterrupted(f"interrupted; pipeline run {rec.run_id} and its running step marked KILLED")
+
+def _abort(rec:Recording, results:dict):
+    "After an unexpected error: the running step and the parent run are marked FAILED."
+    for r in results.values():
+        if r.status != "running" or not r.run_id: continue
+        r.status = "failed"
+        rec.client.set_terminated(r.run_id, "FAILED")
+    rec.client.set_terminated(rec.run_id, "FAILED")
+
+# %% ../nbs/08_pipeline.ipynb #3b92c551
+def _explain(spec, root, sel, settings, lookup, emit, t0)->PipelineResult:
+    "The dry run: each step's plan reported through `emit`, nothing recorded."
+    done = {}
+    for p in plan_pipeline(spec, root, sel, lookup, settings, done):
+        if p.action != "skip": emit("end", done[p.name])
+    return PipelineResult(None, "EXPLAINED", [done[n] for n in sel.order], time.time() - t0)
+
+# %% ../nbs/08_pipeline.ipynb #65c6c084
 def run_pipeline(
     root:str|Path|None=None,   # project root (default: found from the current folder)
     no_cache:bool=False,       # execute every step even when a cached result exists
@@ -288,237 +767,27 @@ def run_pipeline(
     timeout:float|None=None,   # seconds a single cell may run
     tags:dict|None=None,       # extra tags for the pipeline run (e.g. the alert that started a retrain)
 )->PipelineResult:
-    "Run the project's pipeline; raises `StepFailed` or `RunInterrupted` after recording the runs."
+    "Run the project's pipeline; raises `StepFailed`, `GateFailed` or `RunInterrupted` after recording the runs."
     t0 = time.time()
     root = find_project_root(root) if root is None else Path(root).resolve()
     settings, spec = load_settings(root), load_pipeline(root)
     spec = apply_overrides(spec, root, overrides or [])
-    for flag, v in (("--from", from_step), ("--only", only)):
-        if v is not None and v not in spec.step_names:
-            raise ConfigError(f"{flag} {v}: unknown step; expected one of: {', '.join(spec.step_names)}")
-    if from_step and only: raise ConfigError("--from and --only cannot be used together")
-    order = step_order(spec)
-    forced = set(spec.step_names) if no_cache else _descendants(spec, [from_step]) if from_step else {only} if only else set()
-    wanted = set(order) - (_descendants(spec, [only]) - {only}) if only else set(order)
+    sel = select_steps(spec, no_cache, from_step, only)
     emit = on_event or (lambda *a: None)
-
     client, exp_id = connect(settings)
-    commit, dirty = git_info(root)
-    base_tags = {TAG_PROJECT: spec.project, TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: dirty,
-                 TAG_VERSION: mlops_wb.__version__, TAG_LIB_HASH: library_hash()}
-    if not explain:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        parent = client.create_run(exp_id, run_name=f"{spec.project}-{stamp}",
-                                   tags={**base_tags, TAG_KIND: "pipeline", TAG_STEPS: json.dumps(order),
-                                         "mlops_wb.host": socket.gethostname(), "mlops_wb.pid": str(os.getpid()), **(tags or {})})
-        prid = parent.info.run_id
-        reports = root/"reports"/prid; reports.mkdir(parents=True, exist_ok=True)
-        client.log_text(prid, (root/"pipeline.yaml").read_text(encoding="utf-8"), "pipeline.yaml")
-    else: prid, reports = None, None
-
-    results: dict[str, StepResult] = {}
-    pool = KernelPool(root)
-    env = _env(MLFLOW_TRACKING_URI=settings.tracking_uri, MLFLOW_REGISTRY_URI=settings.tracking_uri, MLOPS_WB_PROJECT=str(root),
-               MLFLOW_DISABLE_TELEMETRY=os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true"))
-    env.__enter__()
-    def summarize():
-        if prid: client.set_tag(prid, "mlops_wb.summary", json.dumps(
-            [dict(step=r.name, status=r.status, duration=round(r.duration, 2), run_id=r.run_id, reason=r.reason[:200]) for r in results.values()])[:7900])
-
-    status, failure = "FINISHED", None
-    try:
-        for name in order:
-            s = spec.step(name)
-            if name not in wanted:
-                results[name] = StepResult(name, "not run", reason=f"downstream of --only {only}"); continue
-            bad = [d for d in s.depends_on if results[d].status not in ("ran", "cached", "would run")]
-            if bad:
-                results[name] = StepResult(name, "not run", reason=f"upstream {', '.join(bad)} did not succeed"); continue
-            nb = root/s.notebook
-            params = effective_params(spec, root, name, settings)
-            src = params.get("source")
-            files = source_manifest(src, root)["files"] if isinstance(src, str) and not src.startswith("demo:") else None
-            parts = key_parts(notebook_hash(nb), params, {d: {o: m["sha256"] for o, m in results[d].outputs.items()} for d in s.depends_on},
-                              name, files)
-            key = cache_key(parts)
-            upstream = {d: results[d].paths for d in s.depends_on}
-
-            hit, paths, reason = None, None, ""
-            pending = [d for d in s.depends_on if results[d].status == "would run"]
-            if pending:
-                reason = f"upstream {', '.join(pending)} would run; reused only if its outputs come out byte-identical"
-            elif name in forced:
-                reason = "forced by --no-cache" if no_cache else f"forced by --from {from_step}" if from_step else f"forced by --only {only}"
-            else:
-                hit = find_step_run(client, exp_id, name, key)
-                if hit is not None:
-                    paths = output_paths(client, hit, root)
-                    if paths is None: reason, hit = f"outputs of cached run {hit.info.run_id} are missing or damaged", None
-                if hit is None and not reason:
-                    last = find_step_run(client, exp_id, name)
-                    reason = explain_change(json.loads(last.data.tags.get(TAG_KEY_PARTS, "null")) if last else None, parts)
-                    if only and name != only:
-                        raise ConfigError(f"--only {only}: step {name!r} has no reusable run ({reason}); "
-                                          f"run the pipeline without --only first")
-            if explain:
-                if hit is not None:
-                    origin = hit.data.tags.get(TAG_CACHED_FROM) or hit.info.run_id
-                    r = StepResult(name, "cached", reason=f"same inputs as run {origin}", cached_from=origin,
-                                   outputs=json.loads(hit.data.tags.get(TAG_OUTPUTS, "{}")), paths=paths)
-                else:
-                    r = StepResult(name, "would run", reason=reason)
-                results[name] = r; emit("end", r); continue
-
-            tags = {**base_tags, "mlflow.parentRunId": prid, TAG_KIND: "step", TAG_PIPELINE: prid, TAG_STEP: name,
-                    TAG_NOTEBOOK: s.notebook, TAG_NOTEBOOK_HASH: parts["notebook"], TAG_CACHE_KEY: key,
-                    TAG_KEY_PARTS: _canon(parts)[:7900]}
-            if hit is not None:
-                origin = hit.data.tags.get(TAG_CACHED_FROM) or hit.info.run_id
-                r = StepResult(name, "cached", reason=f"same inputs as run {origin}", cached_from=origin,
-                               outputs=json.loads(hit.data.tags.get(TAG_OUTPUTS, "{}")), paths=paths)
-                run = client.create_run(exp_id, run_name=name, tags={**tags, TAG_CACHED: "true", TAG_CACHED_FROM: origin,
-                                        TAG_OUTPUTS: hit.data.tags.get(TAG_OUTPUTS, "{}"), TAG_REASON: r.reason, TAG_DURATION: "0"})
-                r.run_id = run.info.run_id
-                _log_params(client, r.run_id, params)
-                log_datasets(client, [r.run_id, prid], r.paths)
-                r.report = str(render_cached_report(reports/f"{name}.html", name, origin, hit.data.tags.get(TAG_PIPELINE)))
-                client.set_terminated(r.run_id, "FINISHED")
-                results[name] = r; emit("end", r); summarize(); continue
-
-            r = StepResult(name, "running", reason=reason)
-            results[name] = r; emit("start", r)
-            run = client.create_run(exp_id, run_name=name, tags={**tags, TAG_CACHED: "false", TAG_REASON: reason})
-            r.run_id = run.info.run_id
-            _log_params(client, r.run_id, params)
-            more = [n for n in order[order.index(name) + 1:] if n in wanted]
-            _run_step(client, settings, root, spec, s, r, params, upstream, prid, reports, pool, prewarm=bool(more))
-            emit("end", r); summarize()
-            if r.status == "failed":
-                status = "FAILED"
-                if r.error_type == GateFailed.__name__:   # a model that failed its gate: exit 3, so CI can tell it from a broken step
-                    failure = GateFailed(r.error); client.set_tag(prid, "mlops_wb.gate_passed", "false")
-                else: failure = StepFailed(r.error)
-                break
-        if status == "FAILED":
-            for name in order:
-                results.setdefault(name, StepResult(name, "not run", reason="an earlier step failed"))
-    except KeyboardInterrupt:
-        status = "KILLED"
-        for name in order:
-            r = results.setdefault(name, StepResult(name, "not run", reason="interrupted"))
-            if r.status == "running":
-                r.status, r.reason = "killed", "interrupted by the user (Ctrl-C)"
-                if r.run_id: client.set_terminated(r.run_id, "KILLED")
-        failure = RunInterrupted(f"interrupted; pipeline run {prid} and its running step marked KILLED")
-    except BaseException:
-        status = "FAILED"
-        for r in results.values():
-            if r.status == "running" and r.run_id: r.status = "failed"; client.set_terminated(r.run_id, "FAILED")
-        if prid: client.set_terminated(prid, "FAILED")
-        raise
-    finally:
-        pool.close()
-        env.__exit__(None, None, None)
-    res = PipelineResult(prid, "EXPLAINED" if explain else status, [results[n] for n in order], time.time() - t0,
-                         report_dir=str(reports) if reports else None)
-    if explain: return res
-    res.model_versions = _versions(client, res)
-    summarize()
-    client.set_tag(prid, TAG_DURATION, f"{res.duration:.2f}")
-    client.set_terminated(prid, status)
-    try: write_index(client, exp_id, root/"reports")
-    except Exception: pass  # the index is a convenience; a failure here must not hide the run's result
-    if failure is not None:
-        failure.result = res
-        raise failure
-    return res
-
-def log_datasets(client, run_ids:list, paths:dict):
-    "Record each `<name>.snapshot.json` output as an MLflow dataset input of `run_ids`, so the UI and lineage show the data."
-    from mlflow.entities import Dataset, DatasetInput, InputTag
-    inputs = []
-    for n, p in paths.items():
-        if not n.endswith(".snapshot"): continue
-        ref = json.loads(Path(p).read_text())
-        schema = {"mlflow_colspec": [{"name": c["name"], "type": {"number": "double", "bool": "boolean", "datetime": "datetime"}.get(c["kind"], "string")}
-                                     for c in ref["schema"]]}
-        ds = Dataset(name=ref["name"], digest=ref["digest"][:32], source_type="mlops_wb_snapshot",
-                     source=json.dumps({"uri": ref["source"], "digest": ref["digest"], "snapshot_run_id": ref["run_id"]}),
-                     schema=json.dumps(schema), profile=json.dumps({"num_rows": ref["rows"], "num_elements": ref["rows"] * len(ref["schema"])}))
-        inputs.append(DatasetInput(ds, tags=[InputTag("mlflow.data.context", ref["name"])]))
-    for rid in run_ids:
-        if inputs and rid: client.log_inputs(rid, datasets=inputs)
-
-def _log_params(client, run_id, params):
-    from mlflow.entities import Param
-    ps = [Param(k, (v if isinstance(v, str) else _canon(v))[:6000]) for k, v in sorted(params.items())]
-    if ps: client.log_batch(run_id, params=ps)
-
-def _versions(client, res):
-    out = []
-    for r in res.steps:
-        rid = r.cached_from or (r.run_id if r.status == "ran" else None)
-        if rid:
-            for mv in client.search_model_versions(f"run_id = '{rid}'"): out.append((mv.name, mv.version))
-    return out
-
-# %% ../nbs/08_pipeline.ipynb #21123824
-def _run_step(client, settings, root, spec, s, r, params, upstream, prid, reports, pool, prewarm=True):
-    "Execute step `s` into result `r`: papermill, then outputs, metrics and reports logged to `r.run_id`."
-    from mlflow.entities import Metric
-    t0 = time.time()
-    km = pool.take()
-    if prewarm: pool.prepare()   # the next step's kernel starts while this one runs
-    step_dir = root/".mlops_wb"/"work"/prid/s.name
-    shutil.rmtree(step_dir, ignore_errors=True); (step_dir/"outputs").mkdir(parents=True)
-    out = reports/f"{s.name}.ipynb"
-    injected = {**params, "run_id": r.run_id, "pipeline_run_id": prid, "step_dir": str(step_dir),
-                "upstream": upstream, "project_root": str(root)}
-    err = None
-    try:
-        _execute(root/s.notebook, out, injected, root, None, km=km)
-    except KeyboardInterrupt:
-        r.duration = time.time() - t0
-        pool.release(km)
-        _keep_notebook(client, r, out, reports)
-        raise
-    except Exception as e:
-        err = e
-    pool.release(km)
-    r.duration = time.time() - t0
-    r.notebook = str(out)
-    _keep_notebook(client, r, out, reports)
-    if err is not None:
-        r.status, r.error = "failed", _error_line(s.name, err, out)
-        r.error_type = getattr(err, "ename", None) or type(err).__name__
-        if any((step_dir/"outputs").iterdir()): client.log_artifacts(r.run_id, str(step_dir/"outputs"), "outputs")  # e.g. a validation report
-        client.set_tag(r.run_id, TAG_ERROR, r.error[:5000])
-        client.set_tag(r.run_id, TAG_DURATION, f"{r.duration:.2f}")
-        client.set_terminated(r.run_id, "FAILED")
-        return
-    r.outputs = digest_outputs(step_dir/"outputs")
-    if r.outputs: client.log_artifacts(r.run_id, str(step_dir/"outputs"), "outputs")
-    mf = step_dir/"metrics.json"
-    if mf.exists():
-        ts = int(time.time()*1000)
-        ms = [Metric(k, float(v), ts, 0) for k, v in json.loads(mf.read_text()).items()]
-        for i in range(0, len(ms), 1000): client.log_batch(r.run_id, metrics=ms[i:i+1000])
-    client.set_tag(r.run_id, TAG_OUTPUTS, json.dumps(r.outputs)[:7900])
-    client.set_tag(r.run_id, TAG_DURATION, f"{r.duration:.2f}")
-    run = client.get_run(r.run_id)
-    r.paths = output_paths(client, run, root) or {}
-    log_datasets(client, [r.run_id, prid], r.paths)
-    r.status = "ran"
-    client.set_terminated(r.run_id, "FINISHED")
-    shutil.rmtree(step_dir, ignore_errors=True)
-
-def _keep_notebook(client, r, out, reports):
-    "Keep the executed notebook (with papermill's error banner on failure) and its HTML as report and artifacts."
-    if not out.exists(): return
-    try:
-        r.report = str(render_html(out, reports/f"{r.name}.html"))
-        client.log_artifact(r.run_id, r.report, "notebook")
-    except Exception as e:
-        r.report = None
-        client.set_tag(r.run_id, "mlops_wb.report_error", f"{type(e).__name__}: {e}"[:1000])
-    client.log_artifact(r.run_id, str(out), "notebook")
+    if explain: return _explain(spec, root, sel, settings, cache_lookup(client, exp_id, root), emit, t0)
+    rec = start_recording(client, exp_id, root, spec, sel.order, tags)
+    results = {}
+    with _env(**_step_env(settings, root)), closing(KernelPool(root)) as pool:
+        try: failure = _run_steps(rec, spec, sel, settings, pool, results, emit)
+        except KeyboardInterrupt: failure = _interrupted(rec, sel.order, results)
+        except BaseException:
+            _abort(rec, results)
+            raise
+    status = "FINISHED" if failure is None else "KILLED" if isinstance(failure, RunInterrupted) else "FAILED"
+    steps = [results.setdefault(n, StepResult(n, "not run", reason="an earlier step failed")) for n in sel.order]
+    res = PipelineResult(rec.run_id, status, steps, time.time() - t0, report_dir=str(rec.reports))
+    record_end(rec, res)
+    if failure is None: return res
+    failure.result = res
+    raise failure
