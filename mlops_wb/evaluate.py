@@ -1,4 +1,4 @@
-"""Holdout metrics, plots, permutation importance, slice metrics, the model card, and the model quality gate against thresholds and the current champion.
+"""Holdout metrics, plots, importance, slices, the model card and the quality gate against thresholds and the champion.
 
 Docs: https://mlops-wb.github.io/mlops-wb/evaluate.html.md"""
 
@@ -11,22 +11,33 @@ from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd
 import plotly.graph_objects as go
 from sklearn import metrics as skm
-from .config import MlopsWbError
+from .errors import MlopsWbError
+from .config import EvaluationSpec, GateSpec, PipelineSpec
+from .tags import clip
 
 # %% auto #0
 __all__ = ['LOWER_IS_BETTER', 'model_task', 'prediction_metrics', 'evaluate_model', 'evaluation_figures',
-           'permutation_importance_frame', 'slice_metrics', 'GateResult', 'check_gate', 'score_champion', 'model_card',
-           'evaluation_html']
+           'permutation_importance_frame', 'slice_metrics', 'GateResult', 'check_gate', 'score_champion',
+           'gate_challenger', 'card_data', 'model_card', 'evaluation_html']
 
 # %% ../nbs/06_evaluate.ipynb #ebe060bc
 LOWER_IS_BETTER = {"rmse", "mae", "log_loss", "brier"}
-
-def _positive(model): return getattr(model, "classes_", [None, 1])[-1]   # the larger label (works for text labels too)
+_GATE, _EVALUATION = GateSpec(), EvaluationSpec()      # pipeline.yaml's `gate:` and `evaluation:` defaults
+_SEED = PipelineSpec.model_fields["seed"].default      # pipeline.yaml's `seed:` default
 
 def model_task(model)->str:
     "'binary', 'multiclass' or 'regression', from a fitted model's classes (a regressor has none)."
     c = getattr(model, "classes_", None)
     return "regression" if c is None else "binary" if len(c) == 2 else "multiclass"
+
+def _probability_metrics(y:pd.Series, proba, task:str, classes, pos)->dict:
+    "log loss, ROC AUC (when both classes occur) and, for binary tasks, the Brier score."
+    res = {"log_loss": float(skm.log_loss(y, proba, labels=classes))}
+    if y.nunique() > 1:
+        res["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]) if task == "binary" else
+                               skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
+    if task == "binary": res["brier"] = float(skm.brier_score_loss(y == pos, proba[:, 1]))
+    return res
 
 def prediction_metrics(
     y, pred,                  # true labels and predicted labels (or values)
@@ -39,18 +50,14 @@ def prediction_metrics(
     if task == "regression":
         return dict(rmse=float(np.sqrt(skm.mean_squared_error(y, pred))), mae=float(skm.mean_absolute_error(y, pred)),
                     r2=float(skm.r2_score(y, pred)) if len(y) > 1 else float("nan"))
-    pos = list(classes)[-1] if classes is not None else sorted(pd.unique(np.concatenate([y.to_numpy(), pred])), key=str)[-1]
+    seen = sorted(pd.unique(np.concatenate([y.to_numpy(), pred])), key=str)
+    pos = list(classes)[-1] if classes is not None else seen[-1]
     f1 = (skm.f1_score(y, pred, average="binary", pos_label=pos, zero_division=0) if task == "binary"
           else skm.f1_score(y, pred, average="macro", zero_division=0))
     res = dict(accuracy=float(skm.accuracy_score(y, pred)), f1=float(f1))
-    if proba is not None:
-        res["log_loss"] = float(skm.log_loss(y, proba, labels=classes))
-        if y.nunique() > 1:
-            res["roc_auc"] = float(skm.roc_auc_score(y, proba[:, 1]) if task == "binary" else
-                                   skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes))
-        if task == "binary": res["brier"] = float(skm.brier_score_loss(y == pos, proba[:, 1]))
-    return res
+    return res if proba is None else {**res, **_probability_metrics(y, proba, task, classes, pos)}
 
+# %% ../nbs/06_evaluate.ipynb #94679fb8
 def evaluate_model(
     model, df:pd.DataFrame, target:str, # a fitted model, holdout rows and label column
     task:str,                           # 'binary', 'multiclass' or 'regression'
@@ -60,28 +67,37 @@ def evaluate_model(
     proba = model.predict_proba(X) if task != "regression" and hasattr(model, "predict_proba") else None
     return prediction_metrics(y, model.predict(X), task, proba, getattr(model, "classes_", None))
 
+# %% ../nbs/06_evaluate.ipynb #af169bef
+def _regression_figures(y:pd.Series, pred)->dict:
+    "Residuals against predictions, and predicted against actual."
+    res = go.Figure(go.Scatter(x=pred, y=y - pred, mode="markers", opacity=0.6))
+    res.add_hline(y=0, line_dash="dash")
+    res.update_layout(title="Residuals", xaxis_title="predicted", yaxis_title="actual - predicted")
+    lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+    pva = go.Figure([go.Scatter(x=y, y=pred, mode="markers", opacity=0.6, name="rows"),
+                     go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line_dash="dash", name="perfect")])
+    pva.update_layout(title="Predicted vs actual", xaxis_title="actual", yaxis_title="predicted")
+    return {"residuals": res, "predicted_vs_actual": pva}
+
+def _confusion_figure(y:pd.Series, pred, classes:list)->go.Figure:
+    "The confusion matrix as a heatmap, actual classes down, predicted across."
+    cm = skm.confusion_matrix(y, pred, labels=classes)
+    names = [str(c) for c in classes]
+    fig = go.Figure(go.Heatmap(z=cm, x=names, y=names, text=cm, texttemplate="%{text}", colorscale="Blues"))
+    fig.update_layout(title="Confusion matrix", xaxis_title="predicted", yaxis_title="actual",
+                      yaxis_autorange="reversed")
+    return fig
+
 # %% ../nbs/06_evaluate.ipynb #d27e1b61
-def evaluation_figures(model, df:pd.DataFrame, target:str, task:str)->dict[str, go.Figure]:
-    "Plotly figures of the model on `df`, by name."
-    from sklearn.calibration import calibration_curve
-    X, y = df.drop(columns=[target]), df[target]
-    pred = model.predict(X)
-    if task == "regression":
-        res = go.Figure(go.Scatter(x=pred, y=y - pred, mode="markers", opacity=0.6))
-        res.add_hline(y=0, line_dash="dash").update_layout(title="Residuals", xaxis_title="predicted", yaxis_title="actual - predicted")
-        lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
-        pva = go.Figure([go.Scatter(x=y, y=pred, mode="markers", opacity=0.6, name="rows"),
-                         go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line_dash="dash", name="perfect")])
-        pva.update_layout(title="Predicted vs actual", xaxis_title="actual", yaxis_title="predicted")
-        return {"residuals": res, "predicted_vs_actual": pva}
-    classes = list(model.classes_)
-    proba = model.predict_proba(X)
-    shown = [classes[-1]] if task == "binary" else classes
+def _curve_figures(y:pd.Series, proba, classes:list, shown:list)->tuple:
+    "ROC, precision-recall and calibration curves of each class in `shown`, one-vs-rest."
+    from sklearn.calibration import calibration_curve   # 0.2 s; only the plots need it
     roc, pr, cal = go.Figure(), go.Figure(), go.Figure()
     for c in shown:
         yt, p = (y == c).to_numpy(), proba[:, classes.index(c)]
         if yt.all() or not yt.any(): continue
-        fpr, tpr, _ = skm.roc_curve(yt, p); prec, rec, _ = skm.precision_recall_curve(yt, p)
+        fpr, tpr, _ = skm.roc_curve(yt, p)
+        prec, rec, _ = skm.precision_recall_curve(yt, p)
         roc.add_scatter(x=fpr, y=tpr, mode="lines", name=f"{c} (AUC {skm.auc(fpr, tpr):.3f})")
         pr.add_scatter(x=rec, y=prec, mode="lines", name=f"{c} (AP {skm.average_precision_score(yt, p):.3f})")
         fp, mp = calibration_curve(yt, p, n_bins=10, strategy="quantile")
@@ -91,34 +107,55 @@ def evaluation_figures(model, df:pd.DataFrame, target:str, task:str)->dict[str, 
     roc.update_layout(title="ROC curve", xaxis_title="false positive rate", yaxis_title="true positive rate")
     pr.update_layout(title="Precision-recall curve", xaxis_title="recall", yaxis_title="precision")
     cal.update_layout(title="Calibration", xaxis_title="mean predicted probability", yaxis_title="observed frequency")
-    cm = skm.confusion_matrix(y, pred, labels=classes)
-    conf = go.Figure(go.Heatmap(z=cm, x=[str(c) for c in classes], y=[str(c) for c in classes], text=cm, texttemplate="%{text}", colorscale="Blues"))
-    conf.update_layout(title="Confusion matrix", xaxis_title="predicted", yaxis_title="actual", yaxis_autorange="reversed")
+    return roc, pr, cal
+
+def evaluation_figures(
+    model, df:pd.DataFrame, target:str, # a fitted model, holdout rows and label column
+    task:str,                           # 'binary', 'multiclass' or 'regression'
+)->dict[str, go.Figure]:
+    "Plotly figures of the model on `df`, by name."
+    X, y = df.drop(columns=[target]), df[target]
+    pred = model.predict(X)
+    if task == "regression": return _regression_figures(y, pred)
+    classes = list(model.classes_)
+    roc, pr, cal = _curve_figures(y, model.predict_proba(X), classes, [classes[-1]] if task == "binary" else classes)
+    conf = _confusion_figure(y, pred, classes)
     return {"roc": roc, "precision_recall": pr, "confusion_matrix": conf, "calibration": cal}
 
 # %% ../nbs/06_evaluate.ipynb #67a407cb
-def permutation_importance_frame(model, df:pd.DataFrame, target:str, metric:str, repeats:int=5, seed:int=42)->pd.DataFrame:
-    "Mean and std of the drop in `metric` (a scikit-learn scorer name) when each column is shuffled, largest first."
-    from sklearn.inspection import permutation_importance
+def permutation_importance_frame(
+    model, df:pd.DataFrame, target:str,        # a fitted model, holdout rows and label column
+    metric:str,                                # a scikit-learn scorer name (the tuning metric)
+    repeats:int=_EVALUATION.importance_repeats, # shuffles per column
+    seed:int=_SEED,
+)->pd.DataFrame:                               # feature, importance, std
+    "Mean and std of the drop in `metric` when each column is shuffled, largest first."
+    from sklearn.inspection import permutation_importance   # 0.5 s; only the evaluate step needs it
     X, y = df.drop(columns=[target]), df[target]
     r = permutation_importance(model, X, y, scoring=metric, n_repeats=repeats, random_state=seed, n_jobs=1)
     return (pd.DataFrame({"feature": X.columns, "importance": r.importances_mean, "std": r.importances_std})
             .sort_values("importance", ascending=False, ignore_index=True))
 
-def slice_metrics(model, df:pd.DataFrame, target:str, task:str, columns:list, max_values:int=10)->pd.DataFrame:
+def _slice_keys(s:pd.Series, max_values:int)->pd.Series:
+    "Each row's slice of column `s`: its quartile when numeric with many values, else its value (the rarest: <other>)."
+    if pd.api.types.is_numeric_dtype(s) and s.nunique() > max_values:
+        q = pd.qcut(s, 4, duplicates="drop")
+        return q.cat.rename_categories([f"{iv.left:.4g} to {iv.right:.4g}" for iv in q.cat.categories])
+    top = s.astype("string").fillna("<missing>")
+    keep = top.value_counts().index[:max_values]
+    return top.where(top.isin(keep), "<other>")
+
+def slice_metrics(
+    model, df:pd.DataFrame, target:str, # a fitted model, holdout rows and label column
+    task:str,                           # 'binary', 'multiclass' or 'regression'
+    columns:list,                       # the columns to slice by (pipeline.yaml `evaluation.slices`)
+    max_values:int=10,                  # values per column before the rest become <other>
+)->pd.DataFrame:                        # column, slice, rows and the metrics
     "Metrics per value (or quartile, for numeric columns) of each column in `columns`."
     rows = []
     for c in columns:
         if c not in df: raise MlopsWbError(f"pipeline.yaml: evaluation.slices: column {c!r} is not in the holdout data")
-        s = df[c]
-        if pd.api.types.is_numeric_dtype(s) and s.nunique() > max_values:
-            q = pd.qcut(s, 4, duplicates="drop")
-            keys = q.cat.rename_categories([f"{iv.left:.4g} to {iv.right:.4g}" for iv in q.cat.categories])
-        else:
-            top = s.astype("string").fillna("<missing>")
-            keep = top.value_counts().index[:max_values]
-            keys = top.where(top.isin(keep), "<other>")
-        for k, part in df.groupby(keys, sort=True, observed=True):
+        for k, part in df.groupby(_slice_keys(df[c], max_values), sort=True, observed=True):
             m = evaluate_model(model, part, target, task) if len(part) > 1 else {}
             rows.append({"column": c, "slice": str(k), "rows": len(part), **m})
     return pd.DataFrame(rows)
@@ -134,45 +171,101 @@ class GateResult:
     def to_dict(self): return asdict(self)
     def summary(self)->str:
         return "passed" if self.passed else "failed: " + "; ".join(self.failures)
+    def run_metrics(self)->dict:
+        "What the evaluate step logs with the holdout metrics: `gate_passed` and the champion's metrics."
+        champ = {f"champion_{k}": v for k, v in self.champion["metrics"].items()} if self.champion else {}
+        return {"gate_passed": self.passed, **champ}
 
+# %% ../nbs/06_evaluate.ipynb #21303b32
+def _op(k:str)->str: return "<=" if k in LOWER_IS_BETTER else ">="
+
+def _within(k:str, v:float, bound:float)->bool: return v <= bound if k in LOWER_IS_BETTER else v >= bound
+
+def _threshold_checks(metrics:dict, thresholds:dict)->tuple[list, dict]:
+    "(failures, checks) of the absolute thresholds."
+    fails, checked = [], {}
+    for k, t in thresholds.items():
+        if k not in metrics:
+            fails.append(f"{k}: not computed; computed metrics are {', '.join(sorted(metrics))}")
+            continue
+        v = metrics[k]
+        checked[k] = dict(value=v, threshold=t, op=_op(k), passed=_within(k, v, t))
+        if not checked[k]["passed"]: fails.append(f"{k} = {v:.4f}, required {_op(k)} {t}")
+    return fails, checked
+
+def _champion_checks(metrics:dict, champion:dict, tolerance:float, compare:list)->tuple[list, dict]:
+    "(failures, checks) of the comparison with the champion; a champion that could not be scored is a failure."
+    fails, checked, ver = [], {}, champion["version"]
+    for k in compare:
+        cm = champion["metrics"].get(k)
+        if k not in metrics or cm is None:
+            fails.append(f"{k}: cannot compare with champion version {ver} (not computed for both)")
+            continue
+        v = metrics[k]
+        bound = cm + tolerance if k in LOWER_IS_BETTER else cm - tolerance
+        ok = _within(k, v, bound)
+        checked[f"{k}_vs_champion"] = dict(value=v, champion=cm, tolerance=tolerance, bound=bound, op=_op(k), passed=ok)
+        if not ok: fails.append(f"{k} = {v:.4f} is worse than champion version {ver} ({cm:.4f}) "
+                                f"by more than the tolerance {tolerance}")
+    if champion.get("error"):
+        fails.append(f"champion version {ver} could not be scored on this holdout: {champion['error']}")
+    return fails, checked
+
+# %% ../nbs/06_evaluate.ipynb #1986a6bd
 def check_gate(
     metrics:dict,                # the challenger's holdout metrics
     thresholds:dict,             # metric -> floor (ceiling for lower-is-better metrics)
-    champion:dict|None=None,     # {version, metrics} of the champion on the same holdout, or None
-    tolerance:float=0.0,         # how much worse than the champion a compared metric may be
+    champion:dict|None=None,     # {version, metrics[, error]} of the champion on the same holdout, or None
+    tolerance:float=_GATE.tolerance, # how much worse than the champion a compared metric may be
     compare:list|None=None,      # metrics compared with the champion (default: the thresholds' metrics)
 )->GateResult:
     "The quality gate: absolute thresholds, then no worse than the champion by more than `tolerance`."
-    fails, checked = [], {}
-    for k, t in thresholds.items():
-        if k not in metrics: fails.append(f"{k}: not computed; computed metrics are {', '.join(sorted(metrics))}"); continue
-        v, low = metrics[k], k in LOWER_IS_BETTER
-        ok = v <= t if low else v >= t
-        checked[k] = dict(value=v, threshold=t, op="<=" if low else ">=", passed=ok)
-        if not ok: fails.append(f"{k} = {v:.4f}, required {'<=' if low else '>='} {t}")
+    fails, checked = _threshold_checks(metrics, thresholds)
     if champion is not None:
-        for k in (compare if compare is not None else list(thresholds)):
-            cm = champion["metrics"].get(k)
-            if k not in metrics or cm is None:
-                fails.append(f"{k}: cannot compare with champion version {champion['version']} (not computed for both)"); continue
-            v, low = metrics[k], k in LOWER_IS_BETTER
-            bound = cm + tolerance if low else cm - tolerance
-            ok = v <= bound if low else v >= bound
-            checked[f"{k}_vs_champion"] = dict(value=v, champion=cm, tolerance=tolerance, bound=bound, op="<=" if low else ">=", passed=ok)
-            if not ok: fails.append(f"{k} = {v:.4f} is worse than champion version {champion['version']} ({cm:.4f}) by more than the tolerance {tolerance}")
+        more, vs = _champion_checks(metrics, champion, tolerance, compare if compare is not None else list(thresholds))
+        fails += more
+        checked.update(vs)
     return GateResult(not fails, fails, checked, champion)
 
 # %% ../nbs/06_evaluate.ipynb #742c2768
-def score_champion(client, name:str, df:pd.DataFrame, target:str, task:str)->dict|None:
+def score_champion(
+    client,                       # an MlflowClient
+    name:str,                     # registered model name
+    df:pd.DataFrame, target:str,  # holdout rows (all their columns) and label column
+    task:str,                     # 'binary', 'multiclass' or 'regression'
+)->dict|None:
     "{version, metrics, error} of `name@champion` re-scored on `df`; None when there is no champion."
-    import mlflow
+    import mlflow   # 3 s; only a step that compares with the registry needs it
     try: mv = client.get_model_version_by_alias(name, "champion")
     except Exception: return None
     try:
         model = mlflow.sklearn.load_model(f"models:/{name}/{mv.version}")
         return {"version": str(mv.version), "metrics": evaluate_model(model, df, target, task)}
     except Exception as e:
-        return {"version": str(mv.version), "metrics": {}, "error": f"{type(e).__name__}: {str(e)[:300]}"}
+        return {"version": str(mv.version), "metrics": {}, "error": f"{type(e).__name__}: {clip(e, 300)}"}
+
+# %% ../nbs/06_evaluate.ipynb #4f6f23ff
+def gate_challenger(
+    client,                       # an MlflowClient
+    name:str,                     # registered model name (its @champion is compared against)
+    df:pd.DataFrame, target:str,  # the holdout rows (all their columns: the champion may use others) and label column
+    task:str,                     # 'binary', 'multiclass' or 'regression'
+    metrics:dict,                 # the challenger's holdout metrics
+    gate:dict|GateSpec|None=None, # pipeline.yaml's `gate:` section
+)->GateResult:
+    "The quality gate of a challenger with `metrics`, against `gate`'s thresholds and the champion re-scored on `df`."
+    spec = gate if isinstance(gate, GateSpec) else GateSpec.model_validate(gate or {})
+    champion = score_champion(client, name, df, target, task) if spec.compare_champion else None
+    return check_gate(metrics, spec.thresholds, champion, spec.tolerance, spec.compare)
+
+# %% ../nbs/06_evaluate.ipynb #0cae9503
+def card_data(
+    split:dict,   # the split step's info: `<part>_digest` and `<part>_rows` of each part, `dataset_digest`
+)->dict:          # part -> {digest, rows}, the whole dataset first
+    "The dataset and its train, validation and holdout parts, each with its digest and rows."
+    parts = ("train", "validation", "holdout")
+    return {"dataset": {"digest": split["dataset_digest"], "rows": sum(split[f"{k}_rows"] for k in parts)},
+            **{k: {"digest": split[f"{k}_digest"], "rows": split[f"{k}_rows"]} for k in parts}}
 
 # %% ../nbs/06_evaluate.ipynb #3b46e3ee
 def _table(rows:list, cols:list)->str:
@@ -181,35 +274,58 @@ def _table(rows:list, cols:list)->str:
 
 def _f(v): return f"{v:.4f}" if isinstance(v, float) else v
 
+def _records(df:pd.DataFrame)->list: return [{k: _f(v) for k, v in r.items()} for r in df.to_dict("records")]
+
+def _card_model(tuning:dict)->list:
+    "The family and how it was chosen, its parameters, and each family's search."
+    chosen = (f"Family **{tuning.get('family')}**, chosen by cross-validated {tuning.get('metric')} "
+              f"= {_f(tuning.get('cv_score'))}.")
+    search = [{"family": f, "cv score": _f(b["score"]), "trials": b["trials"], "pruned": b["pruned"],
+               "seconds": f"{b['seconds']:.1f}"} for f, b in (tuning.get("best") or {}).items()]
+    return ["## Model", chosen, "",
+            _table([{"param": k, "value": v} for k, v in (tuning.get("params") or {}).items()], ["param", "value"]),
+            _table(search, ["family", "cv score", "trials", "pruned", "seconds"])]
+
+def _card_gate(gate:dict)->list:
+    "The verdict, the champion compared with, and every check."
+    verdict = "**PASSED**" if gate["passed"] else "**FAILED**: " + "; ".join(gate["failures"])
+    ch = gate.get("champion")
+    against = (f"Compared with champion version {ch['version']} on the same holdout." if ch
+               else "No champion to compare with.")
+    checks = [{"check": k, **{kk: _f(vv) for kk, vv in v.items()}} for k, v in gate["checked"].items()]
+    return ["## Quality gate", verdict, "", against, "",
+            _table(checks, ["check", "value", "op", "threshold", "champion", "bound", "passed"])]
+
+# %% ../nbs/06_evaluate.ipynb #18eb3f16
 def model_card(
     name:str, task:str, target:str, features:list, # what the model predicts from what
-    data:dict,                 # dataset, train and holdout digests and row counts
+    data:dict,                 # dataset, train and holdout digests and row counts (`card_data`)
     tuning:dict,               # TuneResult.summary()
     metrics:dict, gate:dict,   # holdout metrics and GateResult.to_dict()
     importance:pd.DataFrame|None=None, slices:pd.DataFrame|None=None,
     version:str|None=None, pipeline_run_id:str|None=None,
 )->str:
     "The model card as markdown."
+    parts = [{"part": k, "digest": f"`{clip(v.get('digest', ''), 16)}`", "rows": v.get("rows", "")}
+             for k, v in data.items()]
+    scores = [{"metric": k, "value": _f(v)} for k, v in metrics.items()]
     out = [f"# Model card: {name}" + (f" version {version}" if version else ""), "",
            f"Predicts **{target}** ({task}) from {len(features)} features. Pipeline run `{pipeline_run_id}`.", "",
-           "## Data", _table([{"part": k, "digest": f"`{v.get('digest', '')[:16]}`", "rows": v.get("rows", "")} for k, v in data.items()], ["part", "digest", "rows"]),
-           "## Model", f"Family **{tuning.get('family')}**, chosen by cross-validated {tuning.get('metric')} = {_f(tuning.get('cv_score'))}.", "",
-           _table([{"param": k, "value": v} for k, v in (tuning.get("params") or {}).items()], ["param", "value"]),
-           _table([{"family": f, "cv score": _f(b["score"]), "trials": b["trials"], "pruned": b["pruned"], "seconds": f"{b['seconds']:.1f}"}
-                   for f, b in (tuning.get("best") or {}).items()], ["family", "cv score", "trials", "pruned", "seconds"]),
-           "## Holdout metrics", _table([{"metric": k, "value": _f(v)} for k, v in metrics.items()], ["metric", "value"]),
-           "## Quality gate", f"**{'PASSED' if gate['passed'] else 'FAILED'}**" + ("" if gate["passed"] else ": " + "; ".join(gate["failures"])), ""]
-    ch = gate.get("champion")
-    out += [f"Compared with champion version {ch['version']} on the same holdout." if ch else "No champion to compare with.", "",
-            _table([{"check": k, **{kk: _f(vv) for kk, vv in v.items()}} for k, v in gate["checked"].items()], ["check", "value", "op", "threshold", "champion", "bound", "passed"])]
+           "## Data", _table(parts, ["part", "digest", "rows"]), *_card_model(tuning),
+           "## Holdout metrics", _table(scores, ["metric", "value"]),
+           *_card_gate(gate)]
     if importance is not None and len(importance):
-        out += ["## Permutation importance (top 10)", _table([{k: _f(v) for k, v in r.items()} for r in importance.head(10).to_dict("records")], ["feature", "importance", "std"])]
-    if slices is not None and len(slices):
-        cols = [c for c in slices.columns if c not in ()]
-        out += ["## Slices", _table([{k: _f(v) for k, v in r.items()} for r in slices.to_dict("records")], cols)]
+        top = _table(_records(importance.head(10)), ["feature", "importance", "std"])
+        out += ["## Permutation importance (top 10)", top]
+    if slices is not None and len(slices): out += ["## Slices", _table(_records(slices), list(slices.columns))]
     return "\n".join(out)
 
-def evaluation_html(figs:dict, card:str, title:str="Evaluation")->str:
+# %% ../nbs/06_evaluate.ipynb #5d14dfae
+def evaluation_html(
+    figs:dict,               # name -> plotly figure (`evaluation_figures`)
+    card:str,                # the model card (markdown)
+    title:str="Evaluation",
+)->str:                      # a whole HTML page
     "One offline HTML page: the model card (as preformatted markdown) and every figure."
     body = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs.values()))
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{_html.escape(title)}</title></head><body>"

@@ -1,4 +1,4 @@
-"""Model versions in the MLflow registry: log the fitted Pipeline as a standard MLflow model, register it, set aliases.
+"""Model versions in the MLflow registry: log the fitted Pipeline as an MLflow model, register it, set aliases.
 
 Docs: https://mlops-wb.github.io/mlops-wb/registry.html.md"""
 
@@ -7,17 +7,23 @@ Docs: https://mlops-wb.github.io/mlops-wb/registry.html.md"""
 # %% ../nbs/07_registry.ipynb #a1d277df
 from __future__ import annotations
 import importlib.metadata as md
-import pandas as pd
 import json
-from .config import MlopsWbError, ConfigError
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.models import infer_signature
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
+from .errors import MlopsWbError, ConfigError, GateFailed, Exit
 from .tracking import mlflow, MlflowClient, experiment_id
 from .tags import *
-from .data import SnapshotStore, DataError
+from .data import SnapshotStore
 
 # %% auto #0
 __all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'model_requirements', 'register_model', 'RegistryError', 'parse_model_ref',
-           'get_version', 'model_lineage', 'reference_snapshot', 'PromotionRefused', 'AuditLog', 'promote', 'rollback',
-           'history', 'champion_at']
+           'get_version', 'model_lineage', 'lineage_tags', 'Registration', 'register_challenger', 'reference_snapshot',
+           'PromotionRefused', 'AuditLog', 'promote', 'rollback', 'history', 'champion_at']
 
 # %% ../nbs/07_registry.ipynb #d3e24c92
 ALIAS_CHALLENGER, ALIAS_CHAMPION = "challenger", "champion"
@@ -36,7 +42,6 @@ def register_model(
     alias:str|None=ALIAS_CHALLENGER, # alias to point at the new version
 )->str:                     # the new version number, as text
     "Log `model` in `run_id` as an MLflow model, register it under `name` and set `alias`."
-    from mlflow.models import infer_signature
     sig = infer_signature(example, model.predict(example))
     with mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(model, name="model", signature=sig, input_example=example.head(3),
@@ -50,15 +55,22 @@ def register_model(
 # %% ../nbs/07_registry.ipynb #8a08253f
 class RegistryError(MlopsWbError):
     "A model, version or alias does not exist, or cannot be used this way."
-    exit_code = 2
+    exit_code = Exit.BAD_INPUT
 
 def parse_model_ref(ref:str)->tuple[str, str|None, str|None]:
     "(name, alias, version) of `NAME`, `NAME@ALIAS` or `NAME/VERSION`."
-    if "@" in ref: n, a = ref.split("@", 1); return n, a, None
-    if "/" in ref: n, v = ref.rsplit("/", 1); return n, None, v
+    if "@" in ref:
+        n, a = ref.split("@", 1)
+        return n, a, None
+    if "/" in ref:
+        n, v = ref.rsplit("/", 1)
+        return n, None, v
     return ref, None, None
 
-def get_version(client, ref:str):
+def get_version(
+    client,     # an MlflowClient
+    ref:str,    # `NAME`, `NAME@ALIAS` or `NAME/VERSION`
+):              # the MLflow ModelVersion
     "The model version `ref` names; `RegistryError` saying what exists when it does not."
     name, alias, version = parse_model_ref(ref)
     try:
@@ -68,44 +80,98 @@ def get_version(client, ref:str):
         if vs: return vs[0]
     except Exception as e:
         known = [m.name for m in client.search_registered_models(max_results=20)]
-        raise RegistryError(f"model {ref!r} not found ({type(e).__name__}); registered models: {', '.join(known) or 'none'}") from None
+        raise RegistryError(f"model {ref!r} not found ({type(e).__name__}); "
+                            f"registered models: {', '.join(known) or 'none'}") from None
     raise RegistryError(f"model {name!r} has no versions")
 
+# %% ../nbs/07_registry.ipynb #7886d40c
+def _step_runs(client, parent)->list[dict]:
+    "Each step run of the pipeline run `parent`, oldest first: step, run, status, reuse and notebook."
+    prid = parent.info.run_id
+    kids = client.search_runs([parent.info.experiment_id], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{prid}'", max_results=200,
+                              order_by=["attributes.start_time ASC"])
+    return [dict(step=r.data.tags.get(TAG_STEP), run_id=r.info.run_id, status=r.info.status,
+                 cached_from=r.data.tags.get(TAG_CACHED_FROM), notebook=r.data.tags.get(TAG_NOTEBOOK),
+                 notebook_hash=r.data.tags.get(TAG_NOTEBOOK_HASH)) for r in kids]
+
+def _dataset_inputs(run)->list[dict]:
+    "The dataset snapshots `run` recorded as inputs: name, context, digest, source and rows."
+    out = []
+    for di in (run.inputs.dataset_inputs if run.inputs else []):
+        d, ctx = di.dataset, {t.key: t.value for t in di.tags}.get(MLFLOW_DATASET_CONTEXT)
+        src = json.loads(d.source) if d.source and d.source.startswith("{") else {"uri": d.source}
+        prof = json.loads(d.profile) if d.profile else {}
+        out.append(dict(name=d.name, context=ctx, digest=src.get("digest", d.digest), source=src.get("uri"),
+                        rows=prof.get("num_rows")))
+    return out
+
 # %% ../nbs/07_registry.ipynb #685efaf2
-def model_lineage(client, ref:str)->dict:
+def model_lineage(
+    client,    # an MlflowClient
+    ref:str,   # `NAME`, `NAME@ALIAS` or `NAME/VERSION`
+)->dict:       # model, version, aliases, runs, git commit, steps, datasets and the version's tags
     "The runs, notebooks, commit and data snapshots behind model version `ref`."
     mv = get_version(client, ref)
     reg_run = client.get_run(mv.run_id)
-    prid = reg_run.data.tags.get(TAG_PIPELINE) or reg_run.data.tags.get("mlflow.parentRunId")
+    prid = reg_run.data.tags.get(TAG_PIPELINE) or reg_run.data.tags.get(MLFLOW_PARENT_RUN_ID)
     parent = client.get_run(prid) if prid else None
-    steps = []
-    if parent:
-        kids = client.search_runs([parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{prid}'", max_results=200,
-                                  order_by=["attributes.start_time ASC"])
-        for r in kids:
-            t = r.data.tags
-            steps.append(dict(step=t.get(TAG_STEP), run_id=r.info.run_id, status=r.info.status,
-                              cached_from=t.get(TAG_CACHED_FROM), notebook=t.get(TAG_NOTEBOOK), notebook_hash=t.get(TAG_NOTEBOOK_HASH)))
-    datasets = []
-    for di in (parent.inputs.dataset_inputs if parent and parent.inputs else []):
-        d, ctx = di.dataset, {t.key: t.value for t in di.tags}.get("mlflow.data.context")
-        src = json.loads(d.source) if d.source and d.source.startswith("{") else {"uri": d.source}
-        prof = json.loads(d.profile) if d.profile else {}
-        datasets.append(dict(name=d.name, context=ctx, digest=src.get("digest", d.digest), source=src.get("uri"), rows=prof.get("num_rows")))
-    aliases = [a for a in (client.get_registered_model(mv.name).aliases or {}) if str(client.get_registered_model(mv.name).aliases[a]) == str(mv.version)]
+    held = client.get_registered_model(mv.name).aliases or {}
     pt = parent.data.tags if parent else {}
-    return dict(model=mv.name, version=str(mv.version), aliases=aliases, model_run_id=mv.run_id, pipeline_run_id=prid,
-                pipeline_status=parent.info.status if parent else None, git_commit=pt.get(TAG_GIT_COMMIT), git_dirty=pt.get(TAG_GIT_DIRTY),
-                steps=steps, datasets=datasets, tags=dict(mv.tags or {}))
+    return dict(model=mv.name, version=str(mv.version), aliases=[a for a in held if str(held[a]) == str(mv.version)],
+                model_run_id=mv.run_id, pipeline_run_id=prid, pipeline_status=parent.info.status if parent else None,
+                git_commit=pt.get(TAG_GIT_COMMIT), git_dirty=pt.get(TAG_GIT_DIRTY),
+                steps=_step_runs(client, parent) if parent else [], datasets=_dataset_inputs(parent) if parent else [],
+                tags=dict(mv.tags or {}))
+
+# %% ../nbs/07_registry.ipynb #0769749a
+def lineage_tags(
+    pipeline_run_id:str,   # the pipeline run that trained the model
+    split:dict,            # the split step's info: `dataset_digest`, `train_digest`, `holdout_digest`
+    family:str,            # the tuned estimator family
+    gate:dict,             # GateResult.to_dict() (the evaluate step's gate.json)
+)->dict:                   # tag -> value, for the model version
+    "The tags a model version carries: where it came from, on which data, and its gate result."
+    return {TAG_PIPELINE: pipeline_run_id, TAG_DATASET_DIGEST: split["dataset_digest"],
+            TAG_TRAIN_DIGEST: split["train_digest"], TAG_HOLDOUT_DIGEST: split["holdout_digest"], TAG_FAMILY: family,
+            TAG_GATE_PASSED: "true" if gate["passed"] else "false", TAG_GATE: clip(json.dumps(gate), TAG_TEXT_MAX)}
+
+# %% ../nbs/07_registry.ipynb #2178c1b9
+@dataclass
+class Registration:
+    "A registered challenger: its model, version and model card (the version's description)."
+    name: str
+    version: str
+    card: str
+
+def register_challenger(
+    model, example:pd.DataFrame, run_id:str, name:str,   # as for `register_model`
+    gate:dict,               # GateResult.to_dict() (the evaluate step's gate.json)
+    split:dict,              # the split step's info (its digests)
+    family:str,              # the tuned estimator family
+    pipeline_run_id:str,     # the pipeline run that trained the model
+    card:str="",             # the model card; gets the version number and becomes the description
+)->Registration:
+    "Register a model that passed its quality gate as `@challenger`, with its lineage; else `GateFailed`."
+    if not gate["passed"]: raise GateFailed("quality gate failed, nothing registered: " + "; ".join(gate["failures"]))
+    version = register_model(model, example, run_id, name, tags=lineage_tags(pipeline_run_id, split, family, gate))
+    card = card.replace(f"# Model card: {name}", f"# Model card: {name} version {version}", 1)
+    if card: MlflowClient().update_model_version(name, version, card)
+    return Registration(name, version, card)
 
 # %% ../nbs/07_registry.ipynb #568b267b
-def reference_snapshot(store:SnapshotStore, reference:str, model_name:str, project:str|None=None):
+def reference_snapshot(
+    store:SnapshotStore,     # the project's snapshots
+    reference:str,           # pipeline.yaml `validation.reference`: auto, none or a digest (prefix)
+    model_name:str,          # registered model name (its @champion's training data, for auto)
+    project:str|None=None,   # the newest snapshot of this project, for auto without a champion
+):                           # a SnapshotRef, or None
     "The snapshot validation learns its expectations from, or None."
     if reference == "none": return None
     if reference != "auto":
         ref = store.find(reference)
-        if ref is None: raise ConfigError(f"pipeline.yaml: validation.reference: no snapshot with digest {reference!r}; "
-                                          f"list snapshots with: mlops-wb data list")
+        if ref is None:
+            raise ConfigError(f"pipeline.yaml: validation.reference: no snapshot with digest {reference!r}; "
+                              f"list snapshots with: mlops-wb data list")
         return ref
     try: mv = store.client.get_model_version_by_alias(model_name, ALIAS_CHAMPION)
     except Exception: mv = None
@@ -115,14 +181,9 @@ def reference_snapshot(store:SnapshotStore, reference:str, model_name:str, proje
     return store.latest("dataset", project)
 
 # %% ../nbs/07_registry.ipynb #4ca460e6
-import time as _time
-from datetime import datetime, timezone
-from mlflow.entities import Metric
-
-
 class PromotionRefused(MlopsWbError):
     "A promotion or rollback was refused: not an approver, no reason, a failed gate, nothing to roll back to."
-    exit_code = 4
+    exit_code = Exit.REFUSED
 
 class AuditLog:
     "Append-only record of promotions and rollbacks, kept as runs of the `<experiment>-audit` experiment."
@@ -133,9 +194,9 @@ class AuditLog:
     def append(self, **e)->dict:
         "Record one entry; returns it with its time and id."
         tags = {f"audit.{k}": (v if isinstance(v, str) else json.dumps(v)) for k, v in e.items() if v is not None}
-        run = self.client.create_run(self.exp_id, run_name=f"{e['action']} {e['model']} {e.get('from_version')}->{e.get('to_version')}",
-                                     tags={"mlops_wb.kind": "audit", **tags})
-        ms = [Metric(k, float(v), int(_time.time()*1000), 0) for k, v in (e.get("metrics") or {}).items()]
+        name = f"{e['action']} {e['model']} {e.get('from_version')}->{e.get('to_version')}"
+        run = self.client.create_run(self.exp_id, run_name=name, tags={TAG_KIND: "audit", **tags})
+        ms = [Metric(k, float(v), int(time.time()*1000), 0) for k, v in (e.get("metrics") or {}).items()]
         if ms: self.client.log_batch(run.info.run_id, metrics=ms)
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return self._entry(self.client.get_run(run.info.run_id))
@@ -143,10 +204,12 @@ class AuditLog:
     def entries(self, model:str)->list[dict]:
         "Every entry for `model`, oldest first."
         runs, token = [], None
+        filt = f"tags.`audit.model` = '{model}' and attributes.status = 'FINISHED'"
         while True:
-            page = self.client.search_runs([self.exp_id], f"tags.`audit.model` = '{model}' and attributes.status = 'FINISHED'",
-                                           max_results=1000, order_by=["attributes.start_time ASC"], page_token=token)
-            runs += list(page); token = page.token
+            page = self.client.search_runs([self.exp_id], filt, max_results=1000,
+                                           order_by=["attributes.start_time ASC"], page_token=token)
+            runs += list(page)
+            token = page.token
             if not token: break
         return [self._entry(r) for r in runs]
 
@@ -158,6 +221,7 @@ class AuditLog:
                  when=datetime.fromtimestamp(run.info.start_time/1000, timezone.utc).isoformat(timespec="seconds"))
         return t
 
+# %% ../nbs/07_registry.ipynb #27c62358
 def _holders(entries):
     "Replay the log: the stack of champions, newest last."
     stack = []
@@ -168,8 +232,9 @@ def _holders(entries):
 
 def _check_approver(settings, action):
     if settings.user not in settings.approvers:
-        raise PromotionRefused(f"{action} refused: user {settings.user!r} is not an approver; approvers in settings.ini "
-                               f"[workbench] approvers are: {', '.join(settings.approvers) or '(none)'}")
+        raise PromotionRefused(f"{action} refused: user {settings.user!r} is not an approver; "
+                               f"approvers in settings.ini [workbench] approvers are: "
+                               f"{', '.join(settings.approvers) or '(none)'}")
 
 def _current(client, name):
     try: return str(client.get_model_version_by_alias(name, ALIAS_CHAMPION).version)
@@ -188,13 +253,16 @@ def promote(client, settings, name:str, version:str, reason:str, force:bool=Fals
         raise PromotionRefused(f"promote refused: {name} version {version} did not pass its quality gate ({why}); "
                                f"use --force with a reason to promote it anyway")
     cur = _current(client, name)
-    if cur == str(mv.version): raise PromotionRefused(f"promote refused: {name} version {version} is already @{ALIAS_CHAMPION}")
+    if cur == str(mv.version):
+        raise PromotionRefused(f"promote refused: {name} version {version} is already @{ALIAS_CHAMPION}")
     run = client.get_run(mv.run_id)
     client.set_registered_model_alias(name, ALIAS_CHAMPION, mv.version)
-    return AuditLog(client, settings).append(action="promote", model=name, from_version=cur, to_version=str(mv.version),
-                                             user=settings.user, reason=reason.strip(), forced="true" if force else "false",
-                                             gate=gate or {"passed": passed}, metrics=dict(run.data.metrics))
+    return AuditLog(client, settings).append(
+        action="promote", model=name, from_version=cur, to_version=str(mv.version), user=settings.user,
+        reason=reason.strip(), forced="true" if force else "false", gate=gate or {"passed": passed},
+        metrics=dict(run.data.metrics))
 
+# %% ../nbs/07_registry.ipynb #c9011ca4
 def rollback(client, settings, name:str, reason:str)->dict:
     "Return `@champion` of `name` to the version that held it before the current one; returns the audit entry."
     if not (reason or "").strip(): raise PromotionRefused("rollback refused: a reason is required (--reason TEXT)")
@@ -206,9 +274,10 @@ def rollback(client, settings, name:str, reason:str)->dict:
     prev = stack[-2]
     mv = get_version(client, f"{name}/{prev}")
     client.set_registered_model_alias(name, ALIAS_CHAMPION, prev)
-    return log.append(action="rollback", model=name, from_version=cur, to_version=prev, user=settings.user, reason=reason.strip(),
-                      metrics=dict(client.get_run(mv.run_id).data.metrics))
+    return log.append(action="rollback", model=name, from_version=cur, to_version=prev, user=settings.user,
+                      reason=reason.strip(), metrics=dict(client.get_run(mv.run_id).data.metrics))
 
+# %% ../nbs/07_registry.ipynb #0ad174bf
 def history(client, settings, name:str)->list[dict]:
     "The audit entries of `name`, oldest first, each with the champion it left in place."
     entries, stack = AuditLog(client, settings).entries(name), []

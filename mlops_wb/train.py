@@ -1,4 +1,4 @@
-"""Features inside the model, candidate estimator families, and their tuning with Optuna: the winner is one scikit-learn Pipeline, so serving never skews from training.
+"""Features inside the model, candidate families and their tuning with Optuna: the winner is one scikit-learn Pipeline.
 
 Docs: https://mlops-wb.github.io/mlops-wb/train.html.md"""
 
@@ -10,56 +10,79 @@ import time
 from dataclasses import dataclass, field, asdict
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
+from sklearn.metrics import get_scorer
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from .config import MlopsWbError, ConfigError
+from .errors import MlopsWbError, ConfigError
+from .config import PipelineSpec, TuningSpec
 from .validate import detect_task
 from .tags import *
 
 # %% auto #0
-__all__ = ['FAMILIES', 'DEFAULT_SPACES', 'TrainError', 'build_preprocessor', 'search_space', 'make_estimator', 'fixed_params',
-           'suggest', 'build_model', 'fit_model', 'default_metric', 'Trial', 'TuneResult', 'tune', 'trial_logger']
+__all__ = ['FAMILIES', 'DEFAULT_SPACES', 'TrainError', 'preprocessing_groups', 'build_preprocessor', 'search_space',
+           'make_estimator', 'fixed_params', 'suggest', 'build_model', 'fit_model', 'default_metric', 'tuning_scorer',
+           'cv_folds', 'Trial', 'tune_family', 'TuneResult', 'tune', 'trial_logger']
 
-# %% ../nbs/05_train.ipynb #645d2b8e
+# %% ../nbs/05_train.ipynb #6770c5a7
 class TrainError(MlopsWbError):
     "The model cannot be built or fitted from this data and these parameters."
 
 def _is_num(s): return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
-def build_preprocessor(
+def _column_prep(X:pd.DataFrame, c:str, o:dict)->tuple|None:
+    "(kind, impute, scale) of column `c` with overrides `o`; None when it is dropped."
+    kind = o.get("kind") or ("numeric" if _is_num(X[c]) else "categorical")
+    if kind == "drop": return None
+    if kind == "numeric" and not _is_num(X[c]):
+        raise ConfigError(f"pipeline.yaml: preprocessing.{c}.kind is numeric but column {c!r} holds text")
+    imp = o.get("impute") or ("median" if kind == "numeric" else "most_frequent")
+    if kind == "categorical" and imp in ("median", "mean"):
+        raise ConfigError(f"pipeline.yaml: preprocessing.{c}.impute: {imp} needs numbers; {c!r} is categorical "
+                          f"(use most_frequent or constant)")
+    scale = o.get("scale", True) if kind == "numeric" else False
+    return kind, imp, bool(scale)
+
+def preprocessing_groups(
     X:pd.DataFrame,            # the feature columns
     columns:dict|None=None,    # column -> {kind, impute, scale} overrides (pipeline.yaml `preprocessing`)
-)->ColumnTransformer:
-    "Numeric columns: impute (median) and scale; the rest: impute (most frequent) and one-hot (unknown categories ignored)."
+)->dict:                       # (kind, impute, scale) -> the columns prepared that way
+    "Which columns are prepared alike; a `ConfigError` for an override that does not fit the data."
     columns = columns or {}
     unknown = sorted(set(columns) - set(X.columns))
     if unknown: raise ConfigError(f"pipeline.yaml: preprocessing names columns that are not features: {unknown}")
     groups = {}
     for c in X.columns:
-        o = dict(columns.get(c) or {})
-        kind = o.get("kind") or ("numeric" if _is_num(X[c]) else "categorical")
-        if kind == "drop": continue
-        if kind == "numeric" and not _is_num(X[c]):
-            raise ConfigError(f"pipeline.yaml: preprocessing.{c}.kind is numeric but column {c!r} holds text")
-        imp = o.get("impute") or ("median" if kind == "numeric" else "most_frequent")
-        if kind == "categorical" and imp in ("median", "mean"):
-            raise ConfigError(f"pipeline.yaml: preprocessing.{c}.impute: {imp} needs numbers; {c!r} is categorical (use most_frequent or constant)")
-        scale = o.get("scale", True) if kind == "numeric" else False
-        groups.setdefault((kind, imp, bool(scale)), []).append(c)
-    parts = []
-    for (kind, imp, scale), cols in groups.items():
-        if kind == "numeric":
-            steps = [SimpleImputer(strategy=imp, fill_value=0 if imp == "constant" else None)] + ([StandardScaler()] if scale else [])
-        else:
-            steps = [SimpleImputer(strategy=imp, fill_value="missing" if imp == "constant" else None),
-                     OneHotEncoder(handle_unknown="ignore")]
-        parts.append((f"{kind}_{imp}{'_scaled' if scale else ''}", make_pipeline(*steps), cols))
-    if not parts: raise ConfigError("pipeline.yaml: preprocessing drops every feature column")
+        key = _column_prep(X, c, dict(columns.get(c) or {}))
+        if key is not None: groups.setdefault(key, []).append(c)
+    if not groups: raise ConfigError("pipeline.yaml: preprocessing drops every feature column")
+    return groups
+
+# %% ../nbs/05_train.ipynb #645d2b8e
+def _group_steps(kind:str, imp:str, scale:bool)->list:
+    "The transformers of one group of columns."
+    if kind == "numeric":
+        imputer = SimpleImputer(strategy=imp, fill_value=0 if imp == "constant" else None)
+        return [imputer, StandardScaler()] if scale else [imputer]
+    return [SimpleImputer(strategy=imp, fill_value="missing" if imp == "constant" else None),
+            OneHotEncoder(handle_unknown="ignore")]
+
+def build_preprocessor(
+    X:pd.DataFrame,            # the feature columns
+    columns:dict|None=None,    # column -> {kind, impute, scale} overrides (pipeline.yaml `preprocessing`)
+)->ColumnTransformer:
+    "Numeric columns: impute (median) and scale; the rest: impute (most frequent) and one-hot (unknown ones ignored)."
+    parts = [(f"{kind}_{imp}{'_scaled' if scale else ''}", make_pipeline(*_group_steps(kind, imp, scale)), cols)
+             for (kind, imp, scale), cols in preprocessing_groups(X, columns).items()]
     return ColumnTransformer(parts)
 
 # %% ../nbs/05_train.ipynb #6cc7b9d2
+_TUNING = TuningSpec()                             # pipeline.yaml's `tuning:` defaults
+_SEED = PipelineSpec.model_fields["seed"].default  # pipeline.yaml's `seed:` default
+
 FAMILIES = ("linear", "random_forest", "gradient_boosting")
 
 DEFAULT_SPACES = {
@@ -67,54 +90,83 @@ DEFAULT_SPACES = {
                "regression": {"alpha": {"low": 0.001, "high": 100.0, "log": True}}},
     "random_forest": {"*": {"n_estimators": {"low": 50, "high": 200}, "max_depth": {"low": 2, "high": 12},
                             "min_samples_leaf": {"low": 1, "high": 10}, "n_jobs": 1}},
-    "gradient_boosting": {"*": {"learning_rate": {"low": 0.02, "high": 0.3, "log": True}, "max_iter": {"low": 50, "high": 200},
-                                "max_leaf_nodes": {"low": 7, "high": 63}, "l2_regularization": {"low": 1e-6, "high": 1.0, "log": True}}},
+    "gradient_boosting": {"*": {"learning_rate": {"low": 0.02, "high": 0.3, "log": True},
+                                "max_iter": {"low": 50, "high": 200}, "max_leaf_nodes": {"low": 7, "high": 63},
+                                "l2_regularization": {"low": 1e-6, "high": 1.0, "log": True}}},
 }
 
-def search_space(family:str, task:str, overrides:dict|None=None)->dict:
+def search_space(
+    family:str,               # one of FAMILIES
+    task:str,                 # 'binary', 'multiclass' or 'regression'
+    overrides:dict|None=None, # the candidate's `params` from pipeline.yaml
+)->dict:
     "The family's default space for `task`, updated with `overrides`."
-    if family not in DEFAULT_SPACES: raise ConfigError(f"pipeline.yaml: candidates: unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    if family not in DEFAULT_SPACES:
+        raise ConfigError(f"pipeline.yaml: candidates: unknown family {family!r}; "
+                          f"expected one of {', '.join(FAMILIES)}")
     d = DEFAULT_SPACES[family]
     kind = "regression" if task == "regression" else "classification"
     return {**d.get(kind, d.get("*", {})), **(overrides or {})}
 
-def make_estimator(family:str, task:str, params:dict, seed:int=42):
+# %% ../nbs/05_train.ipynb #47277394
+def make_estimator(
+    family:str, task:str,     # one of FAMILIES; 'binary', 'multiclass' or 'regression'
+    params:dict,              # estimator parameters
+    seed:int=_SEED,           # the estimator's random_state, when it has one
+):
     "An unfitted estimator of `family` for `task` with `params`."
-    from sklearn import ensemble, linear_model
+    from sklearn import ensemble, linear_model   # sklearn.ensemble: 0.1 s, not needed to import the module
     reg = task == "regression"
-    cls = {"linear": linear_model.Ridge if reg else linear_model.LogisticRegression,
-           "random_forest": ensemble.RandomForestRegressor if reg else ensemble.RandomForestClassifier,
-           "gradient_boosting": ensemble.HistGradientBoostingRegressor if reg else ensemble.HistGradientBoostingClassifier}[family]
+    cls = {"linear": (linear_model.LogisticRegression, linear_model.Ridge),
+           "random_forest": (ensemble.RandomForestClassifier, ensemble.RandomForestRegressor),
+           "gradient_boosting": (ensemble.HistGradientBoostingClassifier, ensemble.HistGradientBoostingRegressor),
+           }[family][reg]
     kw = dict(params)
     if "random_state" in cls().get_params(): kw.setdefault("random_state", seed)
     try: return cls(**kw)
     except TypeError as e: raise TrainError(f"candidate {family}: bad estimator parameter: {e}") from e
 
+# %% ../nbs/05_train.ipynb #723f7020
 def fixed_params(space:dict)->dict:
     "The entries of a space that are not searched."
     return {k: v for k, v in space.items() if not isinstance(v, (dict, list))}
 
-def suggest(trial, space:dict)->dict:
+def _suggest_range(trial, k:str, v:dict):
+    "One value from a `{low, high, log}` range: an integer when both bounds are (and `float` is not set)."
+    if not {"low", "high"} <= set(v):
+        raise ConfigError(f"pipeline.yaml: candidates: {k}: a range needs low and high, got {v}")
+    if isinstance(v["low"], int) and isinstance(v["high"], int) and not v.get("float"):
+        return trial.suggest_int(k, v["low"], v["high"], log=bool(v.get("log")))
+    return trial.suggest_float(k, float(v["low"]), float(v["high"]), log=bool(v.get("log")))
+
+def suggest(
+    trial,       # an Optuna trial
+    space:dict,  # from `search_space`
+)->dict:         # parameter -> value for this trial
     "Parameters for one Optuna trial from `space`."
     out = {}
     for k, v in space.items():
         if isinstance(v, list): out[k] = trial.suggest_categorical(k, v)
-        elif isinstance(v, dict):
-            if not {"low", "high"} <= set(v): raise ConfigError(f"pipeline.yaml: candidates: {k}: a range needs low and high, got {v}")
-            if isinstance(v["low"], int) and isinstance(v["high"], int) and not v.get("float"):
-                out[k] = trial.suggest_int(k, v["low"], v["high"], log=bool(v.get("log")))
-            else: out[k] = trial.suggest_float(k, float(v["low"]), float(v["high"]), log=bool(v.get("log")))
+        elif isinstance(v, dict): out[k] = _suggest_range(trial, k, v)
         else: out[k] = v
     return out
 
-def build_model(X:pd.DataFrame, family:str, task:str, params:dict, seed:int=42, columns:dict|None=None)->Pipeline:
+# %% ../nbs/05_train.ipynb #1b1692a5
+def build_model(
+    X:pd.DataFrame,           # the feature columns
+    family:str, task:str,     # one of FAMILIES; 'binary', 'multiclass' or 'regression'
+    params:dict,              # estimator parameters
+    seed:int=_SEED,
+    columns:dict|None=None,   # per-column preprocessing overrides
+)->Pipeline:
     "The unfitted Pipeline: preprocessing for `X`'s columns, then the estimator."
-    return Pipeline([("features", build_preprocessor(X, columns)), ("model", make_estimator(family, task, params, seed))])
+    return Pipeline([("features", build_preprocessor(X, columns)),
+                     ("model", make_estimator(family, task, params, seed))])
 
 def fit_model(
     df:pd.DataFrame, target:str, # training rows and label column
     task:str="auto",             # 'auto', 'binary', 'multiclass' or 'regression'
-    seed:int=42,
+    seed:int=_SEED,
     family:str="linear",         # one of FAMILIES
     columns:dict|None=None,      # per-column preprocessing overrides
     **params,                    # estimator parameters (e.g. C, max_iter)
@@ -130,6 +182,28 @@ def default_metric(task:str)->str:
     "The scikit-learn scorer tuning maximizes for `task`."
     return {"binary": "roc_auc", "multiclass": "f1_macro"}.get(task, "neg_root_mean_squared_error")
 
+def tuning_scorer(metric:str):
+    "The scikit-learn scorer named `metric`; a `ConfigError` when there is none."
+    try: return get_scorer(metric)
+    except ValueError: pass
+    raise ConfigError(f"pipeline.yaml: tuning.metric: unknown scikit-learn scorer {metric!r}")
+
+def cv_folds(
+    X:pd.DataFrame, y:pd.Series,  # training features and labels
+    task:str,                     # 'binary', 'multiclass' or 'regression'
+    cv:int=_TUNING.cv,            # number of folds
+    seed:int=_SEED,
+)->list:                          # (train indices, validation indices) per fold
+    "Shuffled k folds, stratified for classification; a `TrainError` when the rarest class has fewer rows than folds."
+    if task != "regression":
+        smallest = int(y.value_counts().min())
+        if smallest < cv:
+            raise TrainError(f"the rarest class has {smallest} training rows; "
+                             f"tuning.cv = {cv} folds needs at least {cv}")
+    splitter = KFold if task == "regression" else StratifiedKFold
+    return list(splitter(cv, shuffle=True, random_state=seed).split(X, y))
+
+# %% ../nbs/05_train.ipynb #4a65cf2e
 @dataclass
 class Trial:
     "One finished trial."
@@ -141,6 +215,74 @@ class Trial:
     seconds: float
     folds: list = field(default_factory=list)
 
+    @classmethod
+    def from_optuna(cls, family:str, ft)->Trial:
+        "The `Trial` of Optuna's `FrozenTrial` `ft` in the study of `family`."
+        score = ft.value
+        if score is None and ft.intermediate_values: score = ft.intermediate_values[max(ft.intermediate_values)]
+        return cls(family, ft.number, dict(ft.params), score, ft.state.name,
+                   time.time() - ft.user_attrs.get("t0", time.time()), list(ft.user_attrs.get("folds", [])))
+
+# %% ../nbs/05_train.ipynb #baa2235c
+def _objective(base:Pipeline, space:dict, X, y, folds:list, scorer, prune:bool):
+    "The Optuna objective of one family: the mean score of `base` with the trial's parameters over `folds`."
+    import optuna   # 0.2 s; only tuning needs it
+    def objective(trial):
+        t0, p, scores = time.time(), suggest(trial, space), []
+        trial.set_user_attr("t0", t0)
+        try:
+            model = clone(base).set_params(**{f"model__{k}": v for k, v in p.items()})
+            for i, (tr, va) in enumerate(folds):
+                model.fit(X.iloc[tr], y.iloc[tr])
+                scores.append(float(scorer(model, X.iloc[va], y.iloc[va])))
+                trial.set_user_attr("folds", scores)
+                if prune:
+                    trial.report(float(np.mean(scores)), i)
+                    if trial.should_prune(): raise optuna.TrialPruned()
+        except ValueError as e:
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+        return float(np.mean(scores))
+    return objective
+
+def _study(seed:int, prune:bool):
+    "A maximizing study with a seeded TPE sampler and, when pruning, the median pruner."
+    import optuna   # 0.2 s; only tuning needs it
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if prune else optuna.pruners.NopPruner()
+    return optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
+
+# %% ../nbs/05_train.ipynb #e22760f2
+def tune_family(
+    X:pd.DataFrame, y:pd.Series,    # training features and labels
+    family:str, task:str,           # one of FAMILIES; 'binary', 'multiclass' or 'regression'
+    params:dict|None,               # the candidate's search-space overrides
+    folds:list, scorer,             # from `cv_folds` and `tuning_scorer`
+    trials:int=_TUNING.trials, timeout:float|None=_TUNING.timeout, prune:bool=_TUNING.prune,
+    seed:int=_SEED,
+    columns:dict|None=None,         # per-column preprocessing overrides
+    on_trial=None,                  # called with each finished `Trial`
+)->tuple[dict, list]:               # {score, params, trials, pruned, seconds} and the family's `Trial`s
+    "Tune one candidate family with a seeded Optuna study over `folds`."
+    space = search_space(family, task, params)
+    base = build_model(X, family, task, fixed_params(space), seed, columns)
+    seen = []
+    def record(study, ft):
+        seen.append(Trial.from_optuna(family, ft))
+        if on_trial: on_trial(seen[-1])
+    study = _study(seed, prune)
+    t0 = time.time()
+    study.optimize(_objective(base, space, X, y, folds, scorer, prune), n_trials=trials, timeout=timeout,
+                   callbacks=[record], catch=(ValueError,))
+    if not any(t.state.name == "COMPLETE" for t in study.trials):
+        errs = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
+        first = f"; first error: {errs[0]}" if errs else ""
+        raise TrainError(f"candidate {family}: no trial completed ({len(study.trials)} tried){first}")
+    best = dict(score=study.best_value, params={**fixed_params(space), **study.best_params}, trials=len(study.trials),
+                pruned=sum(t.state.name == "PRUNED" for t in study.trials), seconds=time.time() - t0)
+    return best, seen
+
+# %% ../nbs/05_train.ipynb #b25bbcad
 @dataclass
 class TuneResult:
     "The winner refitted on all training rows, and what the search saw."
@@ -152,80 +294,47 @@ class TuneResult:
     best: dict        # family -> {score, params, trials, pruned, seconds}
     trials: list
     seconds: float
-    def summary(self)->dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("model", "trials")}
-        return d
+    def summary(self)->dict: return {k: v for k, v in asdict(self).items() if k not in ("model", "trials")}
 
 def tune(
     df:pd.DataFrame, target:str,  # training rows and label column
     task:str,                     # 'binary', 'multiclass' or 'regression'
     candidates:list,              # [{family, params}] from pipeline.yaml
-    trials:int=10, timeout:float|None=None, cv:int=3, metric:str="auto", prune:bool=True,
-    seed:int=42,
+    trials:int=_TUNING.trials, timeout:float|None=_TUNING.timeout, cv:int=_TUNING.cv, metric:str=_TUNING.metric,
+    prune:bool=_TUNING.prune,     # pipeline.yaml's `tuning:` (defaults: `mlops_wb.config.TuningSpec`)
+    seed:int=_SEED,
     columns:dict|None=None,       # per-column preprocessing overrides
     on_trial=None,                # called with each finished `Trial`
 )->TuneResult:
     "Tune every candidate family with Optuna (seeded TPE) and refit the best one by cross-validated score."
-    import optuna
-    from sklearn.base import clone
-    from sklearn.metrics import get_scorer
-    from sklearn.model_selection import KFold, StratifiedKFold
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     X, y = df.drop(columns=[target]), df[target]
     metric = default_metric(task) if metric == "auto" else metric
-    try: scorer = get_scorer(metric)
-    except ValueError: raise ConfigError(f"pipeline.yaml: tuning.metric: unknown scikit-learn scorer {metric!r}") from None
-    if task != "regression":
-        smallest = int(y.value_counts().min())
-        if smallest < cv: raise TrainError(f"the rarest class has {smallest} training rows; tuning.cv = {cv} folds needs at least {cv}")
-    folds = list((KFold if task == "regression" else StratifiedKFold)(cv, shuffle=True, random_state=seed).split(X, y))
+    scorer = tuning_scorer(metric)
+    folds = cv_folds(X, y, task, cv, seed)
     t_all, best, all_trials = time.time(), {}, []
     for cand in candidates:
-        fam = cand["family"]; space = search_space(fam, task, cand.get("params"))
-        base = build_model(X, fam, task, fixed_params(space), seed, columns)
-        def objective(trial, fam=fam, space=space):
-            t0, p, scores = time.time(), suggest(trial, space), []
-            trial.set_user_attr("t0", t0)
-            try:
-                model = clone(base).set_params(**{f"model__{k}": v for k, v in p.items()})
-                for i, (tr, va) in enumerate(folds):
-                    model.fit(X.iloc[tr], y.iloc[tr])
-                    scores.append(float(scorer(model, X.iloc[va], y.iloc[va])))
-                    trial.set_user_attr("folds", scores)
-                    if prune:
-                        trial.report(float(np.mean(scores)), i)
-                        if trial.should_prune(): raise optuna.TrialPruned()
-            except ValueError as e:
-                trial.set_user_attr("error", f"{type(e).__name__}: {e}"); raise
-            return float(np.mean(scores))
-        def callback(study, ft, fam=fam):
-            t = Trial(fam, ft.number, dict(ft.params), ft.value if ft.value is not None else (ft.intermediate_values[max(ft.intermediate_values)] if ft.intermediate_values else None),
-                      ft.state.name, time.time() - ft.user_attrs.get("t0", time.time()), list(ft.user_attrs.get("folds", [])))
-            all_trials.append(t)
-            if on_trial: on_trial(t)
-        study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                                    pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0) if prune else optuna.pruners.NopPruner())
-        t0 = time.time()
-        study.optimize(objective, n_trials=trials, timeout=timeout, callbacks=[callback], catch=(ValueError,))
-        done = [t for t in study.trials if t.state.name == "COMPLETE"]
-        if not done:
-            errs = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
-            raise TrainError(f"candidate {fam}: no trial completed ({len(study.trials)} tried)" + (f"; first error: {errs[0]}" if errs else ""))
-        best[fam] = dict(score=study.best_value, params={**fixed_params(space), **study.best_params}, trials=len(study.trials),
-                         pruned=sum(t.state.name == "PRUNED" for t in study.trials), seconds=time.time() - t0)
+        fam = cand["family"]
+        best[fam], seen = tune_family(X, y, fam, task, cand.get("params"), folds, scorer, trials, timeout, prune, seed,
+                                      columns, on_trial)
+        all_trials += seen
     fam = max(best, key=lambda f: best[f]["score"])   # ties: the earlier (usually simpler) family
     model = clone(build_model(X, fam, task, best[fam]["params"], seed, columns)).fit(X, y)
-    return TuneResult(model, fam, best[fam]["params"], metric, best[fam]["score"], best, all_trials, time.time() - t_all)
+    return TuneResult(model, fam, best[fam]["params"], metric, best[fam]["score"], best, all_trials,
+                      time.time() - t_all)
 
 # %% ../nbs/05_train.ipynb #0addfc04
-def trial_logger(client, parent_run_id:str):
-    "An `on_trial` callback that logs each trial as a nested MLflow run of `parent_run_id` (params, cv score per fold, state)."
-    from mlflow.entities import Metric, Param
+def trial_logger(
+    client,               # an MlflowClient
+    parent_run_id:str,    # the train step's run
+):                        # a callback for `tune`'s `on_trial`
+    "An `on_trial` callback logging each trial as a nested run of `parent_run_id`: params, score per fold, state."
+    from mlflow.entities import Metric, Param     # mlflow: 3 s; fitting or tuning without MLflow does not need it
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
     exp = client.get_run(parent_run_id).info.experiment_id
     def log(t:Trial):
-        run = client.create_run(exp, run_name=f"{t.family}-{t.number}",
-                                tags={"mlflow.parentRunId": parent_run_id, TAG_KIND: "trial", "mlops_wb.family": t.family,
-                                      "mlops_wb.trial": str(t.number), "mlops_wb.trial_state": t.state})
+        tags = {MLFLOW_PARENT_RUN_ID: parent_run_id, TAG_KIND: "trial", TAG_FAMILY: t.family,
+                TAG_TRIAL: str(t.number), TAG_TRIAL_STATE: t.state}
+        run = client.create_run(exp, run_name=f"{t.family}-{t.number}", tags=tags)
         ts = int(time.time() * 1000)
         ms = [Metric("cv_score", t.score, ts, 0)] if t.score is not None else []
         ms += [Metric("cv_fold_score", v, ts, i) for i, v in enumerate(t.folds)] + [Metric("seconds", t.seconds, ts, 0)]
