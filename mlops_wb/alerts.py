@@ -1,4 +1,4 @@
-"""Alert rules over monitoring results and the server's log, an append-only alert log, and a Slack-compatible webhook with retries that never breaks monitoring.
+"""Alert rules over monitoring and server figures, an append-only alert log, a Slack-compatible webhook with retries.
 
 Docs: https://mlops-wb.github.io/mlops-wb/alerts.html.md"""
 
@@ -8,7 +8,8 @@ Docs: https://mlops-wb.github.io/mlops-wb/alerts.html.md"""
 from __future__ import annotations
 import json, time
 from dataclasses import dataclass, field, asdict
-from .config import ConfigError, check_rules
+import requests
+from .config import check_rules
 from .evaluate import LOWER_IS_BETTER
 from .tracking import experiment_id
 from .tags import *
@@ -27,82 +28,129 @@ class Alert:
     column: str|None = None
     def to_dict(self): return asdict(self)
 
-def evaluate_rules(rules:list, report:dict, service:dict|None=None, performance:dict|None=None)->list[Alert]:
+# %% ../nbs/13_alerts.ipynb #97c20459
+def _dataset_drift(r, report, service, performance):
+    if not report.get("dataset_drift"): return []
+    share = report["share_drifted"]
+    return [Alert(r, f"dataset drift: {share:.0%} of features drifted", share, report["config"]["share"])]
+
+def _prediction_drift(r, report, service, performance):
+    p = report.get("prediction") or {}
+    if not p.get("drifted"): return []
+    return [Alert(r, f"prediction drift ({p['test']} {p['statistic']:.4g})", p["effect"], p["threshold"])]
+
+def _psi(r, report, service, performance):
+    return [Alert(r, f"PSI of {c['column']} is {c['psi']:.3f} (> {r['above']})", c["psi"], r["above"], c["column"])
+            for c in report.get("columns", [])
+            if r["column"] in ("*", c["column"]) and c["psi"] is not None and c["psi"] > r["above"]]
+
+def _metric_drop(r, report, service, performance):
+    if not performance: return []
+    m = r["metric"]
+    cur, base = performance.get("current", {}).get(m), performance.get("baseline", {}).get(m)
+    if cur is None or base is None: return []
+    drop = (cur - base) if m in LOWER_IS_BETTER else (base - cur)
+    if drop <= r["by"]: return []
+    return [Alert(r, f"{m} {cur:.4f} vs baseline {base:.4f} (worse by {drop:.4f} > {r['by']})", drop, r["by"])]
+
+# %% ../nbs/13_alerts.ipynb #88f9894d
+def _error_rate(r, report, service, performance):
+    v = (service or {}).get("error_rate")
+    if v is None or v <= r["above"]: return []
+    return [Alert(r, f"error rate {v:.1%} (> {r['above']:.1%})", v, r["above"])]
+
+def _latency_p99(r, report, service, performance):
+    v = (service or {}).get("latency_p99_ms")
+    if v is None or v <= r["above"]: return []
+    return [Alert(r, f"p99 latency {v:.1f} ms (> {r['above']} ms)", v, r["above"])]
+
+_RULE_CHECKS = {"dataset_drift": _dataset_drift, "prediction_drift": _prediction_drift, "psi": _psi,
+                "metric_drop": _metric_drop, "error_rate": _error_rate, "latency_p99_ms": _latency_p99}
+
+def evaluate_rules(
+    rules:list,              # `drift.alerts` of pipeline.yaml
+    report:dict,             # the monitoring run's drift report
+    service:dict|None=None,  # the server's figures over the window (error_rate, latency_p99_ms)
+    performance:dict|None=None, # current and baseline metrics on labelled rows
+)->list[Alert]:
     "The alerts `rules` raise on a monitoring `report` (and server `service` figures, labelled `performance`)."
-    out = []
-    for r in check_rules(rules):
-        k = r["kind"]
-        if k == "dataset_drift" and report.get("dataset_drift"):
-            out.append(Alert(r, f"dataset drift: {report['share_drifted']:.0%} of features drifted", report["share_drifted"], report["config"]["share"]))
-        elif k == "prediction_drift" and (report.get("prediction") or {}).get("drifted"):
-            p = report["prediction"]; out.append(Alert(r, f"prediction drift ({p['test']} {p['statistic']:.4g})", p["effect"], p["threshold"]))
-        elif k == "psi":
-            for c in report.get("columns", []):
-                if (r["column"] in ("*", c["column"])) and c["psi"] is not None and c["psi"] > r["above"]:
-                    out.append(Alert(r, f"PSI of {c['column']} is {c['psi']:.3f} (> {r['above']})", c["psi"], r["above"], c["column"]))
-        elif k == "metric_drop" and performance:
-            cur, base = performance.get("current", {}).get(r["metric"]), performance.get("baseline", {}).get(r["metric"])
-            if cur is not None and base is not None:
-                drop = (cur - base) if r["metric"] in LOWER_IS_BETTER else (base - cur)
-                if drop > r["by"]: out.append(Alert(r, f"{r['metric']} {cur:.4f} vs baseline {base:.4f} (worse by {drop:.4f} > {r['by']})", drop, r["by"]))
-        elif k == "error_rate" and service and service.get("error_rate") is not None and service["error_rate"] > r["above"]:
-            out.append(Alert(r, f"error rate {service['error_rate']:.1%} (> {r['above']:.1%})", service["error_rate"], r["above"]))
-        elif k == "latency_p99_ms" and service and service.get("latency_p99_ms") is not None and service["latency_p99_ms"] > r["above"]:
-            out.append(Alert(r, f"p99 latency {service['latency_p99_ms']:.1f} ms (> {r['above']} ms)", service["latency_p99_ms"], r["above"]))
-    return out
+    return [a for r in check_rules(rules) for a in _RULE_CHECKS[r["kind"]](r, report, service, performance)]
 
 # %% ../nbs/13_alerts.ipynb #bc31cae8
-def post_webhook(url:str, payload:dict, tries:int=3, backoff:float=0.5, timeout:float=5.0)->tuple[bool, str|None, int]:
-    "POST `payload` as JSON to `url`, retrying with exponential backoff; (delivered, last error, attempts). Never raises."
-    import requests
+_WEBHOOK_TRIES = 3      # attempts to deliver one alert
+_WEBHOOK_BACKOFF = 0.5  # seconds before the second attempt; doubled for each one after
+
+def post_webhook(
+    url:str,                       # the webhook
+    payload:dict,                  # sent as JSON
+    tries:int=_WEBHOOK_TRIES,
+    backoff:float=_WEBHOOK_BACKOFF,
+    timeout:float=5.0,             # seconds per attempt
+)->tuple[bool, str|None, int]:     # delivered, last error, attempts
+    "POST `payload` as JSON to `url`, retrying with exponential backoff; never raises."
     err = None
     for i in range(tries):
         try:
             r = requests.post(url, json=payload, timeout=timeout)
             if r.status_code < 300: return True, None, i + 1
-            err = f"HTTP {r.status_code}: {r.text[:200]}"
-            if r.status_code < 500 and r.status_code != 429: return False, err, i + 1   # a client error will not get better
-        except requests.RequestException as e: err = f"{type(e).__name__}: {e}"[:300]
+            err = f"HTTP {r.status_code}: {clip(r.text, SHORT_TEXT_MAX)}"
+            # a client error will not get better; a server error or 429 (too many requests) may
+            if r.status_code < 500 and r.status_code != 429: return False, err, i + 1
+        except requests.RequestException as e: err = clip(f"{type(e).__name__}: {e}", SHORT_TEXT_MAX)
         if i < tries - 1: time.sleep(backoff * 2 ** i)
     return False, err, tries
 
 def slack_payload(alert:Alert, model:str, version:str, report_path:str|None=None)->dict:
     "Slack-compatible JSON: `text` for humans, the fields for machines."
-    text = f":rotating_light: mlops-wb alert on {model} version {version}: {alert.message}" + (f" (report: {report_path})" if report_path else "")
+    text = f":rotating_light: mlops-wb alert on {model} version {version}: {alert.message}"
+    if report_path: text += f" (report: {report_path})"
     return {"text": text, "model": model, "version": version, **alert.to_dict()}
+
+# %% ../nbs/13_alerts.ipynb #c61321a1
+def _alert_tags(a:Alert, model:str, version:str, monitoring_run_id:str|None)->dict:
+    "The tags of an alert's run."
+    return {TAG_KIND: "alert", TAG_RULE: json.dumps(a.rule), TAG_MESSAGE: clip(a.message),
+            TAG_MODEL: model, TAG_MODEL_VERSION: str(version),
+            TAG_MONITORING_RUN: monitoring_run_id or "", TAG_COLUMN: a.column or ""}
+
+def _deliver(settings, a:Alert, model:str, version:str, report_path:str|None, tries:int, backoff:float)->dict:
+    "How delivering `a` went: delivery (delivered, failed or none), attempts and the last error."
+    if not settings.alert_webhook: return dict(delivery="none", attempts=0, error=None)
+    ok, err, n = post_webhook(settings.alert_webhook, slack_payload(a, model, version, report_path), tries, backoff)
+    return dict(delivery="delivered" if ok else "failed", attempts=n, error=err)
 
 # %% ../nbs/13_alerts.ipynb #2ec2a071
 def record_alerts(client, settings, alerts:list, model:str, version:str, monitoring_run_id:str|None=None,
-                  report_path:str|None=None, tries:int=3, backoff:float=0.5)->list[dict]:
+                  report_path:str|None=None, tries:int=_WEBHOOK_TRIES, backoff:float=_WEBHOOK_BACKOFF)->list[dict]:
     "Append each alert to the `<experiment>-alerts` log and deliver it to the webhook; returns the recorded entries."
     out = []
     if not alerts: return out
     eid = experiment_id(client, settings, f"{settings.experiment}-alerts")
     for a in alerts:
         run = client.create_run(eid, run_name=f"alert-{a.rule['kind']}-{model}-v{version}",
-                                tags={TAG_KIND: "alert", "mlops_wb.rule": json.dumps(a.rule), "mlops_wb.message": a.message[:5000],
-                                      "mlops_wb.model": model, "mlops_wb.model_version": str(version),
-                                      "mlops_wb.monitoring_run": monitoring_run_id or "", "mlops_wb.column": a.column or ""})
-        entry = {"id": run.info.run_id, **a.to_dict(), "model": model, "version": str(version), "monitoring_run": monitoring_run_id}
-        if settings.alert_webhook:
-            ok, err, n = post_webhook(settings.alert_webhook, slack_payload(a, model, str(version), report_path), tries, backoff)
-            entry.update(delivery="delivered" if ok else "failed", attempts=n, error=err)
-        else: entry.update(delivery="none", attempts=0, error=None)
-        client.set_tag(run.info.run_id, "mlops_wb.delivery", entry["delivery"])
-        if entry["error"]: client.set_tag(run.info.run_id, "mlops_wb.delivery_error", entry["error"][:5000])
+                                tags=_alert_tags(a, model, version, monitoring_run_id))
+        entry = {"id": run.info.run_id, **a.to_dict(), "model": model, "version": str(version),
+                 "monitoring_run": monitoring_run_id}
+        entry.update(_deliver(settings, a, model, str(version), report_path, tries, backoff))
+        client.set_tag(run.info.run_id, TAG_DELIVERY, entry["delivery"])
+        if entry["error"]: client.set_tag(run.info.run_id, TAG_DELIVERY_ERROR, clip(entry["error"]))
         client.set_terminated(run.info.run_id, "FINISHED")
         out.append(entry)
     return out
+
+def _log_entry(run)->dict:
+    "One alert of the log, from its run."
+    t = run.data.tags
+    return {"id": run.info.run_id, "time": run.info.start_time, "rule": json.loads(t.get(TAG_RULE, "{}")),
+            "message": t.get(TAG_MESSAGE), "version": t.get(TAG_MODEL_VERSION), "delivery": t.get(TAG_DELIVERY),
+            "monitoring_run": t.get(TAG_MONITORING_RUN), "retrain": t.get(TAG_RETRAIN),
+            "retrain_run": t.get(TAG_RETRAIN_RUN), "retrain_version": t.get(TAG_RETRAIN_VERSION),
+            "retrain_result": t.get(TAG_RETRAIN_RESULT) or t.get(TAG_RETRAIN_REASON)}
 
 def alert_log(client, settings, model:str|None=None, n:int=100)->list[dict]:
     "The newest alerts, newest first."
     exp = client.get_experiment_by_name(f"{settings.experiment}-alerts")
     if exp is None: return []
-    flt = f"tags.`mlops_wb.model` = '{model}'" if model else ""
-    return [{"id": r.info.run_id, "time": r.info.start_time, "rule": json.loads(r.data.tags.get("mlops_wb.rule", "{}")),
-             "message": r.data.tags.get("mlops_wb.message"), "version": r.data.tags.get("mlops_wb.model_version"),
-             "delivery": r.data.tags.get("mlops_wb.delivery"), "monitoring_run": r.data.tags.get("mlops_wb.monitoring_run"),
-             "retrain": r.data.tags.get("mlops_wb.retrain"), "retrain_run": r.data.tags.get("mlops_wb.retrain_run"),
-             "retrain_version": r.data.tags.get("mlops_wb.retrain_version"), "retrain_result": r.data.tags.get("mlops_wb.retrain_result")
-                                or r.data.tags.get("mlops_wb.retrain_reason")}
-            for r in client.search_runs([exp.experiment_id], flt, max_results=n, order_by=["attributes.start_time DESC"])]
+    flt = f"tags.`{TAG_MODEL}` = '{model}'" if model else ""
+    runs = client.search_runs([exp.experiment_id], flt, max_results=n, order_by=["attributes.start_time DESC"])
+    return [_log_entry(r) for r in runs]

@@ -1,4 +1,4 @@
-"""Project settings (`settings.ini`) and the pipeline file (`pipeline.yaml`), read into typed objects with errors that say how to fix them.
+"""Settings (`settings.ini`) and the pipeline file (`pipeline.yaml`) as typed objects, with errors that say what to fix.
 
 Docs: https://mlops-wb.github.io/mlops-wb/config.html.md"""
 
@@ -22,8 +22,8 @@ from .notebook import notebook_params
 __all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'DURATION_PATTERN', 'RUNNER_PARAMS', 'DRIFT_DEFAULTS',
            'RULE_KINDS', 'find_project_root', 'Settings', 'load_settings', 'parse_duration', 'DatasetSpec', 'StepSpec',
            'ColumnRule', 'RowBounds', 'ValidationSpec', 'GateSpec', 'RetrainSpec', 'ColumnPrep', 'CandidateSpec',
-           'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params', 'load_pipeline', 'drift_config',
-           'check_rules', 'step_order', 'parse_override', 'apply_overrides']
+           'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params', 'step_order', 'drift_config',
+           'check_rules', 'load_pipeline', 'parse_override', 'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #c5942781
 PIPELINE_FILE = "pipeline.yaml"
@@ -61,52 +61,79 @@ class Settings:
     approvers: tuple         # users allowed to promote
     user: str                # who is acting (audit log); default the OS user
     alert_webhook: str
-    serve_canary: float = 0.0  # share of scoring requests sent to @challenger
-    inference_log: Path|None = None # SQLite file of every scored row
+    serve_canary: float      # share of scoring requests sent to @challenger
+    inference_log: Path      # SQLite file of every scored row
 
     @property
     def embedded(self)->bool:
         "True when tracking is the SQLite file inside the project (no server)."
         return self.tracking_uri.startswith("sqlite:")
 
+# %% ../nbs/00_config.ipynb #8d15ad62
+def _read_settings_file(
+    path:Path, # `settings.ini`; a missing file sets nothing
+)->dict:       # key -> (value, where it was read)
+    "The `[workbench]` keys of `path`; a `ConfigError` naming the file when it is not that."
+    if not path.exists(): return {}
+    cp = configparser.ConfigParser(interpolation=None)
+    try: cp.read(path, encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot be parsed as an INI file: {e}") from e
+    if cp.sections() != ["workbench"]:
+        raise ConfigError(f"{path}: expected exactly one section [workbench], found {cp.sections() or 'none'}")
+    res = {}
+    for k, v in cp["workbench"].items():
+        if k not in SETTINGS_DEFAULTS:
+            raise ConfigError(f"{path}: [workbench] {k}: unknown key; expected one of: {', '.join(SETTINGS_DEFAULTS)}")
+        res[k] = (v.strip(), f"{path.name} [workbench] {k}")
+    return res
+
+def _env_overrides(
+    env:dict, # environment variables
+)->dict:      # key -> (value, where it was read)
+    "The settings a non-empty environment variable sets."
+    return {k: (env[_env_name(k)], f"environment variable {_env_name(k)}")
+            for k in SETTINGS_DEFAULTS if env.get(_env_name(k))}
+
+# %% ../nbs/00_config.ipynb #57fb36da
+def _port(value:str, where:str)->int:
+    "`value` as a port number; a `ConfigError` naming `where` otherwise."
+    try: return int(value)
+    except ValueError: raise ConfigError(f"{where}: serve_port must be an integer, got {value!r}") from None
+
+def _share(value:str, where:str)->float:
+    "`value` as a share between 0 and 1; a `ConfigError` naming `where` otherwise."
+    try: share = float(value)
+    except ValueError: share = None
+    if share is None or not 0 <= share <= 1:
+        raise ConfigError(f"{where}: serve_canary must be a share between 0 and 1, got {value!r}")
+    return share
+
 def _resolve_uri(uri, root):
+    "A relative `sqlite:///` URI made absolute under `root`; any other URI unchanged."
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return f"sqlite:///{(root/uri[len('sqlite:///'):]).resolve()}"
     return uri
 
+# %% ../nbs/00_config.ipynb #b6d16c02
 def load_settings(
     root:str|Path, # project root holding `settings.ini` (the file is optional)
     env:dict|None=None, # environment to read overrides from; default `os.environ`
 )->Settings:
     "Read `settings.ini` under `root`, apply environment overrides and resolve paths."
     root, env = Path(root).resolve(), os.environ if env is None else env
-    vals, src = dict(SETTINGS_DEFAULTS), {k: "default" for k in SETTINGS_DEFAULTS}
-    path = root/SETTINGS_FILE
-    if path.exists():
-        cp = configparser.ConfigParser(interpolation=None)
-        try: cp.read(path, encoding="utf-8")
-        except (configparser.Error, UnicodeDecodeError) as e:
-            raise ConfigError(f"{path}: cannot be parsed as an INI file: {e}") from e
-        if cp.sections() != ["workbench"]:
-            raise ConfigError(f"{path}: expected exactly one section [workbench], found {cp.sections() or 'none'}")
-        for k, v in cp["workbench"].items():
-            if k not in vals:
-                raise ConfigError(f"{path}: [workbench] {k}: unknown key; expected one of: {', '.join(vals)}")
-            vals[k], src[k] = v.strip(), f"{path.name} [workbench] {k}"
-    for k in vals:
-        if env.get(_env_name(k)): vals[k], src[k] = env[_env_name(k)], f"environment variable {_env_name(k)}"
-    try: port = int(vals["serve_port"])
-    except ValueError: raise ConfigError(f"{src['serve_port']}: serve_port must be an integer, got {vals['serve_port']!r}") from None
-    try: canary = float(vals["serve_canary"]); assert 0 <= canary <= 1
-    except (ValueError, AssertionError): raise ConfigError(f"{src['serve_canary']}: serve_canary must be a share between 0 and 1, got {vals['serve_canary']!r}") from None
+    raw = {k: (v, "default") for k, v in SETTINGS_DEFAULTS.items()}
+    raw |= _read_settings_file(root/SETTINGS_FILE)
+    raw |= _env_overrides(env)
+    vals = {k: v for k, (v, _) in raw.items()}
     uri = _resolve_uri(vals["tracking_uri"], root)
-    art = (root/vals["artifact_root"]).resolve() if uri.startswith("sqlite:") else None
-    return Settings(root=root, tracking_uri=uri, artifact_root=art, experiment=vals["experiment"],
-                    model_name=vals["model_name"], serve_host=vals["serve_host"], serve_port=port,
-                    serve_token=vals["serve_token"],
+    return Settings(root=root, tracking_uri=uri,
+                    artifact_root=(root/vals["artifact_root"]).resolve() if uri.startswith("sqlite:") else None,
+                    experiment=vals["experiment"], model_name=vals["model_name"], serve_host=vals["serve_host"],
+                    serve_port=_port(*raw["serve_port"]), serve_token=vals["serve_token"],
                     approvers=tuple(a.strip() for a in vals["approvers"].split(",") if a.strip()),
                     user=vals["user"] or getpass.getuser(), alert_webhook=vals["alert_webhook"],
-                    serve_canary=canary, inference_log=(root/vals["inference_log"]).resolve())
+                    serve_canary=_share(*raw["serve_canary"]), inference_log=(root/vals["inference_log"]).resolve())
 
 # %% ../nbs/00_config.ipynb #acc40a0e
 DURATION_PATTERN = r"^\d+(\.\d+)?[smhd]$"
@@ -125,6 +152,7 @@ def parse_duration(
 
 # %% ../nbs/00_config.ipynb #f91cb5c9
 class _Strict(BaseModel):
+    "A section of `pipeline.yaml`: an unknown key is an error."
     model_config = ConfigDict(extra="forbid")
 
 class DatasetSpec(_Strict):
@@ -133,7 +161,8 @@ class DatasetSpec(_Strict):
     target: str = Field(description="the column to predict")
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto"
     time_column: str|None = None
-    features: list[str]|None = Field(None, description="columns the model uses; default every column but target and time_column")
+    features: list[str]|None = Field(
+        None, description="columns the model uses; default every column but target and time_column")
 
 class StepSpec(_Strict):
     "One pipeline step: a notebook run by papermill with `params`, after the steps in `depends_on`."
@@ -142,6 +171,7 @@ class StepSpec(_Strict):
     params: dict[str, Any] = {}
     depends_on: list[str] = []
 
+# %% ../nbs/00_config.ipynb #c8a5b307
 class ColumnRule(_Strict):
     "A declared expectation for one column; unset fields fall back to what is learned from the reference."
     kind: Literal["number", "string", "bool", "datetime"]|None = None
@@ -157,34 +187,47 @@ class RowBounds(_Strict):
 
 class ValidationSpec(_Strict):
     "The data gate: where expectations are learned from, how loosely, and rules declared by hand."
-    reference: str = Field("auto", description="'auto' (the @champion's training data, else the last accepted snapshot), 'none', or a snapshot digest")
+    reference: str = Field("auto", description="'auto' (the @champion's training data, else the last accepted "
+                                               "snapshot), 'none', or a snapshot digest")
     range_tolerance: float = Field(0.1, ge=0)
     max_categories: int = Field(50, ge=1)
     row_factor: tuple[float, float] = (0.1, 10.0)
     rows: RowBounds = RowBounds()
     columns: dict[str, ColumnRule] = {}
 
+# %% ../nbs/00_config.ipynb #1fed5178
 class GateSpec(_Strict):
     "The model quality gate: absolute thresholds on holdout metrics, and no worse than `@champion` on the same holdout."
     thresholds: dict[str, float] = {}
-    tolerance: float = Field(0.0, ge=0, description="how much worse than the champion a compared metric may be (absolute)")
-    compare: list[str]|None = Field(None, description="metrics compared with the champion; default: the thresholds' metrics")
+    tolerance: float = Field(0.0, ge=0,
+                             description="how much worse than the champion a compared metric may be (absolute)")
+    compare: list[str]|None = Field(None,
+                                    description="metrics compared with the champion; default: the thresholds' metrics")
     compare_champion: bool = True
 
+# %% ../nbs/00_config.ipynb #4cba0316
 class RetrainSpec(_Strict):
     "When monitoring starts a retraining run, on which data, and what happens to the new version."
-    on: list[str] = Field([], description="alert rule kinds or names that start a retrain (e.g. dataset_drift, metric_drop)")
-    schedule: str|None = Field(None, pattern=DURATION_PATTERN, description="also retrain when the monitored version is older than this (e.g. 30d)")
-    data: Literal["source", "window"] = Field("source", description="source: dataset.source read again (a glob picks up new files); "
-                                              "window: the monitored rows with their labels, added to dataset.source's rows")
-    promote: Literal["review", "auto"] = Field("review", description="review: the new version waits as @challenger; auto: promoted when its gate passed")
-    reference: Literal["none", "auto"] = Field("none", description="the data gate's reference in retrain runs: none (declared rules only: "
-                                               "drifted data breaks ranges learned from the champion's data) or auto (as in validation:)")
+    on: list[str] = Field([], description="alert rule kinds or names that start a retrain "
+                                          "(e.g. dataset_drift, metric_drop)")
+    schedule: str|None = Field(None, pattern=DURATION_PATTERN,
+                               description="also retrain when the monitored version is older than this (e.g. 30d)")
+    data: Literal["source", "window"] = Field("source", description=(
+        "source: dataset.source read again (a glob picks up new files); "
+        "window: the monitored rows with their labels, added to dataset.source's rows"))
+    promote: Literal["review", "auto"] = Field("review", description=(
+        "review: the new version waits as @challenger; auto: promoted when its gate passed"))
+    reference: Literal["none", "auto"] = Field("none", description=(
+        "the data gate's reference in retrain runs: none (declared rules only: "
+        "drifted data breaks ranges learned from the champion's data) or auto (as in validation:)"))
     cooldown: str = Field("1d", pattern=DURATION_PATTERN, description="no new retrain within this long of the last one")
 
     @property
-    def enabled(self)->bool: return bool(self.on or self.schedule)
+    def enabled(self)->bool:
+        "True when a rule or a schedule can start a retrain."
+        return bool(self.on or self.schedule)
 
+# %% ../nbs/00_config.ipynb #5d39f602
 class ColumnPrep(_Strict):
     "How one feature column is prepared inside the model; unset fields follow the column's type."
     kind: Literal["numeric", "categorical", "drop"]|None = None
@@ -192,16 +235,18 @@ class ColumnPrep(_Strict):
     scale: bool|None = None
 
 class CandidateSpec(_Strict):
-    "An estimator family to tune; `params` overrides its search space (a value, a list of choices, or {low, high, log})."
+    "An estimator family to tune; `params` overrides its search space (a value, a list of choices or {low, high, log})."
     family: Literal["linear", "random_forest", "gradient_boosting"]
     params: dict[str, Any] = {}
 
 class TuningSpec(_Strict):
     "The search budget, per candidate: trials and/or seconds, cross-validation folds and the metric."
     trials: int = Field(10, ge=1)
-    timeout: float|None = Field(None, gt=0, description="seconds per candidate; a time budget makes reruns differ in trial count")
+    timeout: float|None = Field(None, gt=0, description="seconds per candidate; a time budget makes reruns differ "
+                                                       "in trial count")
     cv: int = Field(3, ge=2)
-    metric: str = Field("auto", description="a scikit-learn scorer name; auto: roc_auc, f1_macro or neg_root_mean_squared_error")
+    metric: str = Field("auto", description="a scikit-learn scorer name; auto: roc_auc, f1_macro or "
+                                            "neg_root_mean_squared_error")
     prune: bool = True
 
 class EvaluationSpec(_Strict):
@@ -209,6 +254,7 @@ class EvaluationSpec(_Strict):
     slices: list[str] = Field([], description="columns whose values (or quartiles) get their own metrics")
     importance_repeats: int = Field(5, ge=1)
 
+# %% ../nbs/00_config.ipynb #05cecf30
 class PipelineSpec(_Strict):
     "The whole `pipeline.yaml`."
     project: str
@@ -231,25 +277,43 @@ class PipelineSpec(_Strict):
         raise ConfigError(f"unknown step {name!r}; expected one of: {', '.join(self.step_names)}")
 
     @property
-    def step_names(self)->list[str]: return [s.name for s in self.steps]
+    def step_names(self)->list[str]:
+        "The steps' names, in file order."
+        return [s.name for s in self.steps]
 
 # %% ../nbs/00_config.ipynb #6dcce2b7
 RUNNER_PARAMS = ("run_id", "pipeline_run_id", "step_dir", "upstream", "project_root")
 
-def context_params(spec:PipelineSpec, settings:Settings|None=None)->dict:
+def context_params(
+    spec:PipelineSpec,           # the loaded pipeline
+    settings:Settings|None=None, # adds `model_name` and `experiment` when given
+)->dict:                         # name -> value, JSON-ready
     "Values from `pipeline.yaml` and settings that a step receives when its parameters cell declares the name."
-    d = dict(project=spec.project, source=spec.dataset.source, target=spec.dataset.target, task=spec.dataset.task,
-             time_column=spec.dataset.time_column, features=spec.dataset.features, seed=spec.seed,
-             validation=spec.validation.model_dump(mode="json"),
+    ds = spec.dataset
+    d = dict(project=spec.project, source=ds.source, target=ds.target, task=ds.task, time_column=ds.time_column,
+             features=ds.features, seed=spec.seed, validation=spec.validation.model_dump(mode="json"),
              preprocessing={k: v.model_dump(mode="json") for k, v in spec.preprocessing.items()},
-             candidates=[c.model_dump(mode="json") for c in spec.candidates], tuning=spec.tuning.model_dump(mode="json"),
-             evaluation=spec.evaluation.model_dump(mode="json"),
+             candidates=[c.model_dump(mode="json") for c in spec.candidates],
+             tuning=spec.tuning.model_dump(mode="json"), evaluation=spec.evaluation.model_dump(mode="json"),
              gate=spec.gate.model_dump(mode="json"), drift=spec.drift, retrain=spec.retrain.model_dump(mode="json"))
     if settings is not None: d.update(model_name=settings.model_name, experiment=settings.experiment)
     return d
 
+# %% ../nbs/00_config.ipynb #3d8478e4
+def step_order(spec:PipelineSpec)->list[str]:
+    "Step names in an order where every step comes after the steps it depends on (file order breaks ties)."
+    ts, order = TopologicalSorter({s.name: s.depends_on for s in spec.steps}), []
+    ts.prepare()
+    rank = {n: i for i, n in enumerate(spec.step_names)}
+    while ts.is_active():
+        ready = sorted(ts.get_ready(), key=rank.get)
+        order += ready
+        ts.done(*ready)
+    return order
+
 # %% ../nbs/00_config.ipynb #7dde2f75
 def _key(loc):
+    "A pydantic location as a YAML path: `steps[0].name`."
     out = ""
     for p in loc: out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out or "(top level)"
@@ -258,7 +322,9 @@ def _model_at(loc):
     "The pydantic model that owns the mapping at `loc`, if any."
     m, key_next = PipelineSpec, False
     for p in loc:
-        if isinstance(p, int) or key_next: key_next = False; continue   # list index or dict key
+        if isinstance(p, int) or key_next:   # a list index or a dict key: the model stays the same
+            key_next = False
+            continue
         f = m.model_fields.get(p) if isinstance(m, type) and issubclass(m, BaseModel) else None
         if f is None: return None
         ann = f.annotation
@@ -271,6 +337,7 @@ def _model_at(loc):
     return m if isinstance(m, type) and issubclass(m, BaseModel) else None
 
 def _explain(path, err):
+    "One line per error in `err`, each naming `path` and the key."
     lines = []
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -282,89 +349,101 @@ def _explain(path, err):
         else: lines.append(f"{path}: {_key(loc)}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
 
-# %% ../nbs/00_config.ipynb #97686911
-def _check_steps(spec, root, path):
-    names, seen = spec.step_names, set()
-    for i, s in enumerate(spec.steps):
-        if s.name in seen: raise ConfigError(f"{path}: steps[{i}].name: duplicate step name {s.name!r}; step names must be unique")
-        seen.add(s.name)
-        nb = root/s.notebook
-        if not nb.is_file(): raise ConfigError(f"{path}: steps[{i}].notebook: {s.notebook} not found; expected a notebook path relative to {root}")
-        for j, d in enumerate(s.depends_on):
-            if d not in names: raise ConfigError(f"{path}: steps[{i}].depends_on[{j}]: unknown step {d!r}; expected one of: {', '.join(names)}")
-            if d == s.name: raise ConfigError(f"{path}: steps[{i}].depends_on[{j}]: step {d!r} depends on itself")
-        declared = notebook_params(nb)
-        for k in s.params:
-            if k in RUNNER_PARAMS: raise ConfigError(f"{path}: steps[{i}].params.{k}: set by the runner, cannot be set in {PIPELINE_FILE}")
-            if k not in declared:
-                raise ConfigError(f"{path}: steps[{i}].params.{k}: not a parameter of {s.notebook}; "
-                                  f"expected one of: {', '.join(p for p in declared if p not in RUNNER_PARAMS) or '(none)'}")
-    try: order = list(TopologicalSorter({s.name: s.depends_on for s in spec.steps}).static_order())
-    except CycleError as e:
-        cyc = e.args[1]
-        raise ConfigError(f"{path}: steps: dependency cycle {' -> '.join(cyc)}; depends_on must form a DAG") from None
-    return order
-
-def load_pipeline(
-    root:str|Path, # project root holding `pipeline.yaml`
-)->PipelineSpec:
-    "Read and validate `pipeline.yaml`; any problem is a `ConfigError` that names the file and key."
-    root = Path(root).resolve(); path = root/PIPELINE_FILE
-    try: raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as e: raise ConfigError(f"{path}: cannot be read: {e}") from e
-    except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text: {e}") from e
-    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(raw, dict): raise ConfigError(f"{path}: expected a mapping with keys project, dataset, steps; got {type(raw).__name__}")
-    try: spec = PipelineSpec.model_validate(raw)
-    except ValidationError as e: raise ConfigError(_explain(path, e)) from None
-    _check_steps(spec, root, path)
-    _check_monitoring(spec, path)
-    return spec
-
+# %% ../nbs/00_config.ipynb #cd0d5d60
 DRIFT_DEFAULTS = dict(small_sample=1000, p_value=0.05, distance=0.1, effect_floor=0.1, share=0.5,
-                      psi_moderate=0.1, psi_significant=0.25, bins=10, sample_size=5000, quantiles=1000, max_categories=50, min_numeric_unique=6)
+                      psi_moderate=0.1, psi_significant=0.25, bins=10, sample_size=5000, quantiles=1000,
+                      max_categories=50, min_numeric_unique=6)
 
 def drift_config(section:dict|None=None)->dict:
     "The drift thresholds: `pipeline.yaml`'s `drift:` keys over the defaults; an unknown key is a `ConfigError`."
     section = dict(section or {})
     section.pop("alerts", None)
     unknown = sorted(set(section) - set(DRIFT_DEFAULTS))
-    if unknown: raise ConfigError(f"pipeline.yaml: drift: unknown key(s) {unknown}; expected: {', '.join(DRIFT_DEFAULTS)}")
+    if unknown:
+        raise ConfigError(f"{PIPELINE_FILE}: drift: unknown key(s) {unknown}; expected: {', '.join(DRIFT_DEFAULTS)}")
     return {**DRIFT_DEFAULTS, **section}
 
-RULE_KINDS = {"dataset_drift": set(), "prediction_drift": set(), "psi": {"column", "above"}, "metric_drop": {"metric", "by"},
-              "error_rate": {"above"}, "latency_p99_ms": {"above"}}
+# %% ../nbs/00_config.ipynb #d6245128
+RULE_KINDS = {"dataset_drift": set(), "prediction_drift": set(), "psi": {"column", "above"},
+              "metric_drop": {"metric", "by"}, "error_rate": {"above"}, "latency_p99_ms": {"above"}}
 
 def check_rules(
     rules:list|None, # `drift.alerts` of pipeline.yaml: mappings with a `kind` and its keys
 )->list:             # the rules, unchanged
     "The alert rules, each checked for a known kind and its keys; a `ConfigError` naming the rule otherwise."
     for i, r in enumerate(rules or []):
+        where = f"{PIPELINE_FILE}: drift.alerts[{i}]"
         if not isinstance(r, dict) or r.get("kind") not in RULE_KINDS:
-            raise ConfigError(f"pipeline.yaml: drift.alerts[{i}]: expected a mapping with kind one of "
-                              f"{', '.join(RULE_KINDS)}; got {r!r}")
+            raise ConfigError(f"{where}: expected a mapping with kind one of {', '.join(RULE_KINDS)}; got {r!r}")
         need, extra = RULE_KINDS[r["kind"]], set(r) - RULE_KINDS[r["kind"]] - {"kind", "name"}
-        if need - set(r): raise ConfigError(f"pipeline.yaml: drift.alerts[{i}] ({r['kind']}): missing {sorted(need - set(r))}")
-        if extra: raise ConfigError(f"pipeline.yaml: drift.alerts[{i}] ({r['kind']}): unknown keys {sorted(extra)}")
+        if need - set(r): raise ConfigError(f"{where} ({r['kind']}): missing {sorted(need - set(r))}")
+        if extra: raise ConfigError(f"{where} ({r['kind']}): unknown keys {sorted(extra)}")
     return list(rules or [])
 
+# %% ../nbs/00_config.ipynb #97686911
+def _check_step(i, s, names, root, path):
+    "A `ConfigError` naming `steps[i]` when step `s` does not fit the project at `root`."
+    nb = root/s.notebook
+    if not nb.is_file():
+        raise ConfigError(f"{path}: steps[{i}].notebook: {s.notebook} not found; "
+                          f"expected a notebook path relative to {root}")
+    for j, d in enumerate(s.depends_on):
+        if d not in names:
+            raise ConfigError(f"{path}: steps[{i}].depends_on[{j}]: unknown step {d!r}; "
+                              f"expected one of: {', '.join(names)}")
+        if d == s.name: raise ConfigError(f"{path}: steps[{i}].depends_on[{j}]: step {d!r} depends on itself")
+    declared = notebook_params(nb)
+    for k in s.params:
+        if k in RUNNER_PARAMS:
+            raise ConfigError(f"{path}: steps[{i}].params.{k}: set by the runner, cannot be set in {PIPELINE_FILE}")
+        if k not in declared:
+            allowed = ', '.join(p for p in declared if p not in RUNNER_PARAMS) or '(none)'
+            raise ConfigError(f"{path}: steps[{i}].params.{k}: not a parameter of {s.notebook}; "
+                              f"expected one of: {allowed}")
+
+def _check_steps(spec, root, path):
+    "Every step checked, then the order they run in; a cycle is a `ConfigError`."
+    seen = set()
+    for i, s in enumerate(spec.steps):
+        if s.name in seen:
+            raise ConfigError(f"{path}: steps[{i}].name: duplicate step name {s.name!r}; step names must be unique")
+        seen.add(s.name)
+        _check_step(i, s, spec.step_names, root, path)
+    try: return list(TopologicalSorter({s.name: s.depends_on for s in spec.steps}).static_order())
+    except CycleError as e:
+        cycle = ' -> '.join(e.args[1])
+        raise ConfigError(f"{path}: steps: dependency cycle {cycle}; depends_on must form a DAG") from None
+
+# %% ../nbs/00_config.ipynb #bfc458cb
 def _check_monitoring(spec:PipelineSpec, path:Path):
     "`drift:` thresholds and alert rules are used only after a model exists: check them when the file is read."
-    try: drift_config(spec.drift); check_rules(spec.drift.get("alerts") or [])
-    except ConfigError as e: raise ConfigError(f"{path}: {str(e).removeprefix('pipeline.yaml: ')}") from None
+    try:
+        drift_config(spec.drift)
+        check_rules(spec.drift.get("alerts") or [])
+    except ConfigError as e: raise ConfigError(f"{path}: {str(e).removeprefix(f'{PIPELINE_FILE}: ')}") from None
 
-def step_order(spec:PipelineSpec)->list[str]:
-    "Step names in an order where every step comes after the steps it depends on (file order breaks ties)."
-    ts, order = TopologicalSorter({s.name: s.depends_on for s in spec.steps}), []
-    ts.prepare()
-    rank = {n: i for i, n in enumerate(spec.step_names)}
-    while ts.is_active():
-        ready = sorted(ts.get_ready(), key=rank.get)
-        order += ready; ts.done(*ready)
-    return order
+def load_pipeline(
+    root:str|Path, # project root holding `pipeline.yaml`
+)->PipelineSpec:
+    "Read and validate `pipeline.yaml`; any problem is a `ConfigError` that names the file and key."
+    root = Path(root).resolve()
+    path = root/PIPELINE_FILE
+    try: raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e: raise ConfigError(f"{path}: cannot be read: {e}") from e
+    except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text: {e}") from e
+    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys project, dataset, steps; got {type(raw).__name__}")
+    try: spec = PipelineSpec.model_validate(raw)
+    except ValidationError as e: raise ConfigError(_explain(path, e)) from None
+    _check_steps(spec, root, path)
+    _check_monitoring(spec, path)
+    return spec
 
 # %% ../nbs/00_config.ipynb #11e85723
-def parse_override(text:str)->tuple[str, str, Any]:
+def parse_override(
+    text:str, # `STEP.KEY=VALUE`, as given to `-p`
+)->tuple[str, str, Any]: # step, key, value
     "Split `STEP.KEY=VALUE` into (step, key, value), the value read as YAML."
     head, sep, val = text.partition("=")
     step, dot, key = head.partition(".")
@@ -382,9 +461,12 @@ def apply_overrides(
     spec = spec.model_copy(deep=True)
     for o in overrides:
         step, key, v = parse_override(o)
-        if step not in spec.step_names: raise ConfigError(f"-p {o}: unknown step {step!r}; expected one of: {', '.join(spec.step_names)}")
+        if step not in spec.step_names:
+            raise ConfigError(f"-p {o}: unknown step {step!r}; expected one of: {', '.join(spec.step_names)}")
         s = spec.step(step)
         declared = [k for k in notebook_params(Path(root)/s.notebook) if k not in RUNNER_PARAMS]
-        if key not in declared: raise ConfigError(f"-p {o}: {key!r} is not a parameter of {s.notebook}; expected one of: {', '.join(declared)}")
+        if key not in declared:
+            raise ConfigError(f"-p {o}: {key!r} is not a parameter of {s.notebook}; "
+                              f"expected one of: {', '.join(declared)}")
         s.params[key] = v
     return spec

@@ -1,4 +1,4 @@
-"""The step contract: what a pipeline step notebook reads and writes, through helpers that keep every output atomic and content-addressed.
+"""The step contract: what a step notebook reads and writes, every output written atomically and content-addressed.
 
 Docs: https://mlops-wb.github.io/mlops-wb/step.html.md"""
 
@@ -6,11 +6,11 @@ Docs: https://mlops-wb.github.io/mlops-wb/step.html.md"""
 
 # %% ../nbs/01_step.ipynb #3b464787
 from __future__ import annotations
-import hashlib, json, math, os, tempfile
+import fcntl, hashlib, json, math, os, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
-from .config import MlopsWbError
+from .errors import MlopsWbError
 
 # %% auto #0
 __all__ = ['atomic_write', 'file_lock', 'file_digest', 'digest_outputs', 'StepError', 'StepIO']
@@ -21,9 +21,11 @@ def atomic_write(
     write:Callable[[Path], Any], # called with a temporary path in the same folder; must write the file there
 )->Path:
     "Write a file so that `path` holds either the old content or the whole new content, never a part."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd); tmp = Path(tmp)
+    os.close(fd)
+    tmp = Path(tmp)
     try:
         write(tmp)
         with open(tmp, "rb+") as f: os.fsync(f.fileno())
@@ -32,16 +34,18 @@ def atomic_write(
         if tmp.exists(): tmp.unlink()
     return path
 
+# %% ../nbs/01_step.ipynb #025ac877
 @contextmanager
 def file_lock(path:str|Path):
     "An exclusive lock on the file `path` (created when missing) for the `with` block; other processes wait for it."
-    import fcntl
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try: yield path
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
+# %% ../nbs/01_step.ipynb #228d0f0f
 def file_digest(path:str|Path)->str:
     "sha256 of the file's bytes, as hex."
     with open(path, "rb") as f: return hashlib.file_digest(f, "sha256").hexdigest()
@@ -60,60 +64,56 @@ def digest_outputs(
 class StepError(MlopsWbError):
     "A step asked for an input that is not there, or tried to write something it cannot."
 
-_READERS = {".parquet": lambda p: __import__("pandas").read_parquet(p),
-            ".csv": lambda p: __import__("pandas").read_csv(p),
+def _read_table(p:Path):
+    "A Parquet or CSV file as a DataFrame."
+    import pandas as pd   # deferred: about 2.5 s, paid only by a step that reads a table
+    return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+
+def _read_joblib(p:Path):
+    "An object written with joblib."
+    import joblib         # deferred: about 1 s, paid only by a step that reads a model
+    return joblib.load(p)
+
+_READERS = {".parquet": _read_table, ".csv": _read_table, ".joblib": _read_joblib,
             ".json": lambda p: json.loads(Path(p).read_text(encoding="utf-8")),
-            ".joblib": lambda p: __import__("joblib").load(p),
             ".txt": lambda p: Path(p).read_text(encoding="utf-8")}
 
-class StepIO:
-    "A step's view of its inputs (upstream outputs by name), its output folder and its metrics."
-    def __init__(self,
-                 step_dir:str|Path,     # the folder the runner made for this execution
-                 upstream:dict|None=None): # {step: {name: path}} injected by the runner
-        self.dir, self.upstream = Path(step_dir), upstream or {}
+def _write_output(
+    outputs:Path, # a step's `outputs/` folder
+    name:str,     # the output's name
+    obj:Any,      # what to write
+)->Path:          # the file written
+    "Write `obj` as output `name` in the format its type calls for."
+    if not name or "/" in name or name.startswith("."):
+        raise StepError(f"bad output name {name!r}; use a plain name like 'dataset'")
+    if type(obj).__name__ == "DataFrame":
+        return atomic_write(outputs/f"{name}.parquet", lambda t: obj.to_parquet(t, index=False))
+    if isinstance(obj, (dict, list)):
+        text = json.dumps(obj, indent=1, sort_keys=True, default=str)
+        return atomic_write(outputs/f"{name}.json", lambda t: t.write_text(text, encoding="utf-8"))
+    if isinstance(obj, str):
+        fn = name if Path(name).suffix in (".html", ".md", ".txt", ".csv") else f"{name}.txt"
+        return atomic_write(outputs/fn, lambda t: t.write_text(obj, encoding="utf-8"))
+    import joblib             # deferred: about 1 s, paid only by a step that saves a model
+    return atomic_write(outputs/f"{name}.joblib", lambda t: joblib.dump(obj, t))
+
+# %% ../nbs/01_step.ipynb #7d74fadd
+class _StepOutputs:
+    "What a step writes: outputs in `step_dir/outputs`, metrics in `step_dir/metrics.json`."
+    def __init__(self, step_dir:str|Path): # the folder the runner made for this execution
+        self.dir = Path(step_dir)
         self.outputs = self.dir/"outputs"
         self.outputs.mkdir(parents=True, exist_ok=True)
 
-    def path(self, step:str, name:str)->Path:
-        "Location of output `name` of upstream step `step`."
-        if step not in self.upstream:
-            raise StepError(f"no upstream step {step!r}; this step depends on: {', '.join(self.upstream) or '(nothing)'}")
-        if name not in self.upstream[step]:
-            raise StepError(f"step {step!r} has no output {name!r}; it wrote: {', '.join(self.upstream[step]) or '(nothing)'}")
-        return Path(self.upstream[step][name])
-
-    def load(self, step:str, name:str)->Any:
-        "Read output `name` of upstream `step` by its file type (parquet, csv, json, joblib, txt)."
-        p = self.path(step, name)
-        reader = _READERS.get(p.suffix)
-        if reader is None: raise StepError(f"{p}: no reader for {p.suffix!r} files; read it with StepIO.path")
-        return reader(p)
-
     def save(self, name:str, obj:Any)->Path:
-        "Write `obj` as output `name`: a DataFrame as Parquet, a dict or list as JSON, a str as text (`name.html` keeps its suffix), else joblib."
-        if not name or "/" in name or name.startswith("."): raise StepError(f"bad output name {name!r}; use a plain name like 'dataset'")
-        if type(obj).__name__ == "DataFrame":
-            return atomic_write(self.outputs/f"{name}.parquet", lambda t: obj.to_parquet(t, index=False))
-        if isinstance(obj, (dict, list)):
-            return atomic_write(self.outputs/f"{name}.json",
-                                lambda t: t.write_text(json.dumps(obj, indent=1, sort_keys=True, default=str), encoding="utf-8"))
-        if isinstance(obj, str):
-            fn = name if Path(name).suffix in (".html", ".md", ".txt", ".csv") else f"{name}.txt"
-            return atomic_write(self.outputs/fn, lambda t: t.write_text(obj, encoding="utf-8"))
-        import joblib
-        return atomic_write(self.outputs/f"{name}.joblib", lambda t: joblib.dump(obj, t))
+        "Write `obj` as output `name`: a DataFrame as Parquet, a dict or list as JSON, a str as text, else joblib."
+        return _write_output(self.outputs, name, obj)
 
     def save_snapshot(self, name:str, df, store, **kw):
-        "Store `df` in the content-addressed snapshot `store` and record the reference as output `<name>.snapshot.json`."
+        "Store `df` in the snapshot `store` and record the reference as output `<name>.snapshot.json`."
         ref = store.put(df, name=name, **kw)
         self.save(f"{name}.snapshot", ref.to_dict())
         return ref
-
-    def load_snapshot(self, step:str, name:str, store):
-        "(reference, rows) of snapshot `name` written by upstream `step`."
-        ref = self.load(step, f"{name}.snapshot")
-        return ref, store.load(ref["digest"])
 
     @property
     def metrics_file(self)->Path: return self.dir/"metrics.json"
@@ -126,3 +126,34 @@ class StepIO:
             except (TypeError, ValueError): raise StepError(f"metric {k!r} must be a number, got {v!r}") from None
         atomic_write(self.metrics_file, lambda t: t.write_text(json.dumps(cur, sort_keys=True)))
         return cur
+
+# %% ../nbs/01_step.ipynb #4e3d6e87
+class StepIO(_StepOutputs):
+    "A step's view of its inputs (upstream outputs by name), its output folder and its metrics."
+    def __init__(self,
+                 step_dir:str|Path,     # the folder the runner made for this execution
+                 upstream:dict|None=None): # {step: {name: path}} injected by the runner
+        super().__init__(step_dir)
+        self.upstream = upstream or {}
+
+    def path(self, step:str, name:str)->Path:
+        "Location of output `name` of upstream step `step`."
+        if step not in self.upstream:
+            deps = ', '.join(self.upstream) or '(nothing)'
+            raise StepError(f"no upstream step {step!r}; this step depends on: {deps}")
+        if name not in self.upstream[step]:
+            wrote = ', '.join(self.upstream[step]) or '(nothing)'
+            raise StepError(f"step {step!r} has no output {name!r}; it wrote: {wrote}")
+        return Path(self.upstream[step][name])
+
+    def load(self, step:str, name:str)->Any:
+        "Read output `name` of upstream `step` by its file type (parquet, csv, json, joblib, txt)."
+        p = self.path(step, name)
+        reader = _READERS.get(p.suffix)
+        if reader is None: raise StepError(f"{p}: no reader for {p.suffix!r} files; read it with StepIO.path")
+        return reader(p)
+
+    def load_snapshot(self, step:str, name:str, store):
+        "(reference, rows) of snapshot `name` written by upstream `step`."
+        ref = self.load(step, f"{name}.snapshot")
+        return ref, store.load(ref["digest"])

@@ -28,13 +28,17 @@ __all__ = ['TrackingError', 'experiment_id', 'connect', 'git_info', 'library_has
 
 # %% ../nbs/02_tracking.ipynb #cbe360fc
 for _n in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abstract_store"):
-    logging.getLogger(_n).setLevel(logging.WARNING)
+    logging.getLogger(_n).setLevel(logging.WARNING)   # no migration chatter on every command
 
 class TrackingError(MlopsWbError):
     "The tracking store cannot be reached or used."
 
-def experiment_id(client, settings:Settings, name:str)->str:
-    "The id of experiment `name`, created on first use; with the embedded store its artifacts live under the project's artifact root."
+def experiment_id(
+    client,            # an `MlflowClient`
+    settings:Settings, # gives the artifact root of the embedded store
+    name:str,          # the experiment
+)->str:                # its id
+    "The id of experiment `name`, created on first use; the embedded store keeps its artifacts under the artifact root."
     exp = client.get_experiment_by_name(name)
     if exp is not None: return exp.experiment_id
     loc = settings.artifact_root.as_uri() if settings.artifact_root else None
@@ -44,18 +48,23 @@ def experiment_id(client, settings:Settings, name:str)->str:
         if exp is None: raise
         return exp.experiment_id
 
+# %% ../nbs/02_tracking.ipynb #3772636e
 @contextmanager
 def _store_lock(settings:Settings):
-    "An exclusive lock next to the embedded store's file, held while a process opens it (nothing for a tracking server)."
-    if not settings.embedded: yield; return
-    db = Path(settings.tracking_uri[len("sqlite:///"):]); db.parent.mkdir(parents=True, exist_ok=True)
+    "A lock next to the embedded store's file, held while a process opens it (nothing for a tracking server)."
+    if not settings.embedded:
+        yield
+        return
+    db = Path(settings.tracking_uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(db.parent/".mlflow.db.lock"): yield
 
 def connect(
     settings:Settings, # where tracking lives
 )->tuple[MlflowClient, str]: # a client and the id of the workbench's experiment
     "A client on the project's tracking store and its experiment, created on first use."
-    mlflow.set_tracking_uri(settings.tracking_uri); mlflow.set_registry_uri(settings.tracking_uri)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
     try:
         with _store_lock(settings):   # two processes creating one SQLite store at once would both run its migrations
             client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
@@ -67,16 +76,20 @@ def connect(
                             f"or MLFLOW_TRACKING_URI): {type(e).__name__}: {e}") from e
     if exp.lifecycle_stage != "active":
         raise TrackingError(f"experiment {settings.experiment!r} is deleted in {settings.tracking_uri}; restore it "
-                            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or set another experiment")
+                            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) "
+                            f"or set another experiment")
     return client, exp.experiment_id
 
 # %% ../nbs/02_tracking.ipynb #f8e63736
-def git_info(root:str|Path)->tuple[str, str]:
+def git_info(
+    root:str|Path, # a folder, inside a git work tree or not
+)->tuple[str, str]: # commit, and "true"/"false" for uncommitted changes to tracked files
     "(commit, dirty) of the git work tree at `root`; ('none', 'unknown') outside git."
+    git = dict(cwd=root, capture_output=True, text=True, timeout=10)
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], **git)
         if commit.returncode: return "none", "unknown"
-        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, timeout=10)
+        st = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], **git)
         return commit.stdout.strip(), "true" if st.stdout.strip() else "false"
     except (OSError, subprocess.SubprocessError): return "none", "unknown"
 
@@ -86,6 +99,8 @@ def library_hash()->str:
     global _LIB_HASH
     if _LIB_HASH is None:
         h = hashlib.sha256(mlops_wb.__version__.encode())
-        for p in sorted(Path(mlops_wb.__file__).parent.glob("*.py")): h.update(p.name.encode()); h.update(p.read_bytes())
+        for p in sorted(Path(mlops_wb.__file__).parent.glob("*.py")):
+            h.update(p.name.encode())
+            h.update(p.read_bytes())
         _LIB_HASH = h.hexdigest()
     return _LIB_HASH
