@@ -1,5 +1,5 @@
 """Shared fixtures: temporary copies of the project, the CLI as a subprocess, the tracking store."""
-import json, os, shutil, socket, subprocess, sys, time, urllib.request
+import json, os, shutil, signal, socket, subprocess, sys, time, urllib.request
 from pathlib import Path
 
 import nbformat
@@ -122,7 +122,9 @@ def free_port() -> int:
 def start_http(cmd: list, url: str, cwd=None, env=None, timeout: float = 90, what: str = "server") -> subprocess.Popen:
     """Start `cmd` (stdout and stderr piped) and wait until `url` answers; if the process dies first or
     `timeout` seconds pass, the test fails with its output."""
-    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env or clean_env(),
+    # Its own process group: on a timeout the whole group is killed, so a child it started (the `mlflow ui` behind
+    # `mlops-wb ui`) cannot keep the output pipe open and turn a failed start into a hung test.
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=cwd, env=env or clean_env(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + timeout
     while True:
@@ -130,5 +132,6 @@ def start_http(cmd: list, url: str, cwd=None, env=None, timeout: float = 90, wha
         except OSError:
             if proc.poll() is not None: raise AssertionError(f"{what} exited with {proc.returncode}:\n{proc.stdout.read()}")
             if time.time() > deadline:
-                proc.kill(); raise AssertionError(f"{what} did not answer {url} within {timeout:.0f} s:\n{proc.stdout.read()}")
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise AssertionError(f"{what} did not answer {url} within {timeout:.0f} s:\n{proc.stdout.read()}")
             time.sleep(0.3)
