@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import orjson
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LOG_SCHEMA', 'LOG_COLUMNS', 'SQLiteStore', 'log_exists', 'open_store', 'InferenceLog', 'read_inference_log',
-           'read_service_log']
+__all__ = ['LOG_SCHEMA', 'LOG_COLUMNS', 'open_log_db', 'SQLiteStore', 'log_exists', 'open_store', 'InferenceLog',
+           'read_inference_log', 'read_service_log']
 
 # %% ../nbs/10a_inference_log.ipynb #9476d5c5
 LOG_SCHEMA = """CREATE TABLE IF NOT EXISTS inference (
@@ -34,6 +35,18 @@ LOG_COLUMNS = ("id", "request_id", "row", "ts", "model_name", "model_version", "
 _INSERT_ROW = ("INSERT INTO inference (request_id,row,ts,model_name,model_version,alias,client_key,features,"
                "prediction,latency_ms) VALUES (?,?,?,?,?,?,?,?,?,?)")
 
+def open_log_db(
+    path:str|Path, # the database file; created, with its folder, on first use
+)->sqlite3.Connection:
+    "A writable connection to the SQLite inference log at `path`, in WAL mode, with its tables."
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.executescript(LOG_SCHEMA)
+    return con
+
+# %% ../nbs/10a_inference_log.ipynb #a7693781
 class SQLiteStore:
     "The inference log in one SQLite file (WAL mode): `write` commits a batch in one transaction."
     def __init__(self,
@@ -42,15 +55,7 @@ class SQLiteStore:
                 ):
         self.path = Path(path)
         if readonly: self.con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
-        else: self.con = self._open_for_writing()
-
-    def _open_for_writing(self)->sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.executescript(LOG_SCHEMA)
-        return con
+        else: self.con = open_log_db(self.path)
 
     def write(self, rows:list, requests:list, columns:dict):
         "Append inference `rows`, `requests` and each new version's feature `columns` in one transaction."
@@ -74,6 +79,7 @@ class SQLiteStore:
 
     def close(self): self.con.close()
 
+# %% ../nbs/10a_inference_log.ipynb #ec3f932e
 def log_exists(location:str|Path|None)->bool:
     "True when `location` names an inference log that has been written."
     return bool(location) and Path(location).exists()
@@ -112,37 +118,40 @@ class InferenceLog:
         item = (request_id, ts, version, int(status), int(rows), latency_ms, error_code)
         with self.lock: self.requests.append(item)
 
-    def _rows(self, items):
-        dumps = orjson.dumps
-        for rid, ts, ver, alias, key, names, cols, n, pred, lat in items:
-            if ver not in self.known:
-                self.new_columns[ver] = names
-                self.known.add(ver)
-            vals = [cols[c].tolist() if isinstance(cols[c], np.ndarray) else cols[c] for c in names]
-            predl = pred.tolist() if isinstance(pred, np.ndarray) else list(pred)
-            for i, (row, p) in enumerate(zip(zip(*vals), predl)):   # features: a JSON array in the version's column order
-                yield (rid, i, ts, self.model_name, ver, alias, key, dumps(row).decode(), dumps(p).decode(), lat)
-
-    def flush(self)->int:
-        "Write what is pending; the number of inference rows written."
-        with self.lock:
-            items, self.pending, reqs, self.requests = self.pending, [], self.requests, []
-        if not items and not reqs: return 0
-        rows = list(self._rows(items))
-        self.store.write(rows, reqs, self.new_columns)
-        self.new_columns = {}
-        self.written += len(rows)
-        return len(rows)
-
     def _loop(self):
         while not self.stop_ev.wait(self.flush_interval): self.flush()
 
     def close(self):
-        "Stop the writer thread and write what is left."
+        "Stop the writer thread and write what is left (`flush`, below)."
         self.stop_ev.set()
         self.thread.join(5)
         self.flush()
         self.store.close()
+
+# %% ../nbs/10a_inference_log.ipynb #6f06154c
+@patch
+def _rows(self:InferenceLog, items):
+    dumps = orjson.dumps
+    for rid, ts, ver, alias, key, names, cols, n, pred, lat in items:
+        if ver not in self.known:
+            self.new_columns[ver] = names
+            self.known.add(ver)
+        vals = [cols[c].tolist() if isinstance(cols[c], np.ndarray) else cols[c] for c in names]
+        predl = pred.tolist() if isinstance(pred, np.ndarray) else list(pred)
+        for i, (row, p) in enumerate(zip(zip(*vals), predl)):   # features: a JSON array in the version's column order
+            yield (rid, i, ts, self.model_name, ver, alias, key, dumps(row).decode(), dumps(p).decode(), lat)
+
+@patch
+def flush(self:InferenceLog)->int:
+    "Write what is pending; the number of inference rows written."
+    with self.lock:
+        items, self.pending, reqs, self.requests = self.pending, [], self.requests, []
+    if not items and not reqs: return 0
+    rows = list(self._rows(items))
+    self.store.write(rows, reqs, self.new_columns)
+    self.new_columns = {}
+    self.written += len(rows)
+    return len(rows)
 
 # %% ../nbs/10a_inference_log.ipynb #75a37c85
 def _window(select:str, since:float|None, until:float|None, version:str|None=None)->tuple[str, list]:
