@@ -1,4 +1,4 @@
-"""The `mlops-wb` command: thin argument parsing over the library. Exit status 0 ok, 1 a step failed, 2 bad input (pipeline file, settings, arguments), 3 quality gate failed, 4 promotion refused, 5 reproduction differs, 130 interrupted.
+"""The `mlops-wb` command: thin argument parsing over the library; its exit statuses are `mlops_wb.errors.Exit`.
 
 Docs: https://mlops-wb.github.io/mlops-wb/cli.html.md"""
 
@@ -6,134 +6,238 @@ Docs: https://mlops-wb.github.io/mlops-wb/cli.html.md"""
 
 # %% ../nbs/09_cli.ipynb #c0a659bf
 from __future__ import annotations
-import argparse, json, os, subprocess, sys, time
+import argparse, faulthandler, functools, json, os, signal, subprocess, sys, threading
 from datetime import datetime, timezone
 from pathlib import Path
-from .errors import MlopsWbError, ConfigError, EXIT_HELP
+from .errors import MlopsWbError, ConfigError, Exit, EXIT_HELP
 from .config import find_project_root, load_settings
 
 # %% auto #0
-__all__ = ['EXIT_CODES', 'KERNEL_NAME', 'COMMANDS', 'build_parser', 'subcommands', 'cmd_run', 'cmd_status', 'run_child', 'cmd_ui',
-           'cmd_lineage', 'cmd_data', 'cmd_promote', 'cmd_rollback', 'cmd_history', 'cmd_reproduce', 'cmd_serve',
-           'cmd_score', 'cmd_monitor', 'cmd_dashboard', 'install_kernel', 'cmd_lab', 'signals_to_main_thread', 'main']
+__all__ = ['COMMANDS', 'KERNEL_NAME', 'positive_int', 'tcp_port', 'positive_float', 'non_negative_float', 'build_parser',
+           'subcommands', 'command', 'data_errors_are_bad_input', 'signals_to_main_thread', 'main', 'cmd_run',
+           'cmd_status', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage', 'find_snapshot', 'cmd_data',
+           'cmd_promote', 'cmd_rollback', 'parse_at', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
+           'cmd_monitor', 'install_kernel', 'cmd_lab', 'cmd_dashboard']
 
-# %% ../nbs/09_cli.ipynb #ae8fb147
-EXIT_CODES = EXIT_HELP   # the one table, in mlops_wb.errors
+# %% ../nbs/09_cli.ipynb #01723b48
+def positive_int(
+    text:str, # the value given on the command line
+)->int:
+    "An argparse type: a whole number of at least 1."
+    n = int(text)
+    if n < 1: raise argparse.ArgumentTypeError(f"{text}: expected a positive whole number")
+    return n
 
-def build_parser()->argparse.ArgumentParser:
-    "The `mlops-wb` argument parser with one sub-parser per command."
-    p = argparse.ArgumentParser(prog="mlops-wb", description="Notebook-centric MLOps workbench: papermill pipelines on MLflow.",
-                                epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--project", metavar="PATH", help="project folder (default: the nearest folder above holding pipeline.yaml)")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    r = sub.add_parser("run", help="run the pipeline (cached steps are reused)", epilog=EXIT_CODES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Run pipeline.yaml's steps in dependency order; a step whose inputs match an earlier "
-                                   "successful run is reused instead of executed.")
+def tcp_port(
+    text:str, # the value given on the command line
+)->int:
+    "An argparse type: a TCP port, 1 to 65535."
+    n = int(text)
+    if not 1 <= n <= 65535: raise argparse.ArgumentTypeError(f"{text}: expected a TCP port from 1 to 65535")
+    return n
+
+def positive_float(
+    text:str, # the value given on the command line
+)->float:
+    "An argparse type: a number above 0."
+    x = float(text)
+    if not x > 0: raise argparse.ArgumentTypeError(f"{text}: expected a number above 0")
+    return x
+
+def non_negative_float(
+    text:str, # the value given on the command line
+)->float:
+    "An argparse type: a number of 0 or more."
+    x = float(text)
+    if not x >= 0: raise argparse.ArgumentTypeError(f"{text}: expected a number of 0 or more")
+    return x
+
+# %% ../nbs/09_cli.ipynb #51695b7d
+# the help of a command ending in the table of exit statuses
+_WITH_EXITS = dict(epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def _add_pipeline_commands(sub):
+    "`run`, `status` and `lineage`."
+    r = sub.add_parser(
+        "run", help="run the pipeline (cached steps are reused)", **_WITH_EXITS,
+        description="Run pipeline.yaml's steps in dependency order; a step whose inputs match an earlier "
+                    "successful run is reused instead of executed.")
     r.add_argument("--no-cache", action="store_true", help="execute every step, reusing nothing")
     r.add_argument("--from", dest="from_step", metavar="STEP", help="execute STEP and every step downstream of it")
-    r.add_argument("--only", metavar="STEP", help="execute only STEP; every step not downstream of it must have a reusable run")
+    r.add_argument("--only", metavar="STEP",
+                   help="execute only STEP; every step not downstream of it must have a reusable run")
     r.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="STEP.KEY=VALUE",
                    help="override a step parameter for this run (value read as YAML); repeatable")
     r.add_argument("--explain", action="store_true", help="say for each step whether it would run and why; run nothing")
-    s = sub.add_parser("status", help="recent pipeline runs, or one run's steps",
-                       description="Recent pipeline runs with each step's state; with RUN_ID, that run's steps in detail.")
+    s = sub.add_parser(
+        "status", help="recent pipeline runs, or one run's steps",
+        description="Recent pipeline runs with each step's state; with RUN_ID, that run's steps in detail.")
     s.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a pipeline run id (prefix accepted)")
-    s.add_argument("-n", type=int, default=10, help="how many recent runs (default 10)")
-    l = sub.add_parser("lineage", help="what a model version was built from: data, runs, commit, notebooks",
-                       description="Print the data snapshots (digest, source, rows), pipeline run, step runs, git commit "
-                                   "and notebooks behind a model version.")
+    s.add_argument("-n", type=positive_int, default=10, help="how many recent runs (default 10)")
+    l = sub.add_parser(
+        "lineage", help="what a model version was built from: data, runs, commit, notebooks",
+        description="Print the data snapshots (digest, source, rows), pipeline run, step runs, git commit "
+                    "and notebooks behind a model version.")
     l.add_argument("model", metavar="MODEL[@ALIAS|/VERSION]", nargs="?",
                    help="registered model (default: the model_name in settings.ini), optionally @alias or /version")
     l.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+# %% ../nbs/09_cli.ipynb #8fbe9dc4
+def _add_data_commands(sub):
+    "`data list` and `data diff`."
     d = sub.add_parser("data", help="list and compare dataset snapshots")
     dsub = d.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     dl = dsub.add_parser("list", help="the newest snapshots", description="The newest dataset snapshots in the store.")
-    dl.add_argument("-n", type=int, default=20, help="how many (default 20)")
-    dd = dsub.add_parser("diff", help="schema and distribution differences between two snapshots",
-                         description="Schema and distribution differences from snapshot A to snapshot B (digests or prefixes).")
-    dd.add_argument("a", metavar="A"); dd.add_argument("b", metavar="B")
+    dl.add_argument("-n", type=positive_int, default=20, help="how many (default 20)")
+    dd = dsub.add_parser(
+        "diff", help="schema and distribution differences between two snapshots",
+        description="Schema and distribution differences from snapshot A to snapshot B "
+                    "(digests or prefixes).")
+    dd.add_argument("a", metavar="A")
+    dd.add_argument("b", metavar="B")
     dd.add_argument("--json", action="store_true", help="print JSON instead of tables")
-    lab = sub.add_parser("lab", help="open JupyterLab on the project with the project's kernel",
-                         description="Install the project kernel (mlops-wb, this environment's Python) and start JupyterLab on 127.0.0.1.")
-    lab.add_argument("--port", type=int, default=8888)
+
+def _add_lab(sub):
+    "`lab`."
+    lab = sub.add_parser(
+        "lab", help="open JupyterLab on the project with the project's kernel",
+        description="Install the project kernel (mlops-wb, this environment's Python) and start "
+                    "JupyterLab on 127.0.0.1.")
+    lab.add_argument("--port", type=tcp_port, default=8888)
     lab.add_argument("--no-browser", action="store_true")
-    pr = sub.add_parser("promote", help="move @champion to a model version (approvers only, reason required, audited)",
-                        description="Point MODEL@champion at VERSION. Only users listed in settings.ini approvers; only "
-                                    "versions that passed their quality gate unless --force. Appends to the audit log.",
-                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    pr.add_argument("model", metavar="MODEL"); pr.add_argument("version", metavar="VERSION")
+
+# %% ../nbs/09_cli.ipynb #193a8474
+def _add_model_commands(sub):
+    "`promote`, `rollback` and `history`."
+    pr = sub.add_parser(
+        "promote", help="move @champion to a model version (approvers only, reason required, audited)",
+        description="Point MODEL@champion at VERSION. Only users listed in settings.ini approvers; only "
+                    "versions that passed their quality gate unless --force. Appends to the audit log.",
+        **_WITH_EXITS)
+    pr.add_argument("model", metavar="MODEL")
+    pr.add_argument("version", metavar="VERSION")
     pr.add_argument("--reason", required=True, help="why (kept in the audit log)")
     pr.add_argument("--force", action="store_true", help="promote a version that failed its gate (the reason says why)")
-    rb = sub.add_parser("rollback", help="return @champion to its previous holder (approvers only, audited)",
-                        description="Return MODEL@champion to the version that held it before the current one.")
+    rb = sub.add_parser(
+        "rollback", help="return @champion to its previous holder (approvers only, audited)",
+        description="Return MODEL@champion to the version that held it before the current one.")
     rb.add_argument("model", metavar="MODEL", nargs="?", help="registered model (default: model_name in settings.ini)")
     rb.add_argument("--reason", required=True, help="why (kept in the audit log)")
-    hi = sub.add_parser("history", help="promotions and rollbacks of a model; which version was champion when",
-                        description="The audit log of MODEL, oldest first; with --at, the version that was @champion then.")
+    hi = sub.add_parser(
+        "history", help="promotions and rollbacks of a model; which version was champion when",
+        description="The audit log of MODEL, oldest first; with --at, the version that was @champion "
+                    "then.")
     hi.add_argument("model", metavar="MODEL", nargs="?", help="registered model (default: model_name in settings.ini)")
     hi.add_argument("--at", metavar="TIME", help="ISO time, e.g. 2026-11-29T12:00:00 (UTC unless an offset is given)")
     hi.add_argument("--json", action="store_true")
-    rp = sub.add_parser("reproduce", help="rebuild a model version from its record and compare its metrics",
-                        description="Re-run the pipeline recorded for MODEL VERSION (its pipeline.yaml, dataset snapshot and git "
-                                    "commit) in a temporary workspace with its own store, and compare holdout metrics and data digests.",
-                        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def _add_reproduce(sub):
+    "`reproduce`."
+    rp = sub.add_parser(
+        "reproduce", help="rebuild a model version from its record and compare its metrics", **_WITH_EXITS,
+        description="Re-run the pipeline recorded for MODEL VERSION (its pipeline.yaml, dataset snapshot "
+                    "and git commit) in a temporary workspace with its own store, and compare holdout "
+                    "metrics and data digests.")
     rp.add_argument("model", metavar="MODEL", help="registered model")
     rp.add_argument("version", metavar="VERSION", help="its version number")
-    rp.add_argument("--atol", type=float, default=1e-9, help="metrics closer than this count as identical (default 1e-9)")
+    rp.add_argument("--atol", type=non_negative_float, default=1e-9,
+                    help="metrics closer than this count as identical (default 1e-9)")
     rp.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     rp.add_argument("--json", action="store_true")
-    sv = sub.add_parser("serve", help="REST scoring of MODEL@champion (canary, hot swap, inference log, metrics)",
-                        description="Serve models:/MODEL@champion over HTTP on /invocations (MLflow's request formats), with an optional "
-                                    "canary share to @challenger, hot swap when the aliases move, every scored row in the inference log, "
-                                    "/health, /ready, /metrics and the OpenAPI schema at /docs.")
+
+# %% ../nbs/09_cli.ipynb #291ac451
+def _add_serving_commands(sub):
+    "`serve` and `score`."
+    sv = sub.add_parser(
+        "serve", help="REST scoring of MODEL@champion (canary, hot swap, inference log, metrics)",
+        description="Serve models:/MODEL@champion over HTTP on /invocations (MLflow's request formats), "
+                    "with an optional canary share to @challenger, hot swap when the aliases move, every "
+                    "scored row in the inference log, /health, /ready, /metrics and the OpenAPI schema at "
+                    "/docs.")
     sv.add_argument("--model", help="registered model (default: model_name in settings.ini)")
     sv.add_argument("--host", help="default: serve_host in settings.ini (127.0.0.1)")
-    sv.add_argument("--port", type=int, help="default: serve_port in settings.ini")
-    sv.add_argument("--canary", type=float, help="share of requests for @challenger (default: serve_canary in settings.ini)")
+    sv.add_argument("--port", type=tcp_port, help="default: serve_port in settings.ini")
+    sv.add_argument("--canary", type=float,
+                    help="share of requests for @challenger (default: serve_canary in settings.ini)")
     sv.add_argument("--max-rows", type=int, default=10_000, help="rows per request (413 beyond; default 10000)")
     sv.add_argument("--max-bytes", type=int, default=20_000_000, help="body bytes (413 beyond; default 20 MB)")
-    sv.add_argument("--batch-rows", type=int, default=512, help="micro-batching: rows per predict call at most (default 512)")
-    sv.add_argument("--batch-wait-ms", type=float, default=2.0, help="micro-batching: wait for more requests at most this long (default 2)")
-    sv.add_argument("--poll", type=float, default=2.0, help="seconds between alias checks (default 2)")
-    sv.add_argument("--flush-interval", type=float, default=0.5, help="seconds between inference-log commits: at most this much is lost on a kill")
+    sv.add_argument("--batch-rows", type=int, default=512,
+                    help="micro-batching: rows per predict call at most (default 512)")
+    sv.add_argument("--batch-wait-ms", type=non_negative_float, default=2.0,
+                    help="micro-batching: wait for more requests at most this long (default 2)")
+    sv.add_argument("--poll", type=positive_float, default=2.0, help="seconds between alias checks (default 2)")
+    sv.add_argument("--flush-interval", type=positive_float, default=0.5,
+                    help="seconds between inference-log commits: at most this much is lost on a kill")
     sv.add_argument("--no-log", action="store_true", help="do not write the inference log")
-    sc = sub.add_parser("score", help="batch-score a CSV or Parquet file with a model version, in chunks",
-                        description="Score IN (CSV or Parquet) with MODEL_REF (NAME@ALIAS or NAME/VERSION) chunk by chunk into OUT "
-                                    "(.csv or .parquet): the input columns plus prediction and model_version. OUT appears only when complete.")
-    sc.add_argument("model", metavar="MODEL_REF"); sc.add_argument("input", metavar="IN"); sc.add_argument("output", metavar="OUT")
-    sc.add_argument("--chunk-rows", type=int, default=50_000, help="rows scored at a time (default 50000)")
-    mo = sub.add_parser("monitor", help="drift of current data (a file or the inference log) against a model version's reference",
-                        description="Compare current rows with the reference profile stored with MODEL_REF (default MODEL@champion): "
-                                    "per-feature drift, PSI, dataset and prediction drift; with labels, the task's metrics against the "
-                                    "version's holdout baseline; from the inference log, the server's error rate and latency. Reports in "
-                                    "reports/monitor/ and a run of the <experiment>-monitoring experiment; alert rules fire, and an alert "
-                                    "matching pipeline.yaml's retrain policy starts a retrain. --backtest instead replays stable windows "
-                                    "and reports how often each threshold would have alerted.")
-    mo.add_argument("model", metavar="MODEL_REF", nargs="?", help="NAME@ALIAS or NAME/VERSION (default: model_name@champion)")
+    sc = sub.add_parser(
+        "score", help="batch-score a CSV or Parquet file with a model version, in chunks",
+        description="Score IN (CSV or Parquet) with MODEL_REF (NAME@ALIAS or NAME/VERSION) chunk by chunk "
+                    "into OUT (.csv or .parquet): the input columns plus prediction and model_version. OUT "
+                    "appears only when complete.")
+    sc.add_argument("model", metavar="MODEL_REF")
+    sc.add_argument("input", metavar="IN")
+    sc.add_argument("output", metavar="OUT")
+    sc.add_argument("--chunk-rows", type=positive_int, default=50_000, help="rows scored at a time (default 50000)")
+
+# %% ../nbs/09_cli.ipynb #c326d6fa
+def _add_monitor(sub):
+    "`monitor`."
+    mo = sub.add_parser(
+        "monitor", help="drift of current data (a file or the inference log) against a model version's reference",
+        description="Compare current rows with the reference profile stored with MODEL_REF (default "
+                    "MODEL@champion): per-feature drift, PSI, dataset and prediction drift; with labels, the "
+                    "task's metrics against the version's holdout baseline; from the inference log, the "
+                    "server's error rate and latency. Reports in reports/monitor/ and a run of the "
+                    "<experiment>-monitoring experiment; alert rules fire, and an alert matching "
+                    "pipeline.yaml's retrain policy starts a retrain. --backtest instead replays stable "
+                    "windows and reports how often each threshold would have alerted.")
+    mo.add_argument("model", metavar="MODEL_REF", nargs="?",
+                    help="NAME@ALIAS or NAME/VERSION (default: model_name@champion)")
     mo.add_argument("--data", metavar="FILE", help="CSV or Parquet of current rows (default: the inference log)")
     mo.add_argument("--since", help="inference-log window start: ISO time or a duration ago (30m, 2h, 7d)")
     mo.add_argument("--window", help="inference-log window length (1h); default: up to now")
-    mo.add_argument("--labels", metavar="FILE", help="labels for the inference log: request_id, [row], and the target (or label) column")
+    mo.add_argument("--labels", metavar="FILE",
+                    help="labels for the inference log: request_id, [row], and the target (or label) column")
     mo.add_argument("--every", help="metrics per bucket of this length (1h); with --backtest, the window length")
     mo.add_argument("--no-retrain", action="store_true", help="record alerts but start no retrain")
-    mo.add_argument("--backtest", action="store_true", help="replay stable windows (--data or the log) and report false-alarm rates")
-    mo.add_argument("--chunks", type=int, default=10, help="--backtest on a file without a time column: this many windows (default 10)")
+    mo.add_argument("--backtest", action="store_true",
+                    help="replay stable windows (--data or the log) and report false-alarm rates")
+    mo.add_argument("--chunks", type=int, default=10,
+                    help="--backtest on a file without a time column: this many windows (default 10)")
     mo.add_argument("--json", action="store_true")
-    db = sub.add_parser("dashboard", help="the reviewers' Voila dashboards (experiments, promotion, drift) on 127.0.0.1",
-                        description="Start one Voila server on the project with a landing page linking the experiments, "
-                                    "promotion and drift dashboards (nbs/dashboards/); prints the URL. Ctrl-C stops it.")
+
+def _add_tool_commands(sub):
+    "`dashboard` and `ui`."
+    db = sub.add_parser(
+        "dashboard", help="the reviewers' Voila dashboards (experiments, promotion, drift) on 127.0.0.1",
+        description="Start one Voila server on the project with a landing page linking the experiments, "
+                    "promotion and drift dashboards (nbs/dashboards/); prints the URL. Ctrl-C stops it.")
     db.add_argument("--host", default="127.0.0.1")
-    db.add_argument("--port", type=int, default=8866)
-    u = sub.add_parser("ui", help="start the MLflow UI on the project's tracking store",
-                       description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
+    db.add_argument("--port", type=tcp_port, default=8866)
+    u = sub.add_parser(
+        "ui", help="start the MLflow UI on the project's tracking store",
+        description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
     u.add_argument("--host", default="127.0.0.1")
-    u.add_argument("--port", type=int, default=5000)
+    u.add_argument("--port", type=tcp_port, default=5000)
+
+# %% ../nbs/09_cli.ipynb #ae8fb147
+def build_parser()->argparse.ArgumentParser:
+    "The `mlops-wb` argument parser with one sub-parser per command."
+    p = argparse.ArgumentParser(prog="mlops-wb", **_WITH_EXITS,
+                                description="Notebook-centric MLOps workbench: papermill pipelines on MLflow.")
+    p.add_argument("--project", metavar="PATH",
+                   help="project folder (default: the nearest folder above holding pipeline.yaml)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in (_add_pipeline_commands, _add_data_commands, _add_lab, _add_model_commands, _add_reproduce,
+                _add_serving_commands, _add_monitor, _add_tool_commands):
+        add(sub)
     return p
 
-# %% ../nbs/09_cli.ipynb #c0ffee01
-def subcommands(p:argparse.ArgumentParser, prefix:str="mlops-wb")->list:
-    "Every (full command, its parser, its one-line help) under `p`, depth first, in the parser's order."
+def subcommands(
+    p:argparse.ArgumentParser, # a parser, usually `build_parser()`
+    prefix:str="mlops-wb",     # the command that `p` parses
+)->list:                       # (full command, its parser, its one-line help), depth first, in the parser's order
+    "Every command under `p` with its parser and its one-line help."
     out = []
     for a in p._actions:
         if isinstance(a, argparse._SubParsersAction):
@@ -144,48 +248,100 @@ def subcommands(p:argparse.ArgumentParser, prefix:str="mlops-wb")->list:
     return out
 
 # %% ../nbs/09_cli.ipynb #4fd23a35
-_ICON = {"ran": "[green]✓ ran[/]", "cached": "[cyan]↺ cached[/]", "failed": "[red]✗ failed[/]", "killed": "[yellow]■ killed[/]",
-         "not run": "[dim]· not run[/]", "would run": "[yellow]▶ would run[/]"}
+COMMANDS = {}   # command name -> function(args, project root) -> exit status
+
+def command(
+    name:str, # the sub-command, as `build_parser` names it
+):
+    "Register the decorated function as the handler of `mlops-wb NAME`."
+    def register(f):
+        COMMANDS[name] = f
+        return f
+    return register
+
+def data_errors_are_bad_input(cmd):
+    "Let command `cmd` report a `DataError` as bad input: a `ConfigError` (exit 2) with the same message."
+    @functools.wraps(cmd)
+    def run(args, root)->int:
+        from mlops_wb.data import DataError   # pandas (~1 s): imported by the commands that read data, not by --help
+        try: return cmd(args, root)
+        except DataError as e: raise ConfigError(str(e)) from e
+    return run
+
+_ICON = {"ran": "[green]✓ ran[/]", "cached": "[cyan]↺ cached[/]", "failed": "[red]✗ failed[/]",
+         "killed": "[yellow]■ killed[/]", "not run": "[dim]· not run[/]", "would run": "[yellow]▶ would run[/]"}
 
 def _console():
-    from rich.console import Console
+    from rich.console import Console   # rich (~0.1 s): only for commands that print tables
     # piped output (CI logs, grep) gets wide tables instead of rich's 80-column default
     return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 220)
 
-def cmd_run(args, root)->int:
-    "Run the pipeline with a live progress display."
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-    from mlops_wb.pipeline import run_pipeline
-    con = _console()
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=con, transient=True) as prog:
-        tasks = {}
-        def on_event(kind, r):
-            if kind == "start":
-                con.print(f"[bold]▶ {r.name}[/] running ({r.reason})")
-                tasks[r.name] = prog.add_task(f"{r.name}: running", total=None)
-            else:
-                if r.name in tasks: prog.remove_task(tasks.pop(r.name))
-                dur = f"{r.duration:6.1f}s" if r.status in ("ran", "failed", "killed") else "       "
-                con.print(f"  {_ICON.get(r.status, r.status):<22} {r.name:<12} {dur}  [dim]{r.reason}[/]")
-        try:
-            res = run_pipeline(root, no_cache=args.no_cache, from_step=args.from_step, only=args.only,
-                               overrides=args.params, explain=args.explain, on_event=on_event)
-        except MlopsWbError as e:
-            res = getattr(e, "result", None)
-            if res is not None: _summary(con, res, root)
-            raise
-    if res.status == "EXPLAINED":
-        con.print("explain: nothing was run or recorded"); return 0
-    _summary(con, res, root)
-    return 0
+def _connect(root):
+    "Settings and a tracking client for the project at `root`."
+    from mlops_wb.tracking import connect   # MLflow (seconds): only for the commands that read the store
+    s = load_settings(root)
+    return s, connect(s)[0]
+
+# %% ../nbs/09_cli.ipynb #53ca9e01
+def signals_to_main_thread():
+    """Threads started from now on block SIGINT and SIGTERM, so the kernel delivers them to the main thread.
+    (Python runs handlers only in the main thread; a Ctrl-C delivered to a heartbeat thread left the main thread
+    asleep in its event loop's select until the running cell produced output, which a long cell may never do.)"""
+    if getattr(threading.Thread.start, "_mlops_wb", False) or not hasattr(signal, "pthread_sigmask"): return
+    orig, sigs = threading.Thread.start, {signal.SIGINT, signal.SIGTERM}
+    # A parent may hand us SIGINT blocked or ignored (both survive exec): Ctrl-C must work whatever started us.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN: signal.signal(signal.SIGINT, signal.default_int_handler)
+    def start(self):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+        try: orig(self)
+        finally: signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    start._mlops_wb = True
+    threading.Thread.start = start
+
+# %% ../nbs/09_cli.ipynb #e0113ced
+def main(
+    argv:list|None=None, # the arguments after `mlops-wb`; default `sys.argv[1:]`
+)->int:                  # the exit status
+    "Entry point of `mlops-wb`; returns the exit status."
+    try: args = build_parser().parse_args(argv)
+    except SystemExit as e: return Exit.OK if e.code is None else e.code   # --help (0) or a bad argument (2)
+    if hasattr(signal, "SIGUSR1"):   # `kill -USR1 PID` prints where every thread is: where is it stuck?
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)   # the process's own stderr
+    signals_to_main_thread()
+    try:
+        root = find_project_root(args.project)
+        return COMMANDS[args.command](args, root)
+    except MlopsWbError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return Exit.INTERRUPTED
+    except Exception as e:   # a bug, not bad input: one line, the traceback on request
+        if os.environ.get("MLOPS_WB_DEBUG"): raise
+        print(f"internal error: {type(e).__name__}: {e} (set MLOPS_WB_DEBUG=1 for the traceback)", file=sys.stderr)
+        return Exit.FAILED
+
+# %% ../nbs/09_cli.ipynb #f502ecc5
+def _print_step(con, prog, tasks:dict, kind:str, r):
+    "Show a step starting (a spinner in `prog`) or ending (its status line)."
+    if kind == "start":
+        con.print(f"[bold]▶ {r.name}[/] running ({r.reason})")
+        tasks[r.name] = prog.add_task(f"{r.name}: running", total=None)
+        return
+    if r.name in tasks: prog.remove_task(tasks.pop(r.name))
+    dur = f"{r.duration:6.1f}s" if r.status in ("ran", "failed", "killed") else "       "
+    con.print(f"  {_ICON.get(r.status, r.status):<22} {r.name:<12} {dur}  [dim]{r.reason}[/]")
 
 def _summary(con, res, root):
-    from rich.table import Table
+    "The table of a pipeline run's steps, its id, the model it registered and where its reports are."
+    from rich.table import Table   # rich's tables (~0.1 s): only for commands that print them
     t = Table(title=f"pipeline run {res.run_id}: {res.status} in {res.duration:.1f}s")
     for c in ("step", "status", "duration", "note"): t.add_column(c)
     for r in res.steps:
-        note = f"reused run {r.cached_from[:12]}" if r.cached_from else (r.reason if r.status != "ran" else f"run {(r.run_id or '')[:12]}")
+        if r.cached_from: note = f"reused run {r.cached_from[:12]}"
+        else: note = r.reason if r.status != "ran" else f"run {(r.run_id or '')[:12]}"
         t.add_row(r.name, r.status, f"{r.duration:.1f}s" if r.status in ("ran", "failed", "killed") else "-", note)
     con.print(t)
     print(f"pipeline run id: {res.run_id}")
@@ -194,55 +350,101 @@ def _summary(con, res, root):
     print(f"reports: {Path(root)/'reports'/'index.html'} and {res.report_dir}/")
     print("tracking: mlops-wb ui  (MLflow UI on the project store)")
 
-# %% ../nbs/09_cli.ipynb #779ef40e
-def cmd_status(args, root)->int:
-    "Print recent pipeline runs, or the steps of one run."
-    from rich.table import Table
-    from mlops_wb.tracking import connect
-    from mlops_wb.tags import TAG_CACHED_FROM
-    from mlops_wb.pipeline import pipeline_runs, run_summary, run_state
+# %% ../nbs/09_cli.ipynb #e4c7924a
+@command("run")
+def cmd_run(args, root)->int:
+    "Run the pipeline with a live progress display."
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn   # rich's progress (~0.2 s)
+    from mlops_wb.pipeline import run_pipeline   # the runner (MLflow, papermill: seconds): only for `run`
     con = _console()
-    client, exp = connect(load_settings(root))
-    runs = pipeline_runs(client, exp, 200 if args.run_id else args.n)
-    if args.run_id:
-        match = [r for r in runs if r.info.run_id.startswith(args.run_id)]
-        if len(match) != 1: raise ConfigError(f"status {args.run_id}: {'no' if not match else 'more than one'} pipeline run matches")
-        r = match[0]
-        t = Table(title=f"pipeline run {r.info.run_id}: {run_state(r)}")
-        for c in ("step", "status", "duration", "step run", "why"): t.add_column(c)
-        for s in run_summary(r): t.add_row(s["step"], s["status"], f"{s['duration']:.1f}s", s.get("run_id") or "-", s.get("reason", ""))
-        con.print(t); return 0
-    if not runs: con.print("No pipeline runs yet. Start one with: mlops-wb run"); return 0
+    columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
+    with Progress(*columns, console=con, transient=True) as prog:
+        try:
+            res = run_pipeline(root, no_cache=args.no_cache, from_step=args.from_step, only=args.only,
+                               overrides=args.params, explain=args.explain,
+                               on_event=functools.partial(_print_step, con, prog, {}))
+        except MlopsWbError as e:
+            res = getattr(e, "result", None)
+            if res is not None: _summary(con, res, root)
+            raise
+    if res.status == "EXPLAINED":
+        con.print("explain: nothing was run or recorded")
+        return 0
+    _summary(con, res, root)
+    return 0
+
+# %% ../nbs/09_cli.ipynb #779ef40e
+def _run_table(r):
+    "The steps of pipeline run `r`."
+    from rich.table import Table   # rich's tables (~0.1 s)
+    from mlops_wb.pipeline import run_summary, run_state   # MLflow: only for the commands that read runs
+    t = Table(title=f"pipeline run {r.info.run_id}: {run_state(r)}")
+    for c in ("step", "status", "duration", "step run", "why"): t.add_column(c)
+    for s in run_summary(r):
+        t.add_row(s["step"], s["status"], f"{s['duration']:.1f}s", s.get("run_id") or "-", s.get("reason", ""))
+    return t
+
+def _runs_table(runs):
+    "One line per pipeline run: id, start, state, duration and its steps."
+    from rich.table import Table   # rich's tables (~0.1 s)
+    from mlops_wb.pipeline import run_summary, run_state   # MLflow: only for the commands that read runs
     t = Table(title="recent pipeline runs")
     for c in ("run id", "started", "status", "duration", "steps"): t.add_column(c)
     for r in runs:
         started = datetime.fromtimestamp(r.info.start_time/1000).strftime("%Y-%m-%d %H:%M:%S")
         dur = f"{(r.info.end_time - r.info.start_time)/1000:.1f}s" if r.info.end_time else "running"
-        steps = " ".join(f"{s['step']}:{s['status']}" + (f"({s['duration']:.1f}s)" if s['status'] == 'ran' else "") for s in run_summary(r))
+        steps = " ".join(f"{s['step']}:{s['status']}" + (f"({s['duration']:.1f}s)" if s['status'] == 'ran' else "")
+                         for s in run_summary(r))
         t.add_row(r.info.run_id, started, run_state(r), dur, steps)
-    con.print(t); return 0
+    return t
 
-def run_child(cmd:list, cwd, env:dict|None=None)->int:
-    "Run a long-lived server as its own process group; Ctrl-C or SIGTERM stop the whole group, so nothing outlives the command."
-    import signal
+@command("status")
+def cmd_status(args, root)->int:
+    "Print recent pipeline runs, or the steps of one run."
+    from mlops_wb.tracking import connect   # MLflow (seconds): only for the commands that read the store
+    from mlops_wb.pipeline import pipeline_runs
+    client, exp = connect(load_settings(root))
+    runs = pipeline_runs(client, exp, 200 if args.run_id else args.n)
+    if args.run_id:
+        match = [r for r in runs if r.info.run_id.startswith(args.run_id)]
+        if len(match) != 1:
+            raise ConfigError(f"status {args.run_id}: {'no' if not match else 'more than one'} pipeline run matches")
+        _console().print(_run_table(match[0]))
+    elif not runs: _console().print("No pipeline runs yet. Start one with: mlops-wb run")
+    else: _console().print(_runs_table(runs))
+    return 0
+
+# %% ../nbs/09_cli.ipynb #bdbfc037
+def run_child(
+    cmd:list,            # the server's command line
+    cwd,                 # its working folder
+    env:dict|None=None,  # its environment; default this one's
+)->int:                  # its exit status; 0 when stopped by Ctrl-C or SIGTERM
+    "Run a long-lived server as its own process group; Ctrl-C or SIGTERM stop the whole group."
     proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, env=env)
     def _stop(signum, frame): raise KeyboardInterrupt
-    old = signal.signal(signal.SIGTERM, _stop)
+    in_main = threading.current_thread() is threading.main_thread()   # only the main thread may set a handler
+    old = signal.signal(signal.SIGTERM, _stop) if in_main else None
     try: return proc.wait()
     except KeyboardInterrupt:
         for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
             try: os.killpg(proc.pid, sig)
             except ProcessLookupError: break
-            try: proc.wait(wait); break
+            try:
+                proc.wait(wait)
+                break
             except subprocess.TimeoutExpired: pass
         return 0
-    finally: signal.signal(signal.SIGTERM, old)
+    finally:
+        if in_main: signal.signal(signal.SIGTERM, old)
 
+@command("ui")
 def cmd_ui(args, root)->int:
     "Start the MLflow UI on the project's store (blocks until stopped)."
     s = load_settings(root)
     if not s.embedded:
-        print(f"tracking is on a server: open {s.tracking_uri}"); return 0
+        print(f"tracking is on a server: open {s.tracking_uri}")
+        return 0
     Path(s.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", s.tracking_uri,
            "--default-artifact-root", s.artifact_root.as_uri(), "--host", args.host, "--port", str(args.port)]
@@ -250,16 +452,17 @@ def cmd_ui(args, root)->int:
     return run_child(cmd, root)
 
 # %% ../nbs/09_cli.ipynb #b525a616
-def cmd_lineage(args, root)->int:
-    "Print the lineage of a model version."
-    from rich.table import Table
-    from mlops_wb.registry import model_lineage
-    s, client = _connect(root)
-    ref = args.model or s.model_name
-    if ref.startswith("@") or ref.startswith("/"): ref = s.model_name + ref
-    lin = model_lineage(client, ref)
-    if args.json: print(json.dumps(lin, indent=1)); return 0
-    con = _console()
+def full_model_ref(
+    ref:str|None, # MODEL, MODEL@ALIAS, MODEL/VERSION, @ALIAS, /VERSION, or None
+    default:str,  # the project's model name (settings.ini `model_name`)
+)->str:
+    "`ref` with the project's model name filled in where it is left out."
+    ref = ref or default
+    return default + ref if ref.startswith(("@", "/")) else ref
+
+def _print_lineage(lin:dict):
+    "The lineage record of a model version as text and two tables."
+    from rich.table import Table   # rich's tables (~0.1 s)
     al = f" (@{', @'.join(lin['aliases'])})" if lin["aliases"] else ""
     print(f"model: {lin['model']} version {lin['version']}{al}")
     print(f"pipeline run: {lin['pipeline_run_id']} ({lin['pipeline_status']})")
@@ -267,32 +470,40 @@ def cmd_lineage(args, root)->int:
     t = Table(title="data")
     for c in ("snapshot", "digest", "rows", "source"): t.add_column(c)
     for d in lin["datasets"]: t.add_row(d["name"], d["digest"], str(d["rows"]), d["source"] or "")
-    con.print(t)
+    _console().print(t)
     t = Table(title="steps")
     for c in ("step", "run", "state", "notebook", "notebook sha256"): t.add_column(c)
     for st in lin["steps"]:
         state = f"reused {st['cached_from']}" if st["cached_from"] else st["status"].lower()
         t.add_row(st["step"] or "?", st["run_id"], state, st["notebook"] or "", (st["notebook_hash"] or "")[:16])
-    con.print(t)
+    _console().print(t)
+
+@command("lineage")
+def cmd_lineage(args, root)->int:
+    "Print the lineage of a model version."
+    from mlops_wb.registry import model_lineage   # MLflow (seconds): only for the commands that read the registry
+    s, client = _connect(root)
+    lin = model_lineage(client, full_model_ref(args.model, s.model_name))
+    if args.json: print(json.dumps(lin, indent=1))
+    else: _print_lineage(lin)
     return 0
 
-def cmd_data(args, root)->int:
-    "List snapshots or diff two."
-    from rich.table import Table
-    from mlops_wb.data import SnapshotStore, DataError, diff_frames
-    store, con = SnapshotStore.for_project(root), _console()
-    if args.data_command == "list":
-        t = Table(title="snapshots")
-        for c in ("digest", "name", "rows", "columns", "source"): t.add_column(c)
-        for r in store.list(args.n): t.add_row(r.digest, r.name, str(r.rows), str(len(r.schema)), r.source)
-        con.print(t); return 0
-    refs = []
-    for x in (args.a, args.b):
-        r = store.find(x)
-        if r is None: raise DataError(f"data diff: no snapshot with digest {x!r}; list them with: mlops-wb data list")
-        refs.append(r)
-    d = diff_frames(store.load(refs[0]), store.load(refs[1]))
-    if args.json: print(json.dumps(dict(a=refs[0].digest, b=refs[1].digest, **d), indent=1, default=str)); return 0
+# %% ../nbs/09_cli.ipynb #344dcadc
+def find_snapshot(
+    store,        # a `SnapshotStore`
+    digest:str,   # a snapshot digest or a prefix of at least 6 characters
+):                # its `SnapshotRef`
+    "The snapshot `digest` names; a `ConfigError` (exit 2) when it names none, is too short or is ambiguous."
+    from mlops_wb.data import DataError   # pandas (~1 s): only for the commands that read data
+    try: ref = store.find(digest)
+    except DataError as e: raise ConfigError(str(e)) from e
+    if ref is None:
+        raise ConfigError(f"data diff: no snapshot with digest {digest!r}; list them with: mlops-wb data list")
+    return ref
+
+def _print_diff(refs:list, d:dict):
+    "The differences `diff_frames` found from snapshot A to snapshot B, as text and a table."
+    from rich.table import Table   # rich's tables (~0.1 s)
     print(f"A: {refs[0].digest} ({d['rows'][0]} rows)\nB: {refs[1].digest} ({d['rows'][1]} rows)")
     print(f"columns added in B: {', '.join(d['added']) or 'none'}")
     print(f"columns removed in B: {', '.join(d['removed']) or 'none'}")
@@ -301,97 +512,156 @@ def cmd_data(args, root)->int:
     for c in ("column", "kind", "missing A -> B", "change", "statistic"): t.add_column(c)
     for c, x in sorted(d["columns"].items(), key=lambda kv: -(kv[1].get("ks") or kv[1].get("js") or 0)):
         miss = f"{x['missing'][0]:.1%} -> {x['missing'][1]:.1%}"
-        if "ks" in x: t.add_row(c, x["kind"], miss, f"mean {x['mean'][0]:.4g} -> {x['mean'][1]:.4g}", f"KS {x['ks']:.3f} (p={x['p_value']:.2g})")
+        if "ks" in x:
+            t.add_row(c, x["kind"], miss, f"mean {x['mean'][0]:.4g} -> {x['mean'][1]:.4g}",
+                      f"KS {x['ks']:.3f} (p={x['p_value']:.2g})")
         elif "js" in x: t.add_row(c, x["kind"], miss, f"new {x['new'][:5]} gone {x['gone'][:5]}", f"JS {x['js']:.3f}")
         else: t.add_row(c, x["kind"], miss, "", "")
-    con.print(t); return 0
+    _console().print(t)
 
-def _connect(root):
-    "Settings and a tracking client for the project at `root`."
-    from mlops_wb.tracking import connect
-    s = load_settings(root)
-    return s, connect(s)[0]
+# %% ../nbs/09_cli.ipynb #4569b535
+@command("data")
+def cmd_data(args, root)->int:
+    "List snapshots or diff two."
+    from rich.table import Table   # rich's tables (~0.1 s)
+    from mlops_wb.data import SnapshotStore, diff_frames   # pandas, MLflow (seconds): only for `data`
+    store = SnapshotStore.for_project(root)
+    if args.data_command == "list":
+        t = Table(title="snapshots")
+        for c in ("digest", "name", "rows", "columns", "source"): t.add_column(c)
+        for r in store.list(args.n): t.add_row(r.digest, r.name, str(r.rows), str(len(r.schema)), r.source)
+        _console().print(t)
+        return 0
+    refs = [find_snapshot(store, x) for x in (args.a, args.b)]
+    d = diff_frames(store.load(refs[0]), store.load(refs[1]))
+    if args.json: print(json.dumps(dict(a=refs[0].digest, b=refs[1].digest, **d), indent=1, default=str))
+    else: _print_diff(refs, d)
+    return 0
 
+# %% ../nbs/09_cli.ipynb #32fda244
 def _print_audit(e:dict, what:str):
-    print(f"{e['model']}@champion{what}: {e['from_version'] or 'none'} -> {e['to_version']} by {e['user']} at {e['when']} "
-          f"({'forced: ' if e.get('forced') == 'true' else ''}{e['reason']}); audit entry {e['id']}")
+    "One line for audit entry `e`; `what` follows `MODEL@champion` (empty, or ' rolled back')."
+    forced = "forced: " if e.get("forced") == "true" else ""
+    print(f"{e['model']}@champion{what}: {e['from_version'] or 'none'} -> {e['to_version']} "
+          f"by {e['user']} at {e['when']} ({forced}{e['reason']}); audit entry {e['id']}")
 
+@command("promote")
 def cmd_promote(args, root)->int:
     "Move @champion, with the governance checks; print the audit entry."
-    from mlops_wb.registry import promote
+    from mlops_wb.registry import promote   # MLflow (seconds): only for the commands that use the registry
     s, client = _connect(root)
     _print_audit(promote(client, s, args.model, args.version, args.reason, force=args.force), "")
     return 0
 
+@command("rollback")
 def cmd_rollback(args, root)->int:
     "Return @champion to its previous holder; print the audit entry."
-    from mlops_wb.registry import rollback
+    from mlops_wb.registry import rollback   # MLflow (seconds): only for the commands that use the registry
     s, client = _connect(root)
     _print_audit(rollback(client, s, args.model or s.model_name, args.reason), " rolled back")
     return 0
 
-def cmd_history(args, root)->int:
-    "Print the audit log of a model, or the champion at a moment."
-    from rich.table import Table
-    from mlops_wb.registry import history, champion_at
-    s, client = _connect(root)
-    name = args.model or s.model_name
-    h = history(client, s, name)
-    if args.at:
-        try: t = datetime.fromisoformat(args.at)
-        except ValueError: raise ConfigError(f"history --at {args.at}: not an ISO time; e.g. 2026-11-29T12:00:00") from None
-        if t.tzinfo is None: t = t.replace(tzinfo=timezone.utc)
-        v = champion_at(h, int(t.timestamp()*1000))
-        print(f"{name}@champion at {t.isoformat()}: {v or 'none'}"); return 0
-    if args.json: print(json.dumps(h, indent=1)); return 0
-    if not h: print(f"{name}: no promotions yet. Promote with: mlops-wb promote {name} VERSION --reason TEXT"); return 0
+# %% ../nbs/09_cli.ipynb #57103cdb
+def parse_at(
+    text:str, # an ISO time, e.g. 2026-11-29T12:00:00, with or without an offset
+)->datetime:  # aware: UTC unless `text` gives an offset
+    "The moment `history --at TEXT` names."
+    try: t = datetime.fromisoformat(text)
+    except ValueError: raise ConfigError(f"history --at {text}: not an ISO time; e.g. 2026-11-29T12:00:00") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+def _history_table(name:str, h:list):
+    "The audit log `h` of model `name` as a table."
+    from rich.table import Table   # rich's tables (~0.1 s)
     t = Table(title=f"{name}: promotions and rollbacks")
     for c in ("when (UTC)", "action", "from", "to", "champion after", "who", "reason", "gate"): t.add_column(c)
     for e in h:
         g = e.get("gate") or {}
-        t.add_row(e["when"], e["action"] + (" (forced)" if e.get("forced") == "true" else ""), e.get("from_version") or "-",
-                  e["to_version"], e["champion_after"] or "-", e["user"], e["reason"], "passed" if g.get("passed") else "failed" if g else "-")
-    _console().print(t); return 0
+        action = e["action"] + (" (forced)" if e.get("forced") == "true" else "")
+        gate = "passed" if g.get("passed") else "failed" if g else "-"
+        t.add_row(e["when"], action, e.get("from_version") or "-", e["to_version"], e["champion_after"] or "-",
+                  e["user"], e["reason"], gate)
+    return t
 
+@command("history")
+def cmd_history(args, root)->int:
+    "Print the audit log of a model, or the champion at a moment."
+    from mlops_wb.registry import history, champion_at, get_version   # MLflow (seconds): only for the registry commands
+    at = parse_at(args.at) if args.at else None
+    s, client = _connect(root)
+    name = args.model or s.model_name
+    h = history(client, s, name)
+    if not h: get_version(client, name)   # a model the registry does not know: RegistryError, exit 2
+    if at:
+        print(f"{name}@champion at {at.isoformat()}: {champion_at(h, int(at.timestamp()*1000)) or 'none'}")
+    elif args.json: print(json.dumps(h, indent=1))
+    elif not h: print(f"{name}: no promotions yet. Promote with: mlops-wb promote {name} VERSION --reason TEXT")
+    else: _console().print(_history_table(name, h))
+    return 0
+
+# %% ../nbs/09_cli.ipynb #5f21facd
+def _reproduction_table(rep):
+    "Registered against rebuilt: each holdout metric and each data digest of `Reproduction` `rep`."
+    from rich.table import Table   # rich's tables (~0.1 s)
+    t = Table(title="holdout metrics")
+    for c in ("metric", "registered", "reproduced", "same"): t.add_column(c)
+    for r in rep.metrics:
+        got = "-" if r["reproduced"] is None else f"{r['reproduced']:.6f}"
+        t.add_row(r["metric"], f"{r['registered']:.6f}", got, "yes" if r["identical"] else "NO")
+    for d in rep.data:
+        t.add_row(f"{d['data']} digest", str(d["registered"])[:16], str(d["reproduced"])[:16],
+                  "yes" if d["identical"] else "NO")
+    return t
+
+def _print_reproduction(rep):
+    "Where the rebuild came from, the comparison table, the notes and the kept workspace."
+    print(f"sources: {rep.sources}; recorded pipeline run {rep.pipeline_run_id}, "
+          f"rebuilt as run {rep.reproduced_run_id}")
+    _console().print(_reproduction_table(rep))
+    for n in rep.notes: print(f"note: {n}")
+    if rep.workspace: print(f"workspace kept: {rep.workspace}")
+    if rep.identical: print(f"{rep.model} version {rep.version}: reproduced, identical metrics")
+
+@command("reproduce")
 def cmd_reproduce(args, root)->int:
     "Rebuild a model version and print the comparison."
-    from rich.table import Table
-    from mlops_wb.reproduce import reproduce, ReproductionDiffers
-    print(f"rebuilding {args.model} version {args.version} in a temporary workspace (a full pipeline run, no cache)...", flush=True)
+    from mlops_wb.reproduce import reproduce, ReproductionDiffers   # MLflow, the runner (seconds): only for `reproduce`
+    print(f"rebuilding {args.model} version {args.version} in a temporary workspace (a full pipeline run, no cache)...",
+          flush=True)
     try: rep, err = reproduce(f"{args.model}/{args.version}", root, atol=args.atol, keep=args.keep), None
     except ReproductionDiffers as e: rep, err = e.report, e
-    if args.json: print(json.dumps(rep, indent=1))
-    else:
-        print(f"sources: {rep['sources']}; recorded pipeline run {rep['pipeline_run_id']}, rebuilt as run {rep['reproduced_run_id']}")
-        t = Table(title="holdout metrics")
-        for c in ("metric", "registered", "reproduced", "same"): t.add_column(c)
-        for r in rep["metrics"]: t.add_row(r["metric"], f"{r['registered']:.6f}", "-" if r["reproduced"] is None else f"{r['reproduced']:.6f}", "yes" if r["identical"] else "NO")
-        for d in rep["data"]: t.add_row(f"{d['data']} digest", str(d["registered"])[:16], str(d["reproduced"])[:16], "yes" if d["identical"] else "NO")
-        _console().print(t)
-        for n in rep["notes"]: print(f"note: {n}")
-        if rep.get("workspace"): print(f"workspace kept: {rep['workspace']}")
-        if err is None: print(f"{args.model} version {args.version}: reproduced, identical metrics")
+    if args.json: print(json.dumps(rep.to_dict(), indent=1))
+    else: _print_reproduction(rep)
     if err is not None: raise err
     return 0
 
+# %% ../nbs/09_cli.ipynb #7e3ccf02
 def _model_ref(ref:str)->str:
     "A bare model name means its @champion; NAME@ALIAS and NAME/VERSION stay as they are."
     return ref if ("@" in ref or "/" in ref) else f"{ref}@champion"
 
-def cmd_serve(args, root)->int:
-    "Run the scoring server."
-    from mlops_wb.serve import serve, ServeOptions
-    s = load_settings(root)
-    canary = s.serve_canary if args.canary is None else args.canary
+def _check_serve_args(args, canary:float):
+    "A `ConfigError` for a canary share outside [0, 1] or a limit below 1."
     if not 0 <= canary <= 1: raise ConfigError(f"--canary {canary}: expected a share between 0 and 1")
     for flag, v in (("--max-rows", args.max_rows), ("--max-bytes", args.max_bytes), ("--batch-rows", args.batch_rows)):
         if v < 1: raise ConfigError(f"{flag} {v}: expected a positive number")
-    opts = ServeOptions(model_name=args.model or s.model_name, canary=canary, token=s.serve_token, max_rows=args.max_rows,
-                        max_bytes=args.max_bytes, batch_rows=args.batch_rows, batch_wait_ms=args.batch_wait_ms, poll=args.poll,
-                        log_path="" if args.no_log else str(s.inference_log), flush_interval=args.flush_interval)
+
+@command("serve")
+def cmd_serve(args, root)->int:
+    "Run the scoring server."
+    s = load_settings(root)
+    canary = s.serve_canary if args.canary is None else args.canary
+    _check_serve_args(args, canary)
+    from mlops_wb.serve import serve, ServeOptions   # uvicorn, MLflow (seconds): only for `serve`
+    opts = ServeOptions(model_name=args.model or s.model_name, canary=canary, token=s.serve_token,
+                        max_rows=args.max_rows, max_bytes=args.max_bytes, batch_rows=args.batch_rows,
+                        batch_wait_ms=args.batch_wait_ms, poll=args.poll, flush_interval=args.flush_interval,
+                        log_path="" if args.no_log else str(s.inference_log))
     serve(s, opts, args.host, args.port)
     return 0
 
+# %% ../nbs/09_cli.ipynb #981395ba
+@command("score")
 def cmd_score(args, root)->int:
     "Batch-score a file."
     from mlops_wb.serve import score_file
@@ -401,6 +671,9 @@ def cmd_score(args, root)->int:
     print(f"scored {r['rows']} rows with {r['model']} version {r['version']} in {r['seconds']:.1f}s -> {r['output']}")
     return 0
 
+# %% ../nbs/09_cli.ipynb #090e63b9
+@command("monitor")
+@data_errors_are_bad_input
 def cmd_monitor(args, root)->int:
     "Drift report of current data against a model version (or a backtest of the thresholds)."
     from rich.table import Table
@@ -451,70 +724,35 @@ def cmd_monitor(args, root)->int:
     print(f"report: {r['html']}; monitoring run {r['run_id']}")
     return 0
 
+# %% ../nbs/09_cli.ipynb #3052ddf9
+KERNEL_NAME = "mlops-wb"
+
+def install_kernel()->Path:
+    "Install this environment's Python as the Jupyter kernel `mlops-wb` inside the environment (sys.prefix)."
+    from ipykernel.kernelspec import install   # ipykernel (~1 s): only for `lab`
+    return Path(install(kernel_name=KERNEL_NAME, display_name="mlops-wb (project)", prefix=sys.prefix))
+
+@command("lab")
+def cmd_lab(args, root)->int:
+    "Start JupyterLab on the project with the project kernel installed."
+    k = install_kernel()
+    print(f"kernel {KERNEL_NAME} -> {k}")
+    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={root}", "--ServerApp.ip=127.0.0.1",
+           f"--ServerApp.port={args.port}", f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"]
+    if args.no_browser: cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0: cmd.append("--allow-root")   # containers and CI run as root
+    return run_child(cmd, root)
+
+@command("dashboard")
 def cmd_dashboard(args, root)->int:
     "Start Voila on 127.0.0.1 with the three dashboards and a landing page."
     dash = Path(root)/"nbs"/"dashboards"
     if not (dash/"index.ipynb").exists():
-        raise ConfigError(f"{dash}: no dashboards here; copy nbs/dashboards/ from the mlops-wb repository into the project")
+        raise ConfigError(f"{dash}: no dashboards here; copy nbs/dashboards/ from the mlops-wb repository "
+                          "into the project")
     url = f"http://{args.host}:{args.port}/voila/render/nbs/dashboards/index.ipynb"
     cmd = [sys.executable, "-m", "voila", str(root), "--no-browser", f"--port={args.port}", f"--Voila.ip={args.host}",
            "--VoilaConfiguration.file_allowlist=['.*\\.(png|jpg|gif|svg)', 'reports/.*\\.html']",
            "--VoilaConfiguration.show_tracebacks=False"]
     print(f"dashboards: {url}", flush=True)
     return run_child(cmd, root, env={**os.environ, "MLOPS_WB_PROJECT": str(root)})
-
-KERNEL_NAME = "mlops-wb"
-
-def install_kernel()->Path:
-    "Install this environment's Python as the Jupyter kernel `mlops-wb` inside the environment (sys.prefix)."
-    from ipykernel.kernelspec import install
-    return Path(install(kernel_name=KERNEL_NAME, display_name="mlops-wb (project)", prefix=sys.prefix))
-
-def cmd_lab(args, root)->int:
-    "Start JupyterLab on the project with the project kernel installed."
-    k = install_kernel()
-    print(f"kernel {KERNEL_NAME} -> {k}")
-    cmd = [sys.executable, "-m", "jupyterlab", f"--notebook-dir={root}", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={args.port}",
-           f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}"] + (["--no-browser"] if args.no_browser else []) \
-          + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])   # containers and CI run as root
-    return run_child(cmd, root)
-
-COMMANDS = dict(run=cmd_run, status=cmd_status, ui=cmd_ui, lineage=cmd_lineage, data=cmd_data, lab=cmd_lab,
-                promote=cmd_promote, rollback=cmd_rollback, history=cmd_history, reproduce=cmd_reproduce,
-                serve=cmd_serve, score=cmd_score, monitor=cmd_monitor, dashboard=cmd_dashboard)
-
-def signals_to_main_thread():
-    """Threads started from now on block SIGINT and SIGTERM, so the kernel delivers them to the main thread.
-    (Python runs handlers only in the main thread; a Ctrl-C delivered to a heartbeat thread left the main thread asleep in
-    its event loop's select until the running cell produced output, which a long cell may never do.)"""
-    import signal, threading
-    if getattr(threading.Thread.start, "_mlops_wb", False) or not hasattr(signal, "pthread_sigmask"): return
-    orig, sigs = threading.Thread.start, {signal.SIGINT, signal.SIGTERM}
-    # A parent may hand us SIGINT blocked or ignored (both survive exec): Ctrl-C must work whatever started us.
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)
-    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN: signal.signal(signal.SIGINT, signal.default_int_handler)
-    def start(self):
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
-        try: orig(self)
-        finally: signal.pthread_sigmask(signal.SIG_SETMASK, old)
-    start._mlops_wb = True
-    threading.Thread.start = start
-
-def main(argv:list|None=None)->int:
-    "Entry point of `mlops-wb`; returns the exit status."
-    args = build_parser().parse_args(argv)
-    import faulthandler, signal
-    if hasattr(signal, "SIGUSR1"): faulthandler.register(signal.SIGUSR1, all_threads=True)   # `kill -USR1 PID`: where is it stuck?
-    signals_to_main_thread()
-    try:
-        root = find_project_root(args.project)
-        return COMMANDS[args.command](args, root)
-    except MlopsWbError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr); return 130
-    except Exception as e:   # a bug, not bad input: one line, the traceback on request
-        if os.environ.get("MLOPS_WB_DEBUG"): raise
-        print(f"internal error: {type(e).__name__}: {e} (set MLOPS_WB_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1

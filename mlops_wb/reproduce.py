@@ -6,108 +6,222 @@ Docs: https://mlops-wb.github.io/mlops-wb/reproduce.html.md"""
 
 # %% ../nbs/10_reproduce.ipynb #95e0bfa9
 from __future__ import annotations
-import json, os, shutil, subprocess, sys, tarfile, tempfile, io as _io
+import io, json, os, shutil, subprocess, sys, tarfile, tempfile
+from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
 from pathlib import Path
 import yaml
-from .config import MlopsWbError, ConfigError, load_settings, find_project_root
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from .errors import MlopsWbError, ConfigError, Exit
+from .config import PIPELINE_FILE, SETTINGS_FILE, load_settings, find_project_root
 from .tracking import connect, library_hash
 from .tags import *
 from .data import SnapshotStore
 from .registry import get_version, model_lineage
+from .pipeline import pipeline_runs
 
 # %% auto #0
-__all__ = ['ReproductionDiffers', 'reproduce']
+__all__ = ['DIGESTS', 'Reproduction', 'ReproductionDiffers', 'compare_metrics', 'compare_digests', 'is_identical',
+           'reproduction_notes', 'workspace_sources', 'write_workspace', 'reproduce']
 
 # %% ../nbs/10_reproduce.ipynb #813c2eb2
-class ReproductionDiffers(MlopsWbError):
-    "The rebuilt model's metrics or data differ from the registered version's."
-    exit_code = 5
+@dataclass
+class Reproduction:
+    "What `reproduce` compared: registered against rebuilt, each holdout metric and each data digest."
+    model:str                # the registered model
+    version:str              # its version
+    identical:bool           # every metric within `atol` and every digest equal
+    sources:str              # where the workspace's notebooks came from
+    pipeline_run_id:str      # the recorded pipeline run
+    reproduced_run_id:str    # the rebuild's pipeline run, in the workspace's own store
+    exit_status:int          # of the rebuild's `mlops-wb run`
+    metrics:list             # one dict per metric: metric, registered, reproduced, identical
+    data:list                # one dict per data digest: data, registered, reproduced, identical
+    notes:list=field(default_factory=list)   # what may explain a difference
+    workspace:str|None=None  # the kept workspace (`keep=True`), else None
 
-def _workspace_sources(root:Path, commit:str|None, ws:Path)->str:
+    def to_dict(self)->dict:
+        "The reproduction as plain JSON-able data."
+        return asdict(self)
+
+    def differences(self)->str:
+        "What differs: each metric and digest that is not identical, `; `-separated."
+        return "; ".join([f"{r['metric']} {r['registered']} -> {r['reproduced']}" for r in self.metrics
+                          if not r["identical"]] +
+                         [f"{d['data']} digest {str(d['registered'])[:12]} -> {str(d['reproduced'])[:12]}"
+                          for d in self.data if not d["identical"]])
+
+class ReproductionDiffers(MlopsWbError):
+    "The rebuilt model's metrics or data differ from the registered version's; `report` is the `Reproduction`."
+    exit_code = Exit.DIFFERS
+
+    def __init__(self, report:Reproduction):
+        super().__init__(f"{report.model} version {report.version} did not reproduce: {report.differences()}")
+        self.report = report
+
+# %% ../nbs/10_reproduce.ipynb #4e250de1
+DIGESTS = (("dataset", TAG_DATASET_DIGEST, "dataset_digest"), ("train", TAG_TRAIN_DIGEST, "train_digest"),
+           ("holdout", TAG_HOLDOUT_DIGEST, "holdout_digest"))   # (name, tag on the version, key of split's info.json)
+
+def _close(a, b, atol): return a is not None and b is not None and abs(float(a) - float(b)) <= atol
+
+def compare_metrics(
+    registered:dict,   # metric -> value, of the registered version's run
+    rebuilt:dict,      # metric -> value, of the rebuild's evaluate step
+    atol:float=1e-9,   # values closer than this are identical
+)->list[dict]:         # per registered metric: metric, registered, reproduced, identical
+    "Each registered metric against the rebuilt one."
+    return [dict(metric=k, registered=registered[k], reproduced=rebuilt.get(k),
+                 identical=_close(registered[k], rebuilt.get(k), atol)) for k in sorted(registered)]
+
+def compare_digests(
+    tags:dict,    # the registered version's tags
+    split:dict,   # the rebuild's `split` outputs/info.json
+)->list[dict]:    # per dataset (whole, train, holdout): data, registered, reproduced, identical
+    "Each data digest tagged on the version against the rebuild's."
+    return [dict(data=k, registered=tags.get(t), reproduced=split.get(s), identical=tags.get(t) == split.get(s))
+            for k, t, s in DIGESTS]
+
+def is_identical(
+    metrics:list, # rows of `compare_metrics`
+    data:list,    # rows of `compare_digests`
+)->bool:
+    "Every metric and digest identical, and at least one metric compared."
+    return bool(metrics) and all(r["identical"] for r in metrics) and all(d["identical"] for d in data)
+
+# %% ../nbs/10_reproduce.ipynb #5e595c66
+def reproduction_notes(
+    recorded_lib:str|None, # the library hash tagged on the recorded pipeline run
+    current_lib:str,       # the installed library's hash
+    spec:dict,             # the recorded pipeline.yaml
+)->list[str]:
+    "What may make the rebuild differ: another library, or a tuning time budget."
+    notes = []
+    if recorded_lib and recorded_lib != current_lib:
+        notes.append("the mlops_wb library differs from the one that built the version")
+    if (spec.get("tuning") or {}).get("timeout"):
+        notes.append("tuning had a time budget: the number of trials depends on machine speed")
+    return notes
+
+# %% ../nbs/10_reproduce.ipynb #da05ece1
+def _git(root:Path, *args, **kw): return subprocess.run(["git", "-C", str(root), *args], capture_output=True, **kw)
+
+def _git_archive(root:Path, commit:str|None, ws:Path)->bool:
+    "Extract the project's folder at `commit` into `ws`; False when git or the commit is not there."
+    if not commit or commit in ("unknown", "none") or not shutil.which("git"): return False
+    if _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0: return False
+    prefix = _git(root, "rev-parse", "--show-prefix", text=True).stdout.strip()
+    tar = _git(root, "archive", "--format=tar", f"{commit}:{prefix}" if prefix else commit)
+    if tar.returncode != 0: return False
+    with tarfile.open(fileobj=io.BytesIO(tar.stdout)) as t: t.extractall(ws, filter="data")
+    return True
+
+def workspace_sources(
+    root:Path,         # the project
+    commit:str|None,   # the git commit recorded with the pipeline run
+    ws:Path,           # the workspace to fill
+)->str:                # where the files came from
     "Put the project's files at `commit` into `ws`; say where they came from."
-    def git(*a, **kw): return subprocess.run(["git", "-C", str(root), *a], capture_output=True, **kw)
-    if commit and commit not in ("unknown", "none") and shutil.which("git") and git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0:
-        prefix = git("rev-parse", "--show-prefix", text=True).stdout.strip()
-        tree = f"{commit}:{prefix}" if prefix else commit
-        tar = git("archive", "--format=tar", tree)
-        if tar.returncode == 0:
-            with tarfile.open(fileobj=_io.BytesIO(tar.stdout)) as t: t.extractall(ws, filter="data")
-            return f"git commit {commit}"
-    for f in ("nbs", "pipeline.yaml"):
+    if _git_archive(root, commit, ws): return f"git commit {commit}"
+    for f in ("nbs", PIPELINE_FILE):
         src = root/f
         if src.is_dir(): shutil.copytree(src, ws/f, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         elif src.exists(): shutil.copy2(src, ws/f)
     return f"the current working tree (commit {commit or 'unknown'} is not in this repository)"
 
-def _close(a, b, atol): return a is not None and b is not None and abs(float(a) - float(b)) <= atol
+# %% ../nbs/10_reproduce.ipynb #fa208637
+def write_workspace(
+    ws:Path,           # the workspace
+    spec:dict,         # the recorded pipeline.yaml, loaded
+    snapshot:Path,     # the dataset snapshot's file
+    digest:str,        # its digest
+    experiment:str,    # the project's experiment name
+    model_name:str,    # the registered model's name
+)->dict:               # the pipeline spec as written
+    "Copy the snapshot into `ws` and write the workspace's pipeline.yaml (reading it) and settings.ini."
+    (ws/"data").mkdir(exist_ok=True)
+    data = ws/"data"/f"snapshot-{digest[:12]}.parquet"
+    shutil.copy2(snapshot, data)
+    spec = {**spec, "dataset": {**spec["dataset"], "source": str(data.relative_to(ws))},
+            "validation": {**(spec.get("validation") or {}), "reference": "none"}}
+    (ws/PIPELINE_FILE).write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    (ws/SETTINGS_FILE).write_text(f"# a workspace of `mlops-wb reproduce`\n[workbench]\nexperiment = {experiment}\n"
+                                  f"model_name = {model_name}\n", encoding="utf-8")
+    return spec
 
+# %% ../nbs/10_reproduce.ipynb #f79ede0f
+def _recorded_version(client, ref:str):
+    "The model version `ref` names, its lineage and its dataset digest; a `ConfigError` when a record is missing."
+    mv = get_version(client, ref)
+    lin = model_lineage(client, f"{mv.name}/{mv.version}")
+    if not lin["pipeline_run_id"]:
+        raise ConfigError(f"{mv.name} version {mv.version} records no pipeline run; it was not made by `mlops-wb run`")
+    digest = (mv.tags or {}).get(TAG_DATASET_DIGEST)
+    if not digest: raise ConfigError(f"{mv.name} version {mv.version} records no dataset digest ({TAG_DATASET_DIGEST})")
+    return mv, lin, digest
+
+def _prepare_workspace(root:Path, settings, client, mv, lin:dict, digest:str, ws:Path)->tuple[str, dict]:
+    "Fill `ws` with the recorded notebooks, pipeline.yaml and snapshot: (where the notebooks came from, the spec)."
+    sources = workspace_sources(root, lin["git_commit"], ws)
+    recorded = Path(client.download_artifacts(lin["pipeline_run_id"], PIPELINE_FILE, str(ws)))
+    snap = SnapshotStore(settings)
+    if snap.find(digest) is None:
+        raise ConfigError(f"dataset snapshot {digest[:12]} of {mv.name} version {mv.version} is not in the store")
+    spec = yaml.safe_load(recorded.read_text(encoding="utf-8"))
+    return sources, write_workspace(ws, spec, snap.path(digest), digest, settings.experiment, mv.name)
+
+# %% ../nbs/10_reproduce.ipynb #0f0dae76
+def _rebuild(ws:Path, timeout:float)->subprocess.CompletedProcess:
+    "Run the whole pipeline in `ws`, without cache, in a fresh process on the workspace's own store."
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_WB_", "MLFLOW_"))}
+    cmd = [sys.executable, "-c", "import sys; from mlops_wb.cli import main; sys.exit(main())",
+           "--project", str(ws), "run", "--no-cache"]
+    return subprocess.run(cmd, cwd=ws, capture_output=True, text=True, env=env, timeout=timeout)
+
+def _rebuilt_runs(ws:Path, proc:subprocess.CompletedProcess):
+    "The workspace's client, the rebuild's pipeline run and its step runs by step; an error if it did not evaluate."
+    wclient, wexp = connect(load_settings(ws, env={}))
+    runs = pipeline_runs(wclient, wexp, 1)
+    if not runs:
+        raise MlopsWbError(f"the rebuild did not start a pipeline run (exit {proc.returncode}): "
+                           f"{proc.stderr.strip()[-800:]}")
+    kids = wclient.search_runs([wexp], f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{runs[0].info.run_id}'", max_results=100)
+    kids = {r.data.tags.get(TAG_STEP): r for r in kids}
+    ev = kids.get("evaluate")
+    if ev is None or ev.info.status != "FINISHED":
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MlopsWbError(f"the rebuild failed before evaluation (exit {proc.returncode}): {last} -- workspace {ws}")
+    return wclient, runs[0], kids
+
+# %% ../nbs/10_reproduce.ipynb #5d6c0313
 def reproduce(
     ref:str,                      # NAME/VERSION (or NAME@ALIAS) of a registered model version
     root:str|Path|None=None,      # project root (default: found from the current folder)
     atol:float=1e-9,              # metrics closer than this are identical
     keep:bool=False,              # keep the temporary workspace (its path is in the report)
     timeout:float=1800,           # seconds the rebuild may take
-)->dict:
-    "Rebuild model version `ref` from its recorded pipeline, data and commit; compare metrics. Raises `ReproductionDiffers`."
+)->Reproduction:
+    "Rebuild model version `ref` from its recorded pipeline, data and commit; compare. Raises `ReproductionDiffers`."
     root = find_project_root(root) if root is None else Path(root).resolve()
     settings = load_settings(root)
     client, _ = connect(settings)
-    mv = get_version(client, ref)
-    lin = model_lineage(client, f"{mv.name}/{mv.version}")
+    mv, lin, digest = _recorded_version(client, ref)
     prid = lin["pipeline_run_id"]
-    if not prid: raise ConfigError(f"{mv.name} version {mv.version} records no pipeline run; it was not made by `mlops-wb run`")
-    digest = (mv.tags or {}).get(TAG_DATASET_DIGEST)
-    if not digest: raise ConfigError(f"{mv.name} version {mv.version} records no dataset digest ({TAG_DATASET_DIGEST})")
     ws = Path(tempfile.mkdtemp(prefix="mlops-wb-reproduce-"))
     try:
-        sources = _workspace_sources(root, lin["git_commit"], ws)
-        spec = yaml.safe_load(Path(client.download_artifacts(prid, "pipeline.yaml", str(ws))).read_text(encoding="utf-8"))
-        snap = SnapshotStore(settings)
-        if snap.find(digest) is None: raise ConfigError(f"dataset snapshot {digest[:12]} of {mv.name} version {mv.version} is not in the store")
-        (ws/"data").mkdir(exist_ok=True)
-        data = ws/"data"/f"snapshot-{digest[:12]}.parquet"
-        shutil.copy2(snap.path(digest), data)
-        spec["dataset"]["source"] = str(data.relative_to(ws))
-        spec.setdefault("validation", {})["reference"] = "none"      # the recorded run already accepted these rows
-        (ws/"pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-        (ws/"settings.ini").write_text(f"# a workspace of `mlops-wb reproduce`\n[workbench]\nexperiment = {settings.experiment}\n"
-                                       f"model_name = {mv.name}\n", encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_WB_", "MLFLOW_"))}
-        cmd = [sys.executable, "-c", "import sys; from mlops_wb.cli import main; sys.exit(main())", "--project", str(ws), "run", "--no-cache"]
-        proc = subprocess.run(cmd, cwd=ws, capture_output=True, text=True, env=env, timeout=timeout)
-        wclient, wexp = connect(load_settings(ws, env={}))
-        runs = wclient.search_runs([wexp], "tags.`mlops_wb.kind` = 'pipeline'", max_results=1, order_by=["attributes.start_time DESC"])
-        if not runs: raise MlopsWbError(f"the rebuild did not start a pipeline run (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
-        kids = {r.data.tags.get(TAG_STEP): r for r in wclient.search_runs([wexp], f"tags.`mlflow.parentRunId` = '{runs[0].info.run_id}'", max_results=100)}
-        ev = kids.get("evaluate")
-        if ev is None or ev.info.status != "FINISHED":
-            raise MlopsWbError(f"the rebuild failed before evaluation (exit {proc.returncode}): "
-                               + (proc.stderr.strip().splitlines() or ["no output"])[-1] + f" -- workspace {ws}")
-        registered = client.get_run(mv.run_id).data.metrics
-        rebuilt = ev.data.metrics
-        rows = [dict(metric=k, registered=registered[k], reproduced=rebuilt.get(k), identical=_close(registered[k], rebuilt.get(k), atol))
-                for k in sorted(registered)]
-        split = json.loads(Path(wclient.download_artifacts(kids["split"].info.run_id, "outputs/info.json", str(ws))).read_text())
-        digests = [dict(data=k, registered=(mv.tags or {}).get(t), reproduced=split.get(s), identical=(mv.tags or {}).get(t) == split.get(s))
-                   for k, t, s in (("dataset", TAG_DATASET_DIGEST, "dataset_digest"), ("train", "mlops_wb.train_digest", "train_digest"),
-                                   ("holdout", "mlops_wb.holdout_digest", "holdout_digest"))]
-        notes = []
-        rec_lib = client.get_run(prid).data.tags.get(TAG_LIB_HASH)
-        if rec_lib and rec_lib != library_hash(): notes.append("the mlops_wb library differs from the one that built the version")
-        if (spec.get("tuning") or {}).get("timeout"): notes.append("tuning had a time budget: the number of trials depends on machine speed")
-        same = all(r["identical"] for r in rows) and all(d["identical"] for d in digests) and bool(rows)
-        report = dict(model=mv.name, version=str(mv.version), identical=same, sources=sources, pipeline_run_id=prid,
-                      reproduced_run_id=runs[0].info.run_id, exit_status=proc.returncode, metrics=rows, data=digests, notes=notes,
-                      workspace=str(ws) if keep else None)
+        sources, spec = _prepare_workspace(root, settings, client, mv, lin, digest, ws)
+        proc = _rebuild(ws, timeout)
+        wclient, run, kids = _rebuilt_runs(ws, proc)
+        info = wclient.download_artifacts(kids["split"].info.run_id, "outputs/info.json", str(ws))
+        metrics = compare_metrics(client.get_run(mv.run_id).data.metrics, kids["evaluate"].data.metrics, atol)
+        data = compare_digests(mv.tags or {}, json.loads(Path(info).read_text()))
+        notes = reproduction_notes(client.get_run(prid).data.tags.get(TAG_LIB_HASH), library_hash(), spec)
+        rep = Reproduction(mv.name, str(mv.version), is_identical(metrics, data), sources, prid, run.info.run_id,
+                           proc.returncode, metrics, data, notes, str(ws) if keep else None)
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        client.set_model_version_tag(mv.name, mv.version, "mlops_wb.reproduced", f"{'identical' if same else 'differs'} at {stamp}")
+        client.set_model_version_tag(mv.name, mv.version, TAG_REPRODUCED,
+                                     f"{'identical' if rep.identical else 'differs'} at {stamp}")
     finally:
         if not keep: shutil.rmtree(ws, ignore_errors=True)
-    if not same:
-        err = ReproductionDiffers(f"{mv.name} version {mv.version} did not reproduce: " + "; ".join(
-            [f"{r['metric']} {r['registered']} -> {r['reproduced']}" for r in rows if not r["identical"]] +
-            [f"{d['data']} digest {str(d['registered'])[:12]} -> {str(d['reproduced'])[:12]}" for d in digests if not d["identical"]]))
-        err.report = report
-        raise err
-    return report
+    if not rep.identical: raise ReproductionDiffers(rep)
+    return rep
