@@ -671,57 +671,80 @@ def cmd_score(args, root)->int:
     print(f"scored {r['rows']} rows with {r['model']} version {r['version']} in {r['seconds']:.1f}s -> {r['output']}")
     return 0
 
+# %% ../nbs/09_cli.ipynb #fae86871
+def _fmt(v, spec:str)->str: return "" if v is None else format(v, spec)
+
+def _print_backtest(r:dict):
+    "Print a backtest's tables (the dict of `BacktestResult.to_dict()`)."
+    from rich.table import Table   # rich (~0.1 s): only for commands that print tables
+    t = Table(title=f"backtest of {r['model']} version {r['version']}: {r['windows']} stable windows from {r['source']}")
+    for c in ("column", "test", "drift rate", "largest effect", "PSI >= moderate", "PSI > significant"): t.add_column(c)
+    for c, v in r["columns"].items():
+        t.add_row(c, v["test"], _fmt(v["drift_rate"], ".0%"), _fmt(v["max_effect"], ".4f"),
+                  _fmt(v["psi_moderate_rate"], ".0%"), _fmt(v["psi_significant_rate"], ".0%"))
+    _console().print(t)
+    g = Table(title="alert rate at other thresholds (share of column checks; share of windows with dataset drift)")
+    for c in ("test", "threshold", "column rate", "dataset drift rate"): g.add_column(c)
+    for x in r["grid"].get("distance", []):
+        g.add_row("distance", f"{x['threshold']}", _fmt(x["column_rate"], ".1%"), _fmt(x["dataset_drift_rate"], ".0%"))
+    for x in r["grid"].get("p_value", []):
+        g.add_row("p-value", f"p < {x['threshold']}, effect >= {x['effect_floor']}", _fmt(x["column_rate"], ".1%"),
+                  _fmt(x["dataset_drift_rate"], ".0%"))
+    for x in r["grid"].get("psi", []): g.add_row("PSI", f"> {x['threshold']}", _fmt(x["column_rate"], ".1%"), "")
+    _console().print(g)
+    print(f"dataset drift at the configured thresholds: {r['dataset_drift_rate']:.0%} of windows; largest effect per test: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in r["max_effect"].items()))
+    for rule, rate in r["rules"].items(): print(f"rule {rule}: would have alerted in {rate:.0%} of windows")
+    print(f"report: {r['json']}")
+
+# %% ../nbs/09_cli.ipynb #9bf3ffef
+def _retrain_line(rt:dict)->str:
+    "One line on what the retrain policy did."
+    if not rt["started"]: return f"retrain: not started: {rt['reason']}"
+    return f"retrain: started by alert {rt['alert']}, pipeline run {rt['pipeline_run']}: {rt['outcome']}"
+
+def _print_monitoring(r:dict):
+    "Print a monitoring result (the dict of `MonitorResult.to_dict()`)."
+    from rich.table import Table   # rich (~0.1 s): only for commands that print tables
+    t = Table(title=f"drift of {r['model']} version {r['version']} ({r['rows']} rows from {r['source']})")
+    for c in ("column", "test", "statistic", "p-value", "effect", "drifted", "PSI", "problem"): t.add_column(c)
+    for c in r["columns"] + ([{**r["prediction"], "column": "(prediction)"}] if r["prediction"] else []):
+        t.add_row(c["column"], c["test"] or "", _fmt(c["statistic"], ".4g"), _fmt(c["p_value"], ".3g"), _fmt(c["effect"], ".3f"),
+                  "[red]yes[/]" if c["drifted"] else "no", f"{_fmt(c['psi'], '.3f')} {c['psi_level'] or ''}".strip(),
+                  c["problem"] or "")
+    _console().print(t)
+    n_drifted = len([c for c in r["columns"] if c["drifted"]])
+    print(f"dataset drift: {'YES' if r['dataset_drift'] else 'no'} ({n_drifted} of {len(r['columns'])} features drifted "
+          f"= {r['share_drifted']:.0%}; threshold {r['config']['share']:.0%})")
+    if p := r["performance"]:
+        print(f"performance on {p['rows']} labelled rows: " + ", ".join(
+            f"{k} {v:.4f}" + (f" (baseline {p['baseline'][k]:.4f})" if k in p["baseline"] else "") for k, v in p["current"].items()))
+    if (sv := r["service"]) and sv["requests"]:
+        print(f"server: {sv['requests']} requests, error rate {sv['error_rate']:.1%}, "
+              f"p99 latency {_fmt(sv['latency_p99_ms'], '.1f')} ms")
+    for a in r["alerts"]:
+        print(f"ALERT {a['rule']['kind']}: {a['message']} (alert {a['id']}, webhook: {a['delivery']}"
+              + (f", {a['error']}" if a.get("error") else "") + ")")
+    if r.get("retrain"): print(_retrain_line(r["retrain"]))
+    print(f"report: {r['html']}; monitoring run {r['run_id']}")
+
 # %% ../nbs/09_cli.ipynb #090e63b9
 @command("monitor")
 @data_errors_are_bad_input
 def cmd_monitor(args, root)->int:
     "Drift report of current data against a model version (or a backtest of the thresholds)."
-    from rich.table import Table
-    from mlops_wb.monitor import backtest
-    from mlops_wb.retrain import monitor_and_retrain
-    f = lambda v, spec: "" if v is None else format(v, spec)
+    from mlops_wb.monitor import backtest                 # monitor and retrain (scipy, mlflow: seconds):
+    from mlops_wb.retrain import monitor_and_retrain      # only for this command
+    ref = _model_ref(args.model) if args.model else None
     if args.backtest:
-        r = backtest(root, _model_ref(args.model) if args.model else None, args.data, args.since, args.window, args.every, args.chunks).to_dict()
-        if args.json: print(json.dumps(r, indent=1, default=str)); return 0
-        t = Table(title=f"backtest of {r['model']} version {r['version']}: {r['windows']} stable windows from {r['source']}")
-        for c in ("column", "test", "drift rate", "largest effect", "PSI >= moderate", "PSI > significant"): t.add_column(c)
-        for c, v in r["columns"].items():
-            t.add_row(c, v["test"], f(v["drift_rate"], ".0%"), f(v["max_effect"], ".4f"), f(v["psi_moderate_rate"], ".0%"), f(v["psi_significant_rate"], ".0%"))
-        _console().print(t)
-        g = Table(title="alert rate at other thresholds (share of column checks; share of windows with dataset drift)")
-        for c in ("test", "threshold", "column rate", "dataset drift rate"): g.add_column(c)
-        for x in r["grid"].get("distance", []): g.add_row("distance", f"{x['threshold']}", f(x["column_rate"], ".1%"), f(x["dataset_drift_rate"], ".0%"))
-        for x in r["grid"].get("p_value", []): g.add_row("p-value", f"p < {x['threshold']}, effect >= {x['effect_floor']}", f(x["column_rate"], ".1%"), f(x["dataset_drift_rate"], ".0%"))
-        for x in r["grid"].get("psi", []): g.add_row("PSI", f"> {x['threshold']}", f(x["column_rate"], ".1%"), "")
-        _console().print(g)
-        print(f"dataset drift at the configured thresholds: {r['dataset_drift_rate']:.0%} of windows; largest effect per test: "
-              + ", ".join(f"{k} {v:.4f}" for k, v in r["max_effect"].items()))
-        for rule, rate in r["rules"].items(): print(f"rule {rule}: would have alerted in {rate:.0%} of windows")
-        print(f"report: {r['json']}")
+        r = backtest(root, ref, args.data, args.since, args.window, args.every, args.chunks).to_dict()
+        if args.json: print(json.dumps(r, indent=1, default=str))
+        else: _print_backtest(r)
         return 0
-    r = monitor_and_retrain(root, retrain=not args.no_retrain, ref=_model_ref(args.model) if args.model else None,
-                            data=args.data, since=args.since, window=args.window, labels=args.labels, every=args.every).to_dict()
-    if args.json: print(json.dumps(r, indent=1, default=str)); return 0
-    t = Table(title=f"drift of {r['model']} version {r['version']} ({r['rows']} rows from {r['source']})")
-    for c in ("column", "test", "statistic", "p-value", "effect", "drifted", "PSI", "problem"): t.add_column(c)
-    for c in r["columns"] + ([{**r["prediction"], "column": "(prediction)"}] if r["prediction"] else []):
-        t.add_row(c["column"], c["test"] or "", f(c["statistic"], ".4g"), f(c["p_value"], ".3g"), f(c["effect"], ".3f"),
-                  "[red]yes[/]" if c["drifted"] else "no", f"{f(c['psi'], '.3f')} {c['psi_level'] or ''}".strip(), c["problem"] or "")
-    _console().print(t)
-    print(f"dataset drift: {'YES' if r['dataset_drift'] else 'no'} ({len([c for c in r['columns'] if c['drifted']])} of "
-          f"{len(r['columns'])} features drifted = {r['share_drifted']:.0%}; threshold {r['config']['share']:.0%})")
-    if r["performance"]:
-        p = r["performance"]
-        print(f"performance on {p['rows']} labelled rows: " + ", ".join(
-            f"{k} {v:.4f}" + (f" (baseline {p['baseline'][k]:.4f})" if k in p["baseline"] else "") for k, v in p["current"].items()))
-    if r["service"] and r["service"]["requests"]:
-        sv = r["service"]
-        print(f"server: {sv['requests']} requests, error rate {sv['error_rate']:.1%}, p99 latency {f(sv['latency_p99_ms'], '.1f')} ms")
-    for a in r["alerts"]:
-        print(f"ALERT {a['rule']['kind']}: {a['message']} (alert {a['id']}, webhook: {a['delivery']}" + (f", {a['error']}" if a.get("error") else "") + ")")
-    rt = r.get("retrain")
-    if rt: print(f"retrain: {'started by alert ' + rt['alert'] + ', pipeline run ' + str(rt['pipeline_run']) + ': ' + rt['outcome'] if rt['started'] else 'not started: ' + rt['reason']}")
-    print(f"report: {r['html']}; monitoring run {r['run_id']}")
+    r = monitor_and_retrain(root, retrain=not args.no_retrain, ref=ref, data=args.data, since=args.since,
+                            window=args.window, labels=args.labels, every=args.every).to_dict()
+    if args.json: print(json.dumps(r, indent=1, default=str))
+    else: _print_monitoring(r)
     return 0
 
 # %% ../nbs/09_cli.ipynb #3052ddf9
