@@ -69,7 +69,7 @@ class InputSchema:
         types = {c.name: str(c.type.name if hasattr(c.type, "name") else c.type).lower() for c in cols}
         return cls([c.name for c in cols], types)
 
-# %% ../nbs/11_serve.ipynb #c272c7bc
+# %% ../nbs/11_serve.ipynb #3ef41d43
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 def _records_to_columns(recs, where):
@@ -106,7 +106,7 @@ def _dict_to_columns(payload:dict, where:str)->tuple[dict, int]:
     if len(lens) > 1: raise BadRequest(422, "BAD_FORMAT", f"{where}: columns have different lengths {sorted(lens)}", where)
     return cols, (lens.pop() if lens else 0)
 
-# %% ../nbs/11_serve.ipynb #0abc7a22
+# %% ../nbs/11_serve.ipynb #b7eb627d
 _NUMBER_OK = {int, float, type(None)}
 
 def _first_bad(vals, ok:set)->tuple[int, object]:
@@ -135,14 +135,17 @@ def _check_column(name, vals, kind):
 def _numeric_rows(names:dict, rows:list, schema:InputSchema)->dict|None:
     "The schema's columns from all-numeric rows in one conversion (views of one matrix); None to check column by column."
     if any(schema.types.get(c, "double") not in NUMERIC_TYPES for c in schema.columns): return None
-    if set(map(type, chain.from_iterable(rows))) - _NUMBER_OK: return None
-    try: M = np.array(rows, dtype=np.float64)
+    kinds = set(map(type, chain.from_iterable(rows)))
+    if kinds - _NUMBER_OK: return None
+    try:
+        if type(None) in kinds: M = np.array(rows, dtype=np.float64)   # null -> NaN
+        else: M = np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * len(names)).reshape(len(rows), len(names))
     except (OverflowError, ValueError, TypeError): return None
     if M.ndim != 2 or np.isinf(M).any(): return None
     pos = {c: j for j, c in enumerate(names)}
     return {c: M[:, pos[c]] for c in schema.columns}
 
-# %% ../nbs/11_serve.ipynb #98fae89f
+# %% ../nbs/11_serve.ipynb #185d830c
 def _one_format(doc)->tuple[str, object]:
     if not isinstance(doc, dict):
         raise BadRequest(422, "BAD_FORMAT", f"the body must be a JSON object with one of {', '.join(FORMATS)}")
@@ -222,7 +225,7 @@ def _fitted_parts(model):
         parts.append(part)
     return parts, est
 
-# %% ../nbs/11_serve.ipynb #1787b6d7
+# %% ../nbs/11_serve.ipynb #a79490df
 def _missing(v): return v is None or (type(v) is float and v != v)
 
 def _numeric_block(cols:dict, names:list, stats, extra)->np.ndarray:
@@ -250,7 +253,7 @@ def _features(parts:list, cols:dict)->np.ndarray:
         else: blocks += [_onehot_block(cols[c], extra[j], None if stats is None else stats[j]) for j, c in enumerate(names)]
     return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
-# %% ../nbs/11_serve.ipynb #fe886570
+# %% ../nbs/11_serve.ipynb #7db0ceac
 def _same_output(model, est, features, probe:dict)->bool:
     "True when the estimator on `features(probe)` gives the Pipeline's own answer on the probe rows."
     X, method = pd.DataFrame(probe), ("predict_proba" if hasattr(model, "predict_proba") else "predict")
@@ -272,7 +275,7 @@ def compile_pipeline(
     if probe is not None and not _same_output(model, est, features, probe): return None
     return features, est
 
-# %% ../nbs/11_serve.ipynb #20758567
+# %% ../nbs/11_serve.ipynb #4fddd6b5
 def _probe_values(kind:str, j:int, stats, extra, rng, n:int)->list:
     if kind == "num":
         mean, scale = extra
@@ -331,7 +334,7 @@ def load_slot(
     probe = probe_rows(model, schema)
     return Slot(alias, str(mv.version), model, schema, classes, fast=compile_pipeline(model, probe) if probe else None)
 
-# %% ../nbs/11_serve.ipynb #93ffe672
+# %% ../nbs/11_serve.ipynb #07884ffd
 def canary_pick(
     share:float,       # share of requests for the challenger
     key:str|None,      # the client key; None: a random pick
@@ -341,7 +344,7 @@ def canary_pick(
     u = (zlib.crc32(key.encode()) % 10_000) / 10_000 if key else np.random.random()
     return u < share
 
-# %% ../nbs/11_serve.ipynb #792fa333
+# %% ../nbs/11_serve.ipynb #fefa6cf0
 class Models:
     "The served model versions by alias, reloaded when an alias moves."
     def __init__(self, client, name:str, canary:float=0.0):
@@ -410,7 +413,7 @@ def _predict(js:list):
         if not j.fut.done(): j.fut.set_result((pred[i:i + j.n], pp))
         i += j.n
 
-# %% ../nbs/11_serve.ipynb #9b6040e8
+# %% ../nbs/11_serve.ipynb #0a90fdea
 async def _take_batch(q:asyncio.Queue, max_rows:int, max_wait:float)->list:
     "The next batch of jobs from `q`."
     jobs = [await q.get()]
@@ -435,7 +438,7 @@ def _score_batch(jobs:list):
             for j in js:
                 if not j.fut.done(): j.fut.set_exception(e)
 
-# %% ../nbs/11_serve.ipynb #5c514ca5
+# %% ../nbs/11_serve.ipynb #0105871e
 class Batcher:
     "Scores queued requests together: one predict per model version per batch."
     def __init__(self,
@@ -489,7 +492,7 @@ def _invocation_responses()->dict:
     return {"200": {"description": "predictions", "content": {"application/json": {"schema": RESPONSE_SCHEMA}}},
             **{str(s): {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}} for s, d in errors}}
 
-# %% ../nbs/11_serve.ipynb #363cae72
+# %% ../nbs/11_serve.ipynb #6020833b
 @dataclass
 class ServeOptions:
     "How the server runs; defaults from settings.ini where it has a key."
@@ -505,7 +508,7 @@ class ServeOptions:
     log_path: str = ""           # inference log (SQLite); empty: no log
     flush_interval: float = 0.5  # seconds between inference-log commits
 
-# %% ../nbs/11_serve.ipynb #9d347983
+# %% ../nbs/11_serve.ipynb #ca7501c9
 def json_response(obj, status:int=200, rid:str|None=None)->Response:
     "`obj` as a JSON response (numpy arrays included), with the request id header when given."
     return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json",
@@ -541,7 +544,7 @@ def error_of(e:Exception)->BadRequest:
     if isinstance(e, BadRequest): return e
     return BadRequest(500, "INTERNAL", f"scoring failed ({type(e).__name__})")
 
-# %% ../nbs/11_serve.ipynb #17971454
+# %% ../nbs/11_serve.ipynb #d0c7f4ba
 def _prom(registry)->dict:
     "The server's Prometheus metrics in `registry`."
     return dict(
@@ -552,7 +555,7 @@ def _prom(registry)->dict:
                           buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5)),
         swaps=Counter("mlops_wb_model_swaps", "Alias changes applied (hot swaps)", registry=registry))
 
-# %% ../nbs/11_serve.ipynb #7f465b59
+# %% ../nbs/11_serve.ipynb #d07cd443
 @dataclass
 class ServerState:
     "What the app's routes share: options, models by alias, the batcher, the metrics, the inference log."
@@ -588,7 +591,7 @@ class ServerState:
         self.log.append(rid, now, slot.version, slot.alias, slot.schema.columns, key, cols, n, pred, lat * 1000)
         self.log.request(rid, now, slot.version, 200, n, lat * 1000)
 
-# %% ../nbs/11_serve.ipynb #9de2035c
+# %% ../nbs/11_serve.ipynb #111250b9
 async def reload_models(state:ServerState)->list:
     "Check the aliases now (in a worker thread) and swap in moved versions; what changed."
     changed = await asyncio.get_running_loop().run_in_executor(None, state.models.refresh)
@@ -622,7 +625,7 @@ def lifespan(state:ServerState):
         if state.log: state.log.close()
     return run
 
-# %% ../nbs/11_serve.ipynb #2733ce36
+# %% ../nbs/11_serve.ipynb #33370275
 def wants_probabilities(params:dict, query)->bool:
     "True when the body's params or the query string ask for class probabilities."
     return bool(params.get("probabilities")) or query.get("probabilities") in ("true", "1")
@@ -657,7 +660,7 @@ async def score_request(state:ServerState, request:Request)->Response:
     state.answered(rid, t0, slot, key, cols, n, pred)
     return json_response(answer(slot, rid, pred, P, extra), 200, rid)
 
-# %% ../nbs/11_serve.ipynb #d104bebb
+# %% ../nbs/11_serve.ipynb #8acb50d7
 def add_operator_routes(app:FastAPI, state:ServerState):
     "/health, /ready, /metrics and /admin/reload."
     @app.get("/health", summary="The process answers")
@@ -696,7 +699,7 @@ def create_app(
     add_operator_routes(app, state)
     return app
 
-# %% ../nbs/11_serve.ipynb #77bcd512
+# %% ../nbs/11_serve.ipynb #ec7b2311
 def server_config(app, host:str, port:int)->uvicorn.Config:
     "The uvicorn configuration the server runs with."
     return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
@@ -739,7 +742,7 @@ def read_chunks(
         return None, _csv_chunks(path, rows)
     raise ConfigError(f"{path}: expected a .csv or .parquet file")
 
-# %% ../nbs/11_serve.ipynb #f058c305
+# %% ../nbs/11_serve.ipynb #17aadd9d
 class ChunkWriter:
     "Scored chunks into a temporary file next to `out`; `commit` renames it onto `out`, `discard` removes it."
     def __init__(self, out:Path):
@@ -769,7 +772,7 @@ class ChunkWriter:
         self.close()
         Path(self.tmp).unlink(missing_ok=True)
 
-# %% ../nbs/11_serve.ipynb #b224a1bd
+# %% ../nbs/11_serve.ipynb #00304ed5
 @dataclass
 class ScoreResult:
     "What `score_file` did."
@@ -791,7 +794,7 @@ def _check_chunk(chunk:pd.DataFrame, schema:InputSchema, inp:Path, mv):
         which = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))}"
         raise ConfigError(f"{inp}: {which} needed by {mv.name} version {mv.version}")
 
-# %% ../nbs/11_serve.ipynb #5c4afcd0
+# %% ../nbs/11_serve.ipynb #9dd0f087
 def score_file(
     client, ref:str,                # registry client and model reference (NAME@ALIAS or NAME/VERSION)
     inp:str|Path, out:str|Path,     # input and output files (.csv or .parquet)
