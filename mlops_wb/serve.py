@@ -69,8 +69,17 @@ class InputSchema:
         types = {c.name: str(c.type.name if hasattr(c.type, "name") else c.type).lower() for c in cols}
         return cls([c.name for c in cols], types)
 
-# %% ../nbs/11_serve.ipynb #3ef41d43
+# %% ../nbs/11_serve.ipynb #c20526f8
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+def _one_format(doc)->tuple[str, object]:
+    if not isinstance(doc, dict):
+        raise BadRequest(422, "BAD_FORMAT", f"the body must be a JSON object with one of {', '.join(FORMATS)}")
+    keys = [k for k in FORMATS if k in doc]
+    if len(keys) != 1:
+        got = sorted(doc) or "none"
+        raise BadRequest(422, "BAD_FORMAT", f"expected exactly one of {', '.join(FORMATS)}; got {got}")
+    return keys[0], doc[keys[0]]
 
 def _records_to_columns(recs, where):
     if not isinstance(recs, list): raise BadRequest(422, "BAD_FORMAT", f"{where} must be a list of records", where)
@@ -81,6 +90,15 @@ def _records_to_columns(recs, where):
         for k in r: cols.setdefault(k, None)
     return {k: [r.get(k) for r in recs] for k in cols}, len(recs)
 
+def _dict_to_columns(payload:dict, where:str)->tuple[dict, int]:
+    "instances/inputs as {column: [values]} (a scalar is one value)."
+    cols = {c: (v if type(v) is list else [v]) for c, v in payload.items()}
+    lens = {len(v) for v in cols.values()}
+    if len(lens) > 1:
+        raise BadRequest(422, "BAD_FORMAT", f"{where}: columns have different lengths {sorted(lens)}", where)
+    return cols, (lens.pop() if lens else 0)
+
+# %% ../nbs/11_serve.ipynb #66260f9c
 def _split_rows(d)->tuple[dict, list]:
     "The columns (as keys, in request order) and the rows of a `dataframe_split` payload."
     if not isinstance(d, dict) or "columns" not in d or "data" not in d:
@@ -91,7 +109,8 @@ def _split_rows(d)->tuple[dict, list]:
     if not all(type(r) is list for r in data) or set(map(len, data)) - {len(cols)}:
         i = next(i for i, r in enumerate(data) if type(r) is not list or len(r) != len(cols))
         got = len(data[i]) if type(data[i]) is list else "no"
-        raise BadRequest(422, "BAD_FORMAT", f"dataframe_split: row {i} has {got} values for {len(cols)} columns", f"data[{i}]")
+        raise BadRequest(422, "BAD_FORMAT", f"dataframe_split: row {i} has {got} values for {len(cols)} columns",
+                         f"data[{i}]")
     if len(set(map(str, cols))) != len(cols):
         raise BadRequest(422, "BAD_FORMAT", "dataframe_split: duplicate column names", "columns")
     return dict.fromkeys(cols), data
@@ -99,14 +118,7 @@ def _split_rows(d)->tuple[dict, list]:
 def _split_to_columns(names:dict, rows:list)->dict:
     return dict(zip(names, zip(*rows))) if rows else {c: () for c in names}
 
-def _dict_to_columns(payload:dict, where:str)->tuple[dict, int]:
-    "instances/inputs as {column: [values]} (a scalar is one value)."
-    cols = {c: (v if type(v) is list else [v]) for c, v in payload.items()}
-    lens = {len(v) for v in cols.values()}
-    if len(lens) > 1: raise BadRequest(422, "BAD_FORMAT", f"{where}: columns have different lengths {sorted(lens)}", where)
-    return cols, (lens.pop() if lens else 0)
-
-# %% ../nbs/11_serve.ipynb #b7eb627d
+# %% ../nbs/11_serve.ipynb #19a42b77
 _NUMBER_OK = {int, float, type(None)}
 
 def _first_bad(vals, ok:set)->tuple[int, object]:
@@ -119,11 +131,14 @@ def _check_column(name, vals, kind):
             if type(v) is str:
                 why = f"expected a number, got text {v[:40]!r} (numeric strings are refused)"
                 raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: {why}", name)
-            raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected a number, got {type(v).__name__}", name)
+            why = f"expected a number, got {type(v).__name__}"
+            raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: {why}", name)
         try: arr = np.array(vals, dtype=np.float64)
-        except OverflowError: raise BadRequest(422, "BAD_VALUE", f"column {name!r}: a value is beyond float range", name) from None
+        except OverflowError:
+            raise BadRequest(422, "BAD_VALUE", f"column {name!r}: a value is beyond float range", name) from None
         if np.isinf(arr).any():
-            raise BadRequest(422, "BAD_VALUE", f"column {name!r}, row {int(np.isinf(arr).argmax())}: not a finite number", name)
+            row = int(np.isinf(arr).argmax())
+            raise BadRequest(422, "BAD_VALUE", f"column {name!r}, row {row}: not a finite number", name)
         return arr
     ok = {bool, type(None)} if kind == "boolean" else {str, type(None)}
     if set(map(type, vals)) - ok:
@@ -132,28 +147,23 @@ def _check_column(name, vals, kind):
         raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected {want}, got {type(v).__name__}", name)
     return list(vals)
 
+# %% ../nbs/11_serve.ipynb #848ad93b
 def _numeric_rows(names:dict, rows:list, schema:InputSchema)->dict|None:
-    "The schema's columns from all-numeric rows in one conversion (views of one matrix); None to check column by column."
+    "The schema's columns from all-number rows in one conversion (views of one matrix); None: check column by column."
     if any(schema.types.get(c, "double") not in NUMERIC_TYPES for c in schema.columns): return None
     kinds = set(map(type, chain.from_iterable(rows)))
     if kinds - _NUMBER_OK: return None
     try:
         if type(None) in kinds: M = np.array(rows, dtype=np.float64)   # null -> NaN
-        else: M = np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * len(names)).reshape(len(rows), len(names))
+        else:
+            flat = np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * len(names))
+            M = flat.reshape(len(rows), len(names))
     except (OverflowError, ValueError, TypeError): return None
     if M.ndim != 2 or np.isinf(M).any(): return None
     pos = {c: j for j, c in enumerate(names)}
     return {c: M[:, pos[c]] for c in schema.columns}
 
-# %% ../nbs/11_serve.ipynb #185d830c
-def _one_format(doc)->tuple[str, object]:
-    if not isinstance(doc, dict):
-        raise BadRequest(422, "BAD_FORMAT", f"the body must be a JSON object with one of {', '.join(FORMATS)}")
-    keys = [k for k in FORMATS if k in doc]
-    if len(keys) != 1:
-        raise BadRequest(422, "BAD_FORMAT", f"expected exactly one of {', '.join(FORMATS)}; got {sorted(doc) or 'none'}")
-    return keys[0], doc[keys[0]]
-
+# %% ../nbs/11_serve.ipynb #73a15031
 def _check_rows(n:int, max_rows:int, where:str, schema:InputSchema, names):
     if n == 0: raise BadRequest(422, "EMPTY_BATCH", "the request has no rows", where)
     if n > max_rows: raise BadRequest(413, "TOO_MANY_ROWS", f"{n} rows; at most {max_rows} per request", where)
@@ -202,11 +212,12 @@ def _part(tr, cols:list):
     stats = None if imp is None else imp.statistics_
     if len(steps) == 1 and isinstance(steps[0], OneHotEncoder):
         enc = steps[0]
-        if enc.drop is not None or enc.handle_unknown != "ignore" or getattr(enc, "infrequent_categories_", None): return None
+        if enc.drop is not None or enc.handle_unknown != "ignore": return None
+        if getattr(enc, "infrequent_categories_", None): return None
         cats = [{(c.item() if hasattr(c, "item") else c): k for k, c in enumerate(cs)} for cs in enc.categories_]
         return ("cat", cols, stats, cats)
     if len(steps) > 1 or not all(isinstance(st, StandardScaler) for st in steps): return None
-    if stats is not None and np.isnan(np.asarray(stats, dtype=float)).any(): return None   # an all-empty column the imputer dropped
+    if stats is not None and np.isnan(np.asarray(stats, dtype=float)).any(): return None   # a column imputer dropped
     sc = steps[0] if steps else None
     mean = None if sc is None or sc.mean_ is None else sc.mean_
     scale = None if sc is None or sc.scale_ is None else sc.scale_
@@ -214,7 +225,8 @@ def _part(tr, cols:list):
 
 def _fitted_parts(model):
     "The preprocessing parts and the estimator of a workbench Pipeline; None for any other model."
-    if not isinstance(model, Pipeline) or len(model.steps) != 2 or not isinstance(model.steps[0][1], ColumnTransformer): return None
+    if not isinstance(model, Pipeline) or len(model.steps) != 2: return None
+    if not isinstance(model.steps[0][1], ColumnTransformer): return None
     ct, est = model.steps[0][1], model.steps[1][1]
     parts = []
     for name, tr, cols in ct.transformers_:
@@ -225,7 +237,7 @@ def _fitted_parts(model):
         parts.append(part)
     return parts, est
 
-# %% ../nbs/11_serve.ipynb #a79490df
+# %% ../nbs/11_serve.ipynb #7ee3e273
 def _missing(v): return v is None or (type(v) is float and v != v)
 
 def _numeric_block(cols:dict, names:list, stats, extra)->np.ndarray:
@@ -250,10 +262,11 @@ def _features(parts:list, cols:dict)->np.ndarray:
     blocks = []
     for kind, names, stats, extra in parts:
         if kind == "num": blocks.append(_numeric_block(cols, names, stats, extra))
-        else: blocks += [_onehot_block(cols[c], extra[j], None if stats is None else stats[j]) for j, c in enumerate(names)]
+        else: blocks += [_onehot_block(cols[c], extra[j], None if stats is None else stats[j])
+                         for j, c in enumerate(names)]
     return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
-# %% ../nbs/11_serve.ipynb #7db0ceac
+# %% ../nbs/11_serve.ipynb #5d9e4e28
 def _same_output(model, est, features, probe:dict)->bool:
     "True when the estimator on `features(probe)` gives the Pipeline's own answer on the probe rows."
     X, method = pd.DataFrame(probe), ("predict_proba" if hasattr(model, "predict_proba") else "predict")
@@ -275,7 +288,7 @@ def compile_pipeline(
     if probe is not None and not _same_output(model, est, features, probe): return None
     return features, est
 
-# %% ../nbs/11_serve.ipynb #4fddd6b5
+# %% ../nbs/11_serve.ipynb #92dec9e0
 def _probe_values(kind:str, j:int, stats, extra, rng, n:int)->list:
     if kind == "num":
         mean, scale = extra
@@ -296,7 +309,7 @@ def probe_rows(
     n:int=24,             # rows
     seed:int=0,
 )->dict|None:             # {column: values}, or None when the model has no fast path
-    "Rows that exercise the model's preprocessing: typical and extreme numbers, missing values, seen and unseen categories."
+    "Rows that exercise the model's preprocessing: typical and extreme numbers, missing values, (un)seen categories."
     got = _fitted_parts(model)
     if got is None: return None
     rng, cols = np.random.default_rng(seed), {}
@@ -327,14 +340,15 @@ def load_slot(
     except Exception: return None
     uri = f"models:/{name}/{mv.version}"
     info = mlflow.models.get_model_info(uri)
-    if info.signature is None: raise ConfigError(f"{name} version {mv.version} has no signature; it cannot be validated against")
+    if info.signature is None:
+        raise ConfigError(f"{name} version {mv.version} has no signature; it cannot be validated against")
     model = mlflow.sklearn.load_model(uri)
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] or None
     schema = InputSchema.from_signature(info.signature)
     probe = probe_rows(model, schema)
     return Slot(alias, str(mv.version), model, schema, classes, fast=compile_pipeline(model, probe) if probe else None)
 
-# %% ../nbs/11_serve.ipynb #07884ffd
+# %% ../nbs/11_serve.ipynb #2784edde
 def canary_pick(
     share:float,       # share of requests for the challenger
     key:str|None,      # the client key; None: a random pick
@@ -344,7 +358,7 @@ def canary_pick(
     u = (zlib.crc32(key.encode()) % 10_000) / 10_000 if key else np.random.random()
     return u < share
 
-# %% ../nbs/11_serve.ipynb #fefa6cf0
+# %% ../nbs/11_serve.ipynb #b21b902d
 class Models:
     "The served model versions by alias, reloaded when an alias moves."
     def __init__(self, client, name:str, canary:float=0.0):
@@ -413,7 +427,7 @@ def _predict(js:list):
         if not j.fut.done(): j.fut.set_result((pred[i:i + j.n], pp))
         i += j.n
 
-# %% ../nbs/11_serve.ipynb #0a90fdea
+# %% ../nbs/11_serve.ipynb #c09765dc
 async def _take_batch(q:asyncio.Queue, max_rows:int, max_wait:float)->list:
     "The next batch of jobs from `q`."
     jobs = [await q.get()]
@@ -438,7 +452,7 @@ def _score_batch(jobs:list):
             for j in js:
                 if not j.fut.done(): j.fut.set_exception(e)
 
-# %% ../nbs/11_serve.ipynb #0105871e
+# %% ../nbs/11_serve.ipynb #b09b88f7
 class Batcher:
     "Scores queued requests together: one predict per model version per batch."
     def __init__(self,
@@ -481,7 +495,8 @@ REQUEST_SCHEMA = {"type": "object", "description": "Exactly one of the four MLfl
         "params": {"type": "object", "properties": {"probabilities": {"type": "boolean"}}}}}
 ERROR_SCHEMA = {"type": "object", "properties": {"error_code": {"type": "string"}, "message": {"type": "string"},
                                                  "field": {"type": ["string", "null"]}}}
-RESPONSE_SCHEMA = {"type": "object", "properties": {"predictions": {"type": "array"}, "model_version": {"type": "string"},
+RESPONSE_SCHEMA = {"type": "object", "properties": {
+    "predictions": {"type": "array"}, "model_version": {"type": "string"},
     "alias": {"type": "string"}, "request_id": {"type": "string"}, "classes": {"type": "array"},
     "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
     "ignored_columns": {"type": "array", "items": {"type": "string"}}}}
@@ -490,9 +505,10 @@ def _invocation_responses()->dict:
     errors = ((400, "malformed JSON"), (401, "missing or wrong token"), (413, "body or batch too large"),
               (415, "not JSON"), (422, "does not match the model signature"), (503, "no champion loaded"))
     return {"200": {"description": "predictions", "content": {"application/json": {"schema": RESPONSE_SCHEMA}}},
-            **{str(s): {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}} for s, d in errors}}
+            **{str(s): {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+               for s, d in errors}}
 
-# %% ../nbs/11_serve.ipynb #6020833b
+# %% ../nbs/11_serve.ipynb #b795ff4b
 @dataclass
 class ServeOptions:
     "How the server runs; defaults from settings.ini where it has a key."
@@ -508,22 +524,24 @@ class ServeOptions:
     log_path: str = ""           # inference log (SQLite); empty: no log
     flush_interval: float = 0.5  # seconds between inference-log commits
 
-# %% ../nbs/11_serve.ipynb #ca7501c9
+# %% ../nbs/11_serve.ipynb #62448ebc
 def json_response(obj, status:int=200, rid:str|None=None)->Response:
     "`obj` as a JSON response (numpy arrays included), with the request id header when given."
-    return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json",
-                    headers={"X-Request-Id": rid} if rid else None)
+    return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json", headers={"X-Request-Id": rid} if rid else None)
 
 def check_token(headers, token:str):
     "A 401 `BadRequest` unless `headers` carry `Authorization: Bearer <token>` (no token set: nothing to check)."
     if token and headers.get("authorization", "") != f"Bearer {token}":
-        raise BadRequest(401, "UNAUTHORIZED", "missing or wrong bearer token (Authorization: Bearer <token>)", "Authorization")
+        raise BadRequest(401, "UNAUTHORIZED", "missing or wrong bearer token (Authorization: Bearer <token>)",
+                         "Authorization")
 
 async def read_body(request:Request, opts:ServeOptions)->bytes:
     "The JSON body of `request`, or a 415 / 413 `BadRequest`."
     ct = request.headers.get("content-type", "")
     if not ct.startswith("application/json"):
-        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {ct or '(none)'!r}: send application/json", "Content-Type")
+        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {ct or '(none)'!r}: send application/json",
+                         "Content-Type")
     cl = request.headers.get("content-length")
     chunks, size = [], 0
     # A body over the limit is read to its end and dropped (up to `drain_bytes`) before the 413 goes out:
@@ -544,18 +562,18 @@ def error_of(e:Exception)->BadRequest:
     if isinstance(e, BadRequest): return e
     return BadRequest(500, "INTERNAL", f"scoring failed ({type(e).__name__})")
 
-# %% ../nbs/11_serve.ipynb #d0c7f4ba
+# %% ../nbs/11_serve.ipynb #bd3e88ee
 def _prom(registry)->dict:
     "The server's Prometheus metrics in `registry`."
     return dict(
-        requests=Counter("mlops_wb_requests", "Scoring requests by model version and HTTP status", ["version", "status"],
-                         registry=registry),
+        requests=Counter("mlops_wb_requests", "Scoring requests by model version and HTTP status",
+                         ["version", "status"], registry=registry),
         rows=Counter("mlops_wb_rows_scored", "Rows scored by model version", ["version"], registry=registry),
-        latency=Histogram("mlops_wb_request_latency_seconds", "Scoring latency by model version", ["version"], registry=registry,
-                          buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5)),
+        latency=Histogram("mlops_wb_request_latency_seconds", "Scoring latency by model version", ["version"],
+                          registry=registry, buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5)),
         swaps=Counter("mlops_wb_model_swaps", "Alias changes applied (hot swaps)", registry=registry))
 
-# %% ../nbs/11_serve.ipynb #d07cd443
+# %% ../nbs/11_serve.ipynb #ce962064
 @dataclass
 class ServerState:
     "What the app's routes share: options, models by alias, the batcher, the metrics, the inference log."
@@ -571,7 +589,8 @@ class ServerState:
     @classmethod
     def create(cls, client, opts:ServeOptions)->ServerState:
         "The state of a new server over the registry behind `client`."
-        return cls(opts, Models(client, opts.model_name, opts.canary), Batcher(opts.batch_rows, opts.batch_wait_ms / 1000))
+        batcher = Batcher(opts.batch_rows, opts.batch_wait_ms / 1000)
+        return cls(opts, Models(client, opts.model_name, opts.canary), batcher)
 
     def refused(self, rid:str, t0:float, slot:Slot|None, e:BadRequest):
         "Count and log a request answered with an error."
@@ -591,7 +610,7 @@ class ServerState:
         self.log.append(rid, now, slot.version, slot.alias, slot.schema.columns, key, cols, n, pred, lat * 1000)
         self.log.request(rid, now, slot.version, 200, n, lat * 1000)
 
-# %% ../nbs/11_serve.ipynb #111250b9
+# %% ../nbs/11_serve.ipynb #0b466353
 async def reload_models(state:ServerState)->list:
     "Check the aliases now (in a worker thread) and swap in moved versions; what changed."
     changed = await asyncio.get_running_loop().run_in_executor(None, state.models.refresh)
@@ -605,7 +624,8 @@ async def poll_aliases(state:ServerState):
         except asyncio.TimeoutError: pass
         state.reload.clear()
         try: await reload_models(state)
-        except Exception as e: print(f"model reload failed, still serving the loaded versions: {type(e).__name__}: {e}", flush=True)
+        except Exception as e:
+            print(f"model reload failed, still serving the loaded versions: {type(e).__name__}: {e}", flush=True)
 
 def lifespan(state:ServerState):
     "The app's lifespan: models, batcher, inference log and alias poller up; log flushed on the way down."
@@ -613,7 +633,8 @@ def lifespan(state:ServerState):
     async def run(app):
         await reload_models(state)
         state.batcher.start()
-        if state.opts.log_path: state.log = InferenceLog(state.opts.log_path, state.opts.model_name, state.opts.flush_interval)
+        o = state.opts
+        if o.log_path: state.log = InferenceLog(o.log_path, o.model_name, o.flush_interval)
         state.reload = asyncio.Event()
         loop = asyncio.get_running_loop()
         task = loop.create_task(poll_aliases(state))
@@ -625,7 +646,7 @@ def lifespan(state:ServerState):
         if state.log: state.log.close()
     return run
 
-# %% ../nbs/11_serve.ipynb #33370275
+# %% ../nbs/11_serve.ipynb #f244e4d9
 def wants_probabilities(params:dict, query)->bool:
     "True when the body's params or the query string ask for class probabilities."
     return bool(params.get("probabilities")) or query.get("probabilities") in ("true", "1")
@@ -651,7 +672,8 @@ async def score_request(state:ServerState, request:Request)->Response:
         cols, n, params, extra = parse_request(body, slot.schema, state.opts.max_rows)
         proba = wants_probabilities(params, request.query_params)
         if proba and slot.classes is None:
-            raise BadRequest(422, "NO_PROBABILITIES", "this model is a regressor; it has no class probabilities", "params.probabilities")
+            raise BadRequest(422, "NO_PROBABILITIES", "this model is a regressor; it has no class probabilities",
+                             "params.probabilities")
         pred, P = await state.batcher.score(slot, cols, n, proba)
     except Exception as e:   # a refused request, a bug or a model that cannot score: an error status
         err = error_of(e)
@@ -660,7 +682,7 @@ async def score_request(state:ServerState, request:Request)->Response:
     state.answered(rid, t0, slot, key, cols, n, pred)
     return json_response(answer(slot, rid, pred, P, extra), 200, rid)
 
-# %% ../nbs/11_serve.ipynb #8acb50d7
+# %% ../nbs/11_serve.ipynb #a2eb3a10
 def add_operator_routes(app:FastAPI, state:ServerState):
     "/health, /ready, /metrics and /admin/reload."
     @app.get("/health", summary="The process answers")
@@ -699,7 +721,7 @@ def create_app(
     add_operator_routes(app, state)
     return app
 
-# %% ../nbs/11_serve.ipynb #ec7b2311
+# %% ../nbs/11_serve.ipynb #26cfbb80
 def server_config(app, host:str, port:int)->uvicorn.Config:
     "The uvicorn configuration the server runs with."
     return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
@@ -728,7 +750,8 @@ def _csv_chunks(path:Path, rows:int):
     "CSV chunks; a file pandas cannot read is bad input, named as such."
     try: yield from pd.read_csv(path, chunksize=rows)
     except pd.errors.EmptyDataError: raise ConfigError(f"{path}: empty file: no header and no rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise ConfigError(f"{path}: not a readable CSV file: {e}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable CSV file: {e}") from None
 
 def read_chunks(
     path:Path,   # a .csv or .parquet file
@@ -742,7 +765,7 @@ def read_chunks(
         return None, _csv_chunks(path, rows)
     raise ConfigError(f"{path}: expected a .csv or .parquet file")
 
-# %% ../nbs/11_serve.ipynb #17aadd9d
+# %% ../nbs/11_serve.ipynb #cb426679
 class ChunkWriter:
     "Scored chunks into a temporary file next to `out`; `commit` renames it onto `out`, `discard` removes it."
     def __init__(self, out:Path):
@@ -772,7 +795,7 @@ class ChunkWriter:
         self.close()
         Path(self.tmp).unlink(missing_ok=True)
 
-# %% ../nbs/11_serve.ipynb #00304ed5
+# %% ../nbs/11_serve.ipynb #96ccc734
 @dataclass
 class ScoreResult:
     "What `score_file` did."
@@ -783,7 +806,8 @@ class ScoreResult:
     output: str      # the file written
 
 def _progress(show:bool):
-    from rich.progress import Progress, BarColumn, TextColumn, TimeRemainingColumn, MofNCompleteColumn   # 0.5 s; the server never draws a bar
+    # here, not at the top: rich.progress costs 0.5 s to import and the server never draws a bar
+    from rich.progress import Progress, BarColumn, TextColumn, TimeRemainingColumn, MofNCompleteColumn
     from rich.console import Console
     return Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                     console=Console(stderr=True), disable=not show)
@@ -794,7 +818,7 @@ def _check_chunk(chunk:pd.DataFrame, schema:InputSchema, inp:Path, mv):
         which = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))}"
         raise ConfigError(f"{inp}: {which} needed by {mv.name} version {mv.version}")
 
-# %% ../nbs/11_serve.ipynb #9dd0f087
+# %% ../nbs/11_serve.ipynb #7a5d2cb4
 def score_file(
     client, ref:str,                # registry client and model reference (NAME@ALIAS or NAME/VERSION)
     inp:str|Path, out:str|Path,     # input and output files (.csv or .parquet)
@@ -804,7 +828,8 @@ def score_file(
     "Score `inp` into `out` chunk by chunk with model version `ref`; atomic output."
     inp, out = Path(inp), Path(out)
     if not inp.is_file(): raise ConfigError(f"{inp}: no such file")
-    if out.suffix.lower() not in (".csv", ".parquet", ".pq"): raise ConfigError(f"{out}: the output must end in .csv or .parquet")
+    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ConfigError(f"{out}: the output must end in .csv or .parquet")
     mv = get_version(client, ref)
     uri = f"models:/{mv.name}/{mv.version}"
     schema = InputSchema.from_signature(mlflow.models.get_model_info(uri).signature)
@@ -817,7 +842,8 @@ def score_file(
             for i, chunk in enumerate(chunks):
                 _check_chunk(chunk, schema, inp, mv)
                 if chunk.empty: continue      # a header without rows: nothing to score (`no rows` below)
-                w.write(chunk.assign(prediction=model.predict(chunk[schema.columns]), model_version=str(mv.version)), i == 0)
+                scored = chunk.assign(prediction=model.predict(chunk[schema.columns]), model_version=str(mv.version))
+                w.write(scored, i == 0)
                 n += len(chunk)
                 bar.update(task, advance=len(chunk))
         w.close()
