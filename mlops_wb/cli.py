@@ -668,7 +668,7 @@ def cmd_score(args, root)->int:
     s, client = _connect(root)
     ref = _model_ref(args.model)
     r = score_file(client, ref, Path(args.input), Path(args.output), args.chunk_rows, progress=sys.stderr.isatty())
-    print(f"scored {r['rows']} rows with {r['model']} version {r['version']} in {r['seconds']:.1f}s -> {r['output']}")
+    print(f"scored {r.rows} rows with {r.model} version {r.version} in {r.seconds:.1f}s -> {r.output}")
     return 0
 
 # %% ../nbs/09_cli.ipynb #fae86871

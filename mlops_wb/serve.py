@@ -6,27 +6,53 @@ Docs: https://mlops-wb.github.io/mlops-wb/serve.html.md"""
 
 # %% ../nbs/11_serve.ipynb #5d89c3c3
 from __future__ import annotations
-import asyncio, math, os, signal, threading, time, uuid, zlib
+import asyncio, gc, os, signal, tempfile, threading, time, uuid, warnings, zlib
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import orjson
-from fastapi import Request   # at module level: route signatures are resolved from the module's globals
-from .config import MlopsWbError, ConfigError, Settings
+import mlflow
+import pyarrow as pa
+import pyarrow.parquet as pq
+import uvicorn
+from fastapi import FastAPI, Request   # at module level: route signatures are resolved from the module's globals
+from fastapi.responses import Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, CONTENT_TYPE_LATEST
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler, OneHotEncoder
+from .errors import ConfigError
+from .config import Settings
+from .tracking import connect
+from .registry import get_version
 from .inference_log import InferenceLog
 
 # %% auto #0
-__all__ = ['NUMERIC_TYPES', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'BadRequest', 'InputSchema', 'parse_request',
-           'compile_pipeline', 'probe_rows', 'Slot', 'load_slot', 'canary_pick', 'Models', 'Batcher', 'ServeOptions',
-           'create_app', 'serve', 'score_file']
+__all__ = ['NUMERIC_TYPES', 'FORMATS', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'BadRequest', 'InputSchema',
+           'parse_request', 'compile_pipeline', 'probe_rows', 'Slot', 'load_slot', 'canary_pick', 'Models', 'Batcher',
+           'ServeOptions', 'json_response', 'check_token', 'read_body', 'error_of', 'ServerState', 'reload_models',
+           'poll_aliases', 'lifespan', 'wants_probabilities', 'answer', 'score_request', 'add_operator_routes',
+           'create_app', 'server_config', 'serve', 'read_chunks', 'ChunkWriter', 'ScoreResult', 'score_file']
 
 # %% ../nbs/11_serve.ipynb #907abec8
 class BadRequest(Exception):
     "A request the server refuses: HTTP status, error code, message and the offending field."
-    def __init__(self, status:int, code:str, message:str, field:str|None=None):
-        super().__init__(message); self.status, self.code, self.message, self.field = status, code, message, field
-    def body(self)->dict: return {"error_code": self.code, "message": self.message, "field": self.field}
+    def __init__(self,
+                 status:int,            # HTTP status (4xx; 500 for a failure of the server's own)
+                 code:str,              # machine-readable error code, e.g. `MISSING_COLUMN`
+                 message:str,           # what is wrong and how to fix it
+                 field:str|None=None,   # the column, key or header at fault
+                ):
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def body(self)->dict:
+        "The JSON answer: error_code, message, field."
+        return {"error_code": self.code, "message": self.message, "field": self.field}
 
 NUMERIC_TYPES = {"double", "float", "long", "integer"}
 
@@ -35,160 +61,260 @@ class InputSchema:
     "The model's input columns and their MLflow types (`double`, `long`, `string`, `boolean`...)."
     columns: list
     types: dict
+
     @classmethod
-    def from_signature(cls, sig):
+    def from_signature(cls, sig)->InputSchema:
+        "The input columns of an MLflow model signature."
         cols = sig.inputs.inputs
-        return cls([c.name for c in cols], {c.name: str(c.type.name if hasattr(c.type, "name") else c.type).lower() for c in cols})
+        types = {c.name: str(c.type.name if hasattr(c.type, "name") else c.type).lower() for c in cols}
+        return cls([c.name for c in cols], types)
+
+# %% ../nbs/11_serve.ipynb #c20526f8
+FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+def _one_format(doc)->tuple[str, object]:
+    if not isinstance(doc, dict):
+        raise BadRequest(422, "BAD_FORMAT", f"the body must be a JSON object with one of {', '.join(FORMATS)}")
+    keys = [k for k in FORMATS if k in doc]
+    if len(keys) != 1:
+        got = sorted(doc) or "none"
+        raise BadRequest(422, "BAD_FORMAT", f"expected exactly one of {', '.join(FORMATS)}; got {got}")
+    return keys[0], doc[keys[0]]
 
 def _records_to_columns(recs, where):
     if not isinstance(recs, list): raise BadRequest(422, "BAD_FORMAT", f"{where} must be a list of records", where)
     cols = {}
     for i, r in enumerate(recs):
-        if not isinstance(r, dict): raise BadRequest(422, "BAD_FORMAT", f"{where}[{i}] must be an object of column: value", f"{where}[{i}]")
+        if not isinstance(r, dict):
+            raise BadRequest(422, "BAD_FORMAT", f"{where}[{i}] must be an object of column: value", f"{where}[{i}]")
         for k in r: cols.setdefault(k, None)
-    n = len(recs)
-    return {k: [r.get(k) for r in recs] for k in cols}, n
+    return {k: [r.get(k) for r in recs] for k in cols}, len(recs)
 
-def _split_to_columns(d):
+def _dict_to_columns(payload:dict, where:str)->tuple[dict, int]:
+    "instances/inputs as {column: [values]} (a scalar is one value)."
+    cols = {c: (v if type(v) is list else [v]) for c, v in payload.items()}
+    lens = {len(v) for v in cols.values()}
+    if len(lens) > 1:
+        raise BadRequest(422, "BAD_FORMAT", f"{where}: columns have different lengths {sorted(lens)}", where)
+    return cols, (lens.pop() if lens else 0)
+
+# %% ../nbs/11_serve.ipynb #66260f9c
+def _split_rows(d)->tuple[dict, list]:
+    "The columns (as keys, in request order) and the rows of a `dataframe_split` payload."
     if not isinstance(d, dict) or "columns" not in d or "data" not in d:
         raise BadRequest(422, "BAD_FORMAT", "dataframe_split needs 'columns' and 'data'", "dataframe_split")
     cols, data = d["columns"], d["data"]
-    if not isinstance(cols, list) or not isinstance(data, list): raise BadRequest(422, "BAD_FORMAT", "dataframe_split: 'columns' and 'data' must be lists", "dataframe_split")
+    if not isinstance(cols, list) or not isinstance(data, list):
+        raise BadRequest(422, "BAD_FORMAT", "dataframe_split: 'columns' and 'data' must be lists", "dataframe_split")
     if not all(type(r) is list for r in data) or set(map(len, data)) - {len(cols)}:
         i = next(i for i, r in enumerate(data) if type(r) is not list or len(r) != len(cols))
-        raise BadRequest(422, "BAD_FORMAT", f"dataframe_split: row {i} has {len(data[i]) if type(data[i]) is list else 'no'} values for {len(cols)} columns", f"data[{i}]")
-    if len(set(map(str, cols))) != len(cols): raise BadRequest(422, "BAD_FORMAT", "dataframe_split: duplicate column names", "columns")
-    return (dict(zip(cols, zip(*data))) if data else {c: () for c in cols}), len(data)
+        got = len(data[i]) if type(data[i]) is list else "no"
+        raise BadRequest(422, "BAD_FORMAT", f"dataframe_split: row {i} has {got} values for {len(cols)} columns",
+                         f"data[{i}]")
+    if len(set(map(str, cols))) != len(cols):
+        raise BadRequest(422, "BAD_FORMAT", "dataframe_split: duplicate column names", "columns")
+    return dict.fromkeys(cols), data
 
+def _split_to_columns(names:dict, rows:list)->dict:
+    return dict(zip(names, zip(*rows))) if rows else {c: () for c in names}
+
+# %% ../nbs/11_serve.ipynb #19a42b77
 _NUMBER_OK = {int, float, type(None)}
+
+def _first_bad(vals, ok:set)->tuple[int, object]:
+    return next((i, v) for i, v in enumerate(vals) if type(v) not in ok)
 
 def _check_column(name, vals, kind):
     if kind in NUMERIC_TYPES:
-        bad = set(map(type, vals)) - _NUMBER_OK   # one C-speed pass; the slow search only when something is wrong
-        if bad:
-            i, v = next((i, v) for i, v in enumerate(vals) if type(v) not in _NUMBER_OK)
-            if type(v) is str: raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected a number, got text {v[:40]!r} (numeric strings are refused)", name)
-            raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected a number, got {type(v).__name__}", name)
+        if set(map(type, vals)) - _NUMBER_OK:   # one C-speed pass; the slow search only when something is wrong
+            i, v = _first_bad(vals, _NUMBER_OK)
+            if type(v) is str:
+                why = f"expected a number, got text {v[:40]!r} (numeric strings are refused)"
+                raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: {why}", name)
+            why = f"expected a number, got {type(v).__name__}"
+            raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: {why}", name)
         try: arr = np.array(vals, dtype=np.float64)
-        except OverflowError: raise BadRequest(422, "BAD_VALUE", f"column {name!r}: a value is beyond float range", name) from None
-        if np.isinf(arr).any(): raise BadRequest(422, "BAD_VALUE", f"column {name!r}, row {int(np.isinf(arr).argmax())}: not a finite number", name)
+        except OverflowError:
+            raise BadRequest(422, "BAD_VALUE", f"column {name!r}: a value is beyond float range", name) from None
+        if np.isinf(arr).any():
+            row = int(np.isinf(arr).argmax())
+            raise BadRequest(422, "BAD_VALUE", f"column {name!r}, row {row}: not a finite number", name)
         return arr
     ok = {bool, type(None)} if kind == "boolean" else {str, type(None)}
     if set(map(type, vals)) - ok:
-        i, v = next((i, v) for i, v in enumerate(vals) if type(v) not in ok)
-        raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected {'true/false' if kind == 'boolean' else 'text'}, got {type(v).__name__}", name)
+        i, v = _first_bad(vals, ok)
+        want = "true/false" if kind == "boolean" else "text"
+        raise BadRequest(422, "BAD_TYPE", f"column {name!r}, row {i}: expected {want}, got {type(v).__name__}", name)
     return list(vals)
 
-def parse_request(body:bytes, schema:InputSchema, max_rows:int=10_000)->tuple[dict, int, dict, list]:
-    "({column: values}, rows, params, ignored columns) from an MLflow-style JSON body, checked against `schema`."
+# %% ../nbs/11_serve.ipynb #848ad93b
+def _numeric_rows(names:dict, rows:list, schema:InputSchema)->dict|None:
+    "The schema's columns from all-number rows in one conversion (views of one matrix); None: check column by column."
+    if any(schema.types.get(c, "double") not in NUMERIC_TYPES for c in schema.columns): return None
+    kinds = set(map(type, chain.from_iterable(rows)))
+    if kinds - _NUMBER_OK: return None
+    try:
+        if type(None) in kinds: M = np.array(rows, dtype=np.float64)   # null -> NaN
+        else:
+            flat = np.fromiter(chain.from_iterable(rows), np.float64, len(rows) * len(names))
+            M = flat.reshape(len(rows), len(names))
+    except (OverflowError, ValueError, TypeError): return None
+    if M.ndim != 2 or np.isinf(M).any(): return None
+    pos = {c: j for j, c in enumerate(names)}
+    return {c: M[:, pos[c]] for c in schema.columns}
+
+# %% ../nbs/11_serve.ipynb #73a15031
+def _check_rows(n:int, max_rows:int, where:str, schema:InputSchema, names):
+    if n == 0: raise BadRequest(422, "EMPTY_BATCH", "the request has no rows", where)
+    if n > max_rows: raise BadRequest(413, "TOO_MANY_ROWS", f"{n} rows; at most {max_rows} per request", where)
+    missing = [c for c in schema.columns if c not in names]
+    if missing:
+        which = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))}"
+        raise BadRequest(422, "MISSING_COLUMN", f"{which} (the model needs {len(schema.columns)} columns)", missing[0])
+
+def parse_request(
+    body:bytes,            # the request body
+    schema:InputSchema,    # the model's input columns
+    max_rows:int=10_000,   # more rows: 413
+)->tuple[dict, int, dict, list]:   # ({column: values}, rows, params, ignored columns)
+    "The model's columns from an MLflow-style JSON body, checked against `schema`."
     try: doc = orjson.loads(body)
     except orjson.JSONDecodeError as e: raise BadRequest(400, "BAD_JSON", f"the body is not valid JSON: {e}") from None
-    if not isinstance(doc, dict): raise BadRequest(422, "BAD_FORMAT", "the body must be a JSON object with one of dataframe_split, dataframe_records, instances, inputs")
-    keys = [k for k in ("dataframe_split", "dataframe_records", "instances", "inputs") if k in doc]
-    if len(keys) != 1: raise BadRequest(422, "BAD_FORMAT", f"expected exactly one of dataframe_split, dataframe_records, instances, inputs; got {sorted(doc) or 'none'}")
-    k, payload = keys[0], doc[keys[0]]
-    if k == "dataframe_split": cols, n = _split_to_columns(payload)
-    elif isinstance(payload, dict):   # instances/inputs as {column: [values]}
-        cols = {c: (v if type(v) is list else [v]) for c, v in payload.items()}
-        lens = {len(v) for v in cols.values()}
-        if len(lens) > 1: raise BadRequest(422, "BAD_FORMAT", f"{k}: columns have different lengths {sorted(lens)}", k)
-        n = lens.pop() if lens else 0
-    else: cols, n = _records_to_columns(payload, k)
-    if n == 0: raise BadRequest(422, "EMPTY_BATCH", "the request has no rows", k)
-    if n > max_rows: raise BadRequest(413, "TOO_MANY_ROWS", f"{n} rows; at most {max_rows} per request", k)
-    missing = [c for c in schema.columns if c not in cols]
-    if missing: raise BadRequest(422, "MISSING_COLUMN", f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))} (the model needs {len(schema.columns)} columns)", missing[0])
-    out = {c: _check_column(c, cols[c], schema.types.get(c, "double")) for c in schema.columns}
+    k, payload = _one_format(doc)
+    rows = None   # dataframe_split keeps its rows for the one-pass numeric conversion
+    if k == "dataframe_split":
+        names, rows = _split_rows(payload)
+        n = len(rows)
+    elif isinstance(payload, dict): names, n = _dict_to_columns(payload, k)
+    else: names, n = _records_to_columns(payload, k)
+    _check_rows(n, max_rows, k, schema, names)
+    out = None if rows is None else _numeric_rows(names, rows, schema)
+    if out is None:
+        cols = names if rows is None else _split_to_columns(names, rows)
+        out = {c: _check_column(c, cols[c], schema.types.get(c, "double")) for c in schema.columns}
     params = doc.get("params") or {}
     if not isinstance(params, dict): raise BadRequest(422, "BAD_FORMAT", "params must be an object", "params")
-    return out, n, params, [c for c in cols if c not in schema.types]
+    return out, n, params, [c for c in names if c not in schema.types]
 
 # %% ../nbs/11_serve.ipynb #95c798e3
+def _imputer(steps:list):
+    "The leading SimpleImputer of a transformer's steps (popped), None if there is none; False when unsupported."
+    imp = steps.pop(0) if steps and isinstance(steps[0], SimpleImputer) else None
+    if imp is None: return None
+    if imp.add_indicator or not (isinstance(imp.missing_values, float) and np.isnan(imp.missing_values)): return False
+    return imp
+
+def _part(tr, cols:list):
+    "One transformer as ('num', cols, fill, (mean, scale)) or ('cat', cols, fill, categories); None when unsupported."
+    steps = [st for _, st in tr.steps]
+    imp = _imputer(steps)
+    if imp is False: return None
+    stats = None if imp is None else imp.statistics_
+    if len(steps) == 1 and isinstance(steps[0], OneHotEncoder):
+        enc = steps[0]
+        if enc.drop is not None or enc.handle_unknown != "ignore": return None
+        if getattr(enc, "infrequent_categories_", None): return None
+        cats = [{(c.item() if hasattr(c, "item") else c): k for k, c in enumerate(cs)} for cs in enc.categories_]
+        return ("cat", cols, stats, cats)
+    if len(steps) > 1 or not all(isinstance(st, StandardScaler) for st in steps): return None
+    if stats is not None and np.isnan(np.asarray(stats, dtype=float)).any(): return None   # a column imputer dropped
+    sc = steps[0] if steps else None
+    mean = None if sc is None or sc.mean_ is None else sc.mean_
+    scale = None if sc is None or sc.scale_ is None else sc.scale_
+    return ("num", cols, None if stats is None else np.asarray(stats, dtype=float), (mean, scale))
+
 def _fitted_parts(model):
-    from sklearn.pipeline import Pipeline
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.preprocessing import StandardScaler, OneHotEncoder
-    if not isinstance(model, Pipeline) or len(model.steps) != 2 or not isinstance(model.steps[0][1], ColumnTransformer): return None
+    "The preprocessing parts and the estimator of a workbench Pipeline; None for any other model."
+    if not isinstance(model, Pipeline) or len(model.steps) != 2: return None
+    if not isinstance(model.steps[0][1], ColumnTransformer): return None
     ct, est = model.steps[0][1], model.steps[1][1]
     parts = []
     for name, tr, cols in ct.transformers_:
         if tr == "drop" or len(cols) == 0: continue
         if not isinstance(tr, Pipeline) or any(not isinstance(c, str) for c in cols): return None
-        steps = [st for _, st in tr.steps]
-        imp = steps.pop(0) if steps and isinstance(steps[0], SimpleImputer) else None
-        if imp is not None and (imp.add_indicator or not (isinstance(imp.missing_values, float) and np.isnan(imp.missing_values))): return None
-        stats = None if imp is None else imp.statistics_
-        if len(steps) == 1 and isinstance(steps[0], OneHotEncoder):
-            enc = steps[0]
-            if enc.drop is not None or enc.handle_unknown != "ignore" or getattr(enc, "infrequent_categories_", None): return None
-            cats = [{(c.item() if hasattr(c, "item") else c): k for k, c in enumerate(cs)} for cs in enc.categories_]
-            parts.append(("cat", list(cols), stats, cats))
-        elif len(steps) <= 1 and all(isinstance(st, StandardScaler) for st in steps):
-            if stats is not None and np.isnan(np.asarray(stats, dtype=float)).any(): return None   # an all-empty column the imputer dropped
-            sc = steps[0] if steps else None
-            parts.append(("num", list(cols), None if stats is None else np.asarray(stats, dtype=float),
-                          (None if sc is None or sc.mean_ is None else sc.mean_, None if sc is None or sc.scale_ is None else sc.scale_)))
-        else: return None
+        part = _part(tr, list(cols))
+        if part is None: return None
+        parts.append(part)
     return parts, est
 
+# %% ../nbs/11_serve.ipynb #7ee3e273
 def _missing(v): return v is None or (type(v) is float and v != v)
 
-def compile_pipeline(model, probe:dict|None=None):
-    "A function {column: values} -> feature matrix equivalent to the model's preprocessing, and the estimator; None when unsupported or not equal on `probe`."
+def _numeric_block(cols:dict, names:list, stats, extra)->np.ndarray:
+    Z = np.column_stack([np.asarray(cols[c], dtype=np.float64) for c in names])
+    if stats is not None:
+        m = np.isnan(Z)
+        if m.any(): Z = np.where(m, stats, Z)
+    mean, scale = extra
+    if mean is not None: Z = Z - mean
+    if scale is not None: Z = Z / scale
+    return Z
+
+def _onehot_block(vals, mp:dict, fill)->np.ndarray:
+    B = np.zeros((len(vals), len(mp)))
+    idx = [mp.get(fill if _missing(v) else v, -1) for v in vals]
+    rows = [i for i, k in enumerate(idx) if k >= 0]
+    if rows: B[rows, [idx[i] for i in rows]] = 1.0
+    return B
+
+def _features(parts:list, cols:dict)->np.ndarray:
+    "The feature matrix of {column: values}, as the fitted preprocessing `parts` would compute it."
+    blocks = []
+    for kind, names, stats, extra in parts:
+        if kind == "num": blocks.append(_numeric_block(cols, names, stats, extra))
+        else: blocks += [_onehot_block(cols[c], extra[j], None if stats is None else stats[j])
+                         for j, c in enumerate(names)]
+    return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
+
+# %% ../nbs/11_serve.ipynb #5d9e4e28
+def _same_output(model, est, features, probe:dict)->bool:
+    "True when the estimator on `features(probe)` gives the Pipeline's own answer on the probe rows."
+    X, method = pd.DataFrame(probe), ("predict_proba" if hasattr(model, "predict_proba") else "predict")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try: ref, fast = getattr(model, method)(X), getattr(est, method)(features(probe))
+        except Exception: return False
+    return ref.shape == fast.shape and np.allclose(ref, fast, rtol=1e-9, atol=1e-9)
+
+def compile_pipeline(
+    model,                 # a fitted scikit-learn model
+    probe:dict|None=None,  # rows {column: values} it must reproduce the model on (None: no check)
+)->tuple|None:             # (features, estimator), or None when unsupported or not equal on `probe`
+    "A function {column: values} -> feature matrix equivalent to the model's preprocessing, and the estimator."
     got = _fitted_parts(model)
     if got is None: return None
     parts, est = got
-    def features(cols:dict)->np.ndarray:
-        blocks = []
-        for kind, names, stats, extra in parts:
-            if kind == "num":
-                Z = np.column_stack([np.asarray(cols[c], dtype=np.float64) for c in names])
-                if stats is not None:
-                    m = np.isnan(Z)
-                    if m.any(): Z = np.where(m, stats, Z)
-                mean, scale = extra
-                if mean is not None: Z = Z - mean
-                if scale is not None: Z = Z / scale
-                blocks.append(Z)
-            else:
-                for j, c in enumerate(names):
-                    mp = extra[j]; vals = cols[c]
-                    B = np.zeros((len(vals), len(mp)))
-                    fill = None if stats is None else stats[j]
-                    idx = [mp.get(fill if _missing(v) else v, -1) for v in vals]
-                    rows = [i for i, k in enumerate(idx) if k >= 0]
-                    if rows: B[rows, [idx[i] for i in rows]] = 1.0
-                    blocks.append(B)
-        return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
-    if probe is not None:
-        import warnings
-        X = pd.DataFrame(probe)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                ref = model.predict_proba(X) if hasattr(model, "predict_proba") else model.predict(X)
-                fast = est.predict_proba(features(probe)) if hasattr(model, "predict_proba") else est.predict(features(probe))
-            except Exception: return None
-        if ref.shape != fast.shape or not np.allclose(ref, fast, rtol=1e-9, atol=1e-9): return None
+    def features(cols:dict)->np.ndarray: return _features(parts, cols)
+    if probe is not None and not _same_output(model, est, features, probe): return None
     return features, est
 
-def probe_rows(model, schema:"InputSchema", n:int=24, seed:int=0)->dict|None:
-    "Rows that exercise the model's preprocessing: typical and extreme numbers, missing values, seen and unseen categories."
+# %% ../nbs/11_serve.ipynb #92dec9e0
+def _probe_values(kind:str, j:int, stats, extra, rng, n:int)->list:
+    if kind == "num":
+        mean, scale = extra
+        mu = mean[j] if mean is not None else (stats[j] if stats is not None else 0.0)
+        sd = scale[j] if scale is not None else 1.0
+        v = list(mu + sd * rng.normal(size=n) * 2)
+        v[0] = None if stats is not None else v[0]
+        return v
+    cats = list(extra[j])
+    v = [cats[i % len(cats)] for i in range(n)]
+    v[1] = "__unseen__" if isinstance(cats[0], str) else v[1]
+    v[2] = None if stats is not None else v[2]
+    return v
+
+def probe_rows(
+    model,                # a fitted scikit-learn model
+    schema:InputSchema,   # its input columns
+    n:int=24,             # rows
+    seed:int=0,
+)->dict|None:             # {column: values}, or None when the model has no fast path
+    "Rows that exercise the model's preprocessing: typical and extreme numbers, missing values, (un)seen categories."
     got = _fitted_parts(model)
     if got is None: return None
     rng, cols = np.random.default_rng(seed), {}
     for kind, names, stats, extra in got[0]:
-        for j, c in enumerate(names):
-            if kind == "num":
-                mean, scale = extra
-                mu = mean[j] if mean is not None else (stats[j] if stats is not None else 0.0)
-                sd = scale[j] if scale is not None else 1.0
-                v = list(mu + sd * rng.normal(size=n) * 2); v[0] = None if stats is not None else v[0]
-            else:
-                cats = list(extra[j]); v = [cats[i % len(cats)] for i in range(n)]
-                v[1] = "__unseen__" if isinstance(cats[0], str) else v[1]; v[2] = None if stats is not None else v[2]
-            cols[c] = v
+        for j, c in enumerate(names): cols[c] = _probe_values(kind, j, stats, extra, rng, n)
     for c in schema.columns: cols.setdefault(c, [None] * n)
     return {c: (np.array(v, dtype=float) if schema.types.get(c) in NUMERIC_TYPES else v) for c, v in cols.items()}
 
@@ -204,26 +330,35 @@ class Slot:
     loaded_at: float = field(default_factory=time.time)
     fast: tuple|None = None     # (features, estimator) from `compile_pipeline`, when it matches the model
 
-def load_slot(client, name:str, alias:str)->Slot|None:
+def load_slot(
+    client,      # registry client
+    name:str,    # registered model
+    alias:str,   # champion or challenger
+)->Slot|None:
     "The version `name@alias` loaded from the registry, or None when the alias is not set."
-    import mlflow
     try: mv = client.get_model_version_by_alias(name, alias)
     except Exception: return None
     uri = f"models:/{name}/{mv.version}"
     info = mlflow.models.get_model_info(uri)
-    if info.signature is None: raise ConfigError(f"{name} version {mv.version} has no signature; it cannot be validated against")
+    if info.signature is None:
+        raise ConfigError(f"{name} version {mv.version} has no signature; it cannot be validated against")
     model = mlflow.sklearn.load_model(uri)
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] or None
     schema = InputSchema.from_signature(info.signature)
     probe = probe_rows(model, schema)
     return Slot(alias, str(mv.version), model, schema, classes, fast=compile_pipeline(model, probe) if probe else None)
 
-def canary_pick(share:float, key:str|None)->bool:
+# %% ../nbs/11_serve.ipynb #2784edde
+def canary_pick(
+    share:float,       # share of requests for the challenger
+    key:str|None,      # the client key; None: a random pick
+)->bool:
     "True when this request goes to the challenger: sticky per client key, else random."
     if share <= 0: return False
     u = (zlib.crc32(key.encode()) % 10_000) / 10_000 if key else np.random.random()
     return u < share
 
+# %% ../nbs/11_serve.ipynb #b21b902d
 class Models:
     "The served model versions by alias, reloaded when an alias moves."
     def __init__(self, client, name:str, canary:float=0.0):
@@ -231,22 +366,27 @@ class Models:
         self.slots:dict = {}
         self.lock = threading.Lock()
         self.swaps = 0
+
+    def _version(self, alias:str)->str|None:
+        try: return str(self.client.get_model_version_by_alias(self.name, alias).version)
+        except Exception: return None
+
     def refresh(self)->list:
-        "Load any alias whose version changed; swap it in. Returns what changed."
+        "Load any alias whose version changed; swap it in. Returns (alias, old version, new version) of each change."
         changed = []
         with self.lock:
             for alias in ("champion",) + (("challenger",) if self.canary > 0 else ()):
-                try: mv = self.client.get_model_version_by_alias(self.name, alias); v = str(mv.version)
-                except Exception: v = None
-                cur = self.slots.get(alias)
-                if v is None and cur is None: continue
-                if cur is not None and cur.version == v: continue
+                v, cur = self._version(alias), self.slots.get(alias)
+                if (v is None and cur is None) or (cur is not None and cur.version == v): continue
                 new = load_slot(self.client, self.name, alias) if v else None
                 if new is None: self.slots.pop(alias, None)
                 else: self.slots[alias] = new
-                self.swaps += 1; changed.append((alias, cur.version if cur else None, v))
+                self.swaps += 1
+                changed.append((alias, cur.version if cur else None, v))
         return changed
+
     def pick(self, key:str|None)->Slot|None:
+        "The slot that answers this request: the challenger for the canary share, else the champion."
         ch = self.slots.get("challenger")
         if ch is not None and canary_pick(self.canary, key): return ch
         return self.slots.get("champion")
@@ -260,56 +400,88 @@ class _Job:
     proba: bool
     fut: asyncio.Future
 
+def _merged(js:list, cols:list)->dict:
+    "The columns of several jobs, one after the other."
+    if len(js) == 1: return js[0].cols
+    data = {}
+    for c in cols:
+        parts = [j.cols[c] for j in js]
+        data[c] = np.concatenate(parts) if isinstance(parts[0], np.ndarray) else [v for p in parts for v in p]
+    return data
+
+def _predict(js:list):
+    "Score the jobs of one model version in one call and resolve their futures."
+    slot = js[0].slot
+    data = _merged(js, slot.schema.columns)
+    if slot.fast is not None:
+        features, est = slot.fast
+        X = features(data)
+    else: est, X = slot.model, pd.DataFrame(data, columns=slot.schema.columns)
+    if slot.classes is not None and hasattr(est, "predict_proba"):   # one call gives both: predict is the argmax
+        P = est.predict_proba(X)
+        pred = np.asarray(slot.classes, dtype=object)[P.argmax(axis=1)]
+    else: P, pred = None, est.predict(X)
+    i = 0
+    for j in js:
+        pp = P[i:i + j.n] if (P is not None and j.proba) else None
+        if not j.fut.done(): j.fut.set_result((pred[i:i + j.n], pp))
+        i += j.n
+
+# %% ../nbs/11_serve.ipynb #c09765dc
+async def _take_batch(q:asyncio.Queue, max_rows:int, max_wait:float)->list:
+    "The next batch of jobs from `q`."
+    jobs = [await q.get()]
+    rows, deadline = jobs[0].n, time.perf_counter() + max_wait
+    while rows < max_rows:
+        if q.empty():
+            if time.perf_counter() >= deadline: break
+            await asyncio.sleep(0)
+            continue
+        j = q.get_nowait()
+        jobs.append(j)
+        rows += j.n
+    return jobs
+
+def _score_batch(jobs:list):
+    "One `_predict` per model version; an error goes to the requests of its group."
+    groups = {}
+    for j in jobs: groups.setdefault(id(j.slot), []).append(j)
+    for js in groups.values():
+        try: _predict(js)
+        except Exception as e:
+            for j in js:
+                if not j.fut.done(): j.fut.set_exception(e)
+
+# %% ../nbs/11_serve.ipynb #b09b88f7
 class Batcher:
     "Scores queued requests together: one predict per model version per batch."
-    def __init__(self, max_rows:int=512, max_wait:float=0.002):
+    def __init__(self,
+                 max_rows:int=512,       # at most this many rows per batch
+                 max_wait:float=0.002,   # seconds a batch waits for more requests
+                ):
         self.max_rows, self.max_wait = max_rows, max_wait
         self.q: asyncio.Queue|None = None
         self.task = None
-        self.batches = 0; self.jobs = 0
+        self.batches = 0
+        self.jobs = 0
+
     def start(self):
-        self.q = asyncio.Queue(); self.task = asyncio.get_running_loop().create_task(self._run())
-    async def score(self, slot:Slot, cols:dict, n:int, proba:bool=False):
+        "Start the batching task on the running loop."
+        self.q = asyncio.Queue()
+        self.task = asyncio.get_running_loop().create_task(self._run())
+
+    async def score(self, slot:Slot, cols:dict, n:int, proba:bool=False)->tuple:
+        "(predictions, probabilities or None) for `n` rows of `cols`, scored with `slot` in the next batch."
         fut = asyncio.get_running_loop().create_future()
         await self.q.put(_Job(slot, cols, n, proba, fut))
         return await fut
+
     async def _run(self):
         while True:
-            jobs = [await self.q.get()]; rows = jobs[0].n
-            deadline = time.perf_counter() + self.max_wait
-            while rows < self.max_rows:
-                if self.q.empty():
-                    if time.perf_counter() >= deadline: break
-                    await asyncio.sleep(0); continue
-                j = self.q.get_nowait(); jobs.append(j); rows += j.n
-            self.batches += 1; self.jobs += len(jobs)
-            groups = {}
-            for j in jobs: groups.setdefault(id(j.slot), []).append(j)
-            for js in groups.values():
-                try: self._predict(js)
-                except Exception as e:
-                    for j in js:
-                        if not j.fut.done(): j.fut.set_exception(e)
-    def _predict(self, js):
-        slot = js[0].slot
-        cols = slot.schema.columns
-        if len(js) == 1: data = js[0].cols
-        else:
-            data = {}
-            for c in cols:
-                parts = [j.cols[c] for j in js]
-                data[c] = np.concatenate(parts) if isinstance(parts[0], np.ndarray) else [v for p in parts for v in p]
-        if slot.fast is not None: features, est = slot.fast; X = features(data)
-        else: est, X = slot.model, pd.DataFrame(data, columns=cols)
-        if slot.classes is not None and hasattr(est, "predict_proba"):   # one call gives both: predict is the argmax
-            P = est.predict_proba(X)
-            pred = np.asarray(slot.classes, dtype=object)[P.argmax(axis=1)]
-        else: P, pred = None, est.predict(X)
-        i = 0
-        for j in js:
-            p = pred[i:i + j.n]; pp = P[i:i + j.n] if (P is not None and j.proba) else None
-            if not j.fut.done(): j.fut.set_result((p, pp))
-            i += j.n
+            jobs = await _take_batch(self.q, self.max_rows, self.max_wait)
+            self.batches += 1
+            self.jobs += len(jobs)
+            _score_batch(jobs)
 
 # %% ../nbs/11_serve.ipynb #ff483fa5
 _ROWS = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
@@ -323,11 +495,20 @@ REQUEST_SCHEMA = {"type": "object", "description": "Exactly one of the four MLfl
         "params": {"type": "object", "properties": {"probabilities": {"type": "boolean"}}}}}
 ERROR_SCHEMA = {"type": "object", "properties": {"error_code": {"type": "string"}, "message": {"type": "string"},
                                                  "field": {"type": ["string", "null"]}}}
-RESPONSE_SCHEMA = {"type": "object", "properties": {"predictions": {"type": "array"}, "model_version": {"type": "string"},
+RESPONSE_SCHEMA = {"type": "object", "properties": {
+    "predictions": {"type": "array"}, "model_version": {"type": "string"},
     "alias": {"type": "string"}, "request_id": {"type": "string"}, "classes": {"type": "array"},
     "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
     "ignored_columns": {"type": "array", "items": {"type": "string"}}}}
 
+def _invocation_responses()->dict:
+    errors = ((400, "malformed JSON"), (401, "missing or wrong token"), (413, "body or batch too large"),
+              (415, "not JSON"), (422, "does not match the model signature"), (503, "no champion loaded"))
+    return {"200": {"description": "predictions", "content": {"application/json": {"schema": RESPONSE_SCHEMA}}},
+            **{str(s): {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+               for s, d in errors}}
+
+# %% ../nbs/11_serve.ipynb #b795ff4b
 @dataclass
 class ServeOptions:
     "How the server runs; defaults from settings.ini where it has a key."
@@ -343,215 +524,332 @@ class ServeOptions:
     log_path: str = ""           # inference log (SQLite); empty: no log
     flush_interval: float = 0.5  # seconds between inference-log commits
 
-def _prom(registry):
-    from prometheus_client import Counter, Histogram
+# %% ../nbs/11_serve.ipynb #62448ebc
+def json_response(obj, status:int=200, rid:str|None=None)->Response:
+    "`obj` as a JSON response (numpy arrays included), with the request id header when given."
+    return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
+                    media_type="application/json", headers={"X-Request-Id": rid} if rid else None)
+
+def check_token(headers, token:str):
+    "A 401 `BadRequest` unless `headers` carry `Authorization: Bearer <token>` (no token set: nothing to check)."
+    if token and headers.get("authorization", "") != f"Bearer {token}":
+        raise BadRequest(401, "UNAUTHORIZED", "missing or wrong bearer token (Authorization: Bearer <token>)",
+                         "Authorization")
+
+async def read_body(request:Request, opts:ServeOptions)->bytes:
+    "The JSON body of `request`, or a 415 / 413 `BadRequest`."
+    ct = request.headers.get("content-type", "")
+    if not ct.startswith("application/json"):
+        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {ct or '(none)'!r}: send application/json",
+                         "Content-Type")
+    cl = request.headers.get("content-length")
+    chunks, size = [], 0
+    # A body over the limit is read to its end and dropped (up to `drain_bytes`) before the 413 goes out:
+    # a client still sending when the server closes would see a reset instead of the answer.
+    async for c in request.stream():
+        size += len(c)
+        if size <= opts.max_bytes: chunks.append(c)
+        else:
+            chunks = []
+            if size > opts.drain_bytes: break
+    if size > opts.max_bytes:
+        size = int(cl) if cl and cl.isdigit() else size
+        raise BadRequest(413, "BODY_TOO_LARGE", f"body of {size} bytes; at most {opts.max_bytes}", "body")
+    return b"".join(chunks)
+
+def error_of(e:Exception)->BadRequest:
+    "The error answer for any exception raised while scoring."
+    if isinstance(e, BadRequest): return e
+    return BadRequest(500, "INTERNAL", f"scoring failed ({type(e).__name__})")
+
+# %% ../nbs/11_serve.ipynb #bd3e88ee
+def _prom(registry)->dict:
+    "The server's Prometheus metrics in `registry`."
     return dict(
-        requests=Counter("mlops_wb_requests", "Scoring requests by model version and HTTP status", ["version", "status"], registry=registry),
+        requests=Counter("mlops_wb_requests", "Scoring requests by model version and HTTP status",
+                         ["version", "status"], registry=registry),
         rows=Counter("mlops_wb_rows_scored", "Rows scored by model version", ["version"], registry=registry),
-        latency=Histogram("mlops_wb_request_latency_seconds", "Scoring latency by model version", ["version"], registry=registry,
-                          buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5)),
+        latency=Histogram("mlops_wb_request_latency_seconds", "Scoring latency by model version", ["version"],
+                          registry=registry, buckets=(.0005, .001, .002, .005, .01, .02, .05, .1, .2, .5, 1, 2, 5)),
         swaps=Counter("mlops_wb_model_swaps", "Alias changes applied (hot swaps)", registry=registry))
 
-def create_app(client, opts:ServeOptions):
-    "The scoring app over the registry behind `client`."
-    from contextlib import asynccontextmanager
-    from fastapi import FastAPI
-    from fastapi.responses import Response
-    from prometheus_client import CollectorRegistry, generate_latest, CONTENT_TYPE_LATEST
-    models, batcher = Models(client, opts.model_name, opts.canary), Batcher(opts.batch_rows, opts.batch_wait_ms / 1000)
-    registry = CollectorRegistry(); prom = _prom(registry)
-    state = {"log": None, "reload": None}
+# %% ../nbs/11_serve.ipynb #ce962064
+@dataclass
+class ServerState:
+    "What the app's routes share: options, models by alias, the batcher, the metrics, the inference log."
+    opts: ServeOptions
+    models: Models
+    batcher: Batcher
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    log: InferenceLog|None = None         # opened when the app starts
+    reload: asyncio.Event|None = None     # set to check the aliases now (SIGHUP, /admin/reload)
 
-    def _json(obj, status=200, rid=None):
-        return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json",
-                        headers={"X-Request-Id": rid} if rid else None)
+    def __post_init__(self): self.prom = _prom(self.registry)
 
-    async def reload_now():
-        changed = await asyncio.get_running_loop().run_in_executor(None, models.refresh)
-        if changed: prom["swaps"].inc(len(changed))
-        return changed
+    @classmethod
+    def create(cls, client, opts:ServeOptions)->ServerState:
+        "The state of a new server over the registry behind `client`."
+        batcher = Batcher(opts.batch_rows, opts.batch_wait_ms / 1000)
+        return cls(opts, Models(client, opts.model_name, opts.canary), batcher)
 
-    async def poller():
-        while True:
-            try:
-                await asyncio.wait_for(state["reload"].wait(), opts.poll)
-            except asyncio.TimeoutError: pass
-            state["reload"].clear()
-            try: await reload_now()
-            except Exception as e: print(f"model reload failed, still serving the loaded versions: {type(e).__name__}: {e}", flush=True)
+    def refused(self, rid:str, t0:float, slot:Slot|None, e:BadRequest):
+        "Count and log a request answered with an error."
+        self.prom["requests"].labels(slot.version if slot else "none", str(e.status)).inc()
+        if self.log:
+            ms = (time.perf_counter() - t0) * 1000
+            self.log.request(rid, time.time(), slot.version if slot else None, e.status, 0, ms, e.code)
 
-    @asynccontextmanager
-    async def lifespan(app):
-        await reload_now()
-        batcher.start()
-        if opts.log_path: state["log"] = InferenceLog(opts.log_path, opts.model_name, opts.flush_interval)
-        state["reload"] = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(poller())
-        try: asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, state["reload"].set)
-        except (NotImplementedError, RuntimeError, ValueError): pass
-        yield
-        task.cancel(); batcher.task.cancel()
-        if state["log"]: state["log"].close()
-
-    app = FastAPI(title="mlops-wb scoring", version="1", lifespan=lifespan,
-                  description=f"Scores `models:/{opts.model_name}@champion`" + (f", {opts.canary:.0%} of requests to `@challenger`" if opts.canary else "") + ".")
-    app.state.models, app.state.batcher, app.state.opts = models, batcher, opts
-
-    def _auth(request):
-        if opts.token and request.headers.get("authorization", "") != f"Bearer {opts.token}":
-            raise BadRequest(401, "UNAUTHORIZED", "missing or wrong bearer token (Authorization: Bearer <token>)", "Authorization")
-
-    async def _body(request):
-        ct = request.headers.get("content-type", "")
-        if not ct.startswith("application/json"):
-            raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {ct or '(none)'!r}: send application/json", "Content-Type")
-        cl = request.headers.get("content-length")
-        chunks, size = [], 0
-        # A body over the limit is read to its end and dropped (up to `drain_bytes`) before the 413 goes out:
-        # a client still sending when the server closes would see a reset instead of the answer.
-        async for c in request.stream():
-            size += len(c)
-            if size <= opts.max_bytes: chunks.append(c)
-            else:
-                chunks = []
-                if size > opts.drain_bytes: break
-        if size > opts.max_bytes:
-            raise BadRequest(413, "BODY_TOO_LARGE", f"body of {int(cl) if cl and cl.isdigit() else size} bytes; at most {opts.max_bytes}", "body")
-        return b"".join(chunks)
-
-    responses = {"200": {"description": "predictions", "content": {"application/json": {"schema": RESPONSE_SCHEMA}}},
-                 **{str(s): {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}} for s, d in
-                    ((400, "malformed JSON"), (401, "missing or wrong token"), (413, "body or batch too large"),
-                     (415, "not JSON"), (422, "does not match the model signature"), (503, "no champion loaded"))}}
-
-    @app.post("/invocations", summary="Score rows with @champion (or the canary)",
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}},
-                             "responses": responses})
-    async def invocations(request: Request):
-        t0, rid, slot = time.perf_counter(), uuid.uuid4().hex, None
-        try:
-            _auth(request)
-            body = await _body(request)
-            key = request.headers.get("x-client-key")
-            slot = models.pick(key)
-            if slot is None: raise BadRequest(503, "NOT_READY", f"no version of {opts.model_name} has the alias @champion; promote one with `mlops-wb promote`")
-            cols, n, params, extra = parse_request(body, slot.schema, opts.max_rows)
-            proba = bool(params.get("probabilities")) or request.query_params.get("probabilities") in ("true", "1")
-            if proba and slot.classes is None: raise BadRequest(422, "NO_PROBABILITIES", "this model is a regressor; it has no class probabilities", "params.probabilities")
-            pred, P = await batcher.score(slot, cols, n, proba)
-        except BadRequest as e:
-            prom["requests"].labels(slot.version if slot else "none", str(e.status)).inc()
-            if state["log"]: state["log"].request(rid, time.time(), slot.version if slot else None, e.status, 0, (time.perf_counter() - t0) * 1000, e.code)
-            return _json(e.body(), e.status, rid)
-        except Exception as e:   # a bug or a model that cannot score: an error status, never a stack trace
-            prom["requests"].labels(slot.version if slot else "none", "500").inc()
-            if state["log"]: state["log"].request(rid, time.time(), slot.version if slot else None, 500, 0, (time.perf_counter() - t0) * 1000, "INTERNAL")
-            return _json({"error_code": "INTERNAL", "message": f"scoring failed ({type(e).__name__})", "field": None}, 500, rid)
+    def answered(self, rid:str, t0:float, slot:Slot, key:str|None, cols:dict, n:int, pred):
+        "Count and log a scored request and its rows."
         lat = time.perf_counter() - t0
-        prom["requests"].labels(slot.version, "200").inc(); prom["rows"].labels(slot.version).inc(n)
-        prom["latency"].labels(slot.version).observe(lat)
-        if state["log"]:
-            now = time.time()
-            state["log"].append(rid, now, slot.version, slot.alias, slot.schema.columns, key, cols, n, pred, lat * 1000); state["log"].request(rid, now, slot.version, 200, n, lat * 1000)
-        out = {"predictions": pred.tolist(), "model_version": slot.version, "alias": slot.alias, "request_id": rid}
-        if P is not None: out.update(classes=slot.classes, probabilities=P)
-        if extra: out["ignored_columns"] = extra
-        return _json(out, 200, rid)
+        self.prom["requests"].labels(slot.version, "200").inc()
+        self.prom["rows"].labels(slot.version).inc(n)
+        self.prom["latency"].labels(slot.version).observe(lat)
+        if not self.log: return
+        now = time.time()
+        self.log.append(rid, now, slot.version, slot.alias, slot.schema.columns, key, cols, n, pred, lat * 1000)
+        self.log.request(rid, now, slot.version, 200, n, lat * 1000)
 
+# %% ../nbs/11_serve.ipynb #0b466353
+async def reload_models(state:ServerState)->list:
+    "Check the aliases now (in a worker thread) and swap in moved versions; what changed."
+    changed = await asyncio.get_running_loop().run_in_executor(None, state.models.refresh)
+    if changed: state.prom["swaps"].inc(len(changed))
+    return changed
+
+async def poll_aliases(state:ServerState):
+    "Reload every `poll` seconds, or as soon as `state.reload` is set; runs until cancelled."
+    while True:
+        try: await asyncio.wait_for(state.reload.wait(), state.opts.poll)
+        except asyncio.TimeoutError: pass
+        state.reload.clear()
+        try: await reload_models(state)
+        except Exception as e:
+            print(f"model reload failed, still serving the loaded versions: {type(e).__name__}: {e}", flush=True)
+
+def lifespan(state:ServerState):
+    "The app's lifespan: models, batcher, inference log and alias poller up; log flushed on the way down."
+    @asynccontextmanager
+    async def run(app):
+        await reload_models(state)
+        state.batcher.start()
+        o = state.opts
+        if o.log_path: state.log = InferenceLog(o.log_path, o.model_name, o.flush_interval)
+        state.reload = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(poll_aliases(state))
+        try: loop.add_signal_handler(signal.SIGHUP, state.reload.set)
+        except (NotImplementedError, RuntimeError, ValueError): pass   # not the main thread, or no signals here
+        yield
+        task.cancel()
+        state.batcher.task.cancel()
+        if state.log: state.log.close()
+    return run
+
+# %% ../nbs/11_serve.ipynb #f244e4d9
+def wants_probabilities(params:dict, query)->bool:
+    "True when the body's params or the query string ask for class probabilities."
+    return bool(params.get("probabilities")) or query.get("probabilities") in ("true", "1")
+
+def answer(slot:Slot, rid:str, pred, P, extra:list)->dict:
+    "The JSON answer of a scored request."
+    out = {"predictions": pred.tolist(), "model_version": slot.version, "alias": slot.alias, "request_id": rid}
+    if P is not None: out.update(classes=slot.classes, probabilities=P)
+    if extra: out["ignored_columns"] = extra
+    return out
+
+async def score_request(state:ServerState, request:Request)->Response:
+    "The answer to one scoring request: predictions, or a JSON error with its status (never a stack trace)."
+    t0, rid, slot = time.perf_counter(), uuid.uuid4().hex, None
+    try:
+        check_token(request.headers, state.opts.token)
+        body = await read_body(request, state.opts)
+        key = request.headers.get("x-client-key")
+        slot = state.models.pick(key)
+        if slot is None:
+            raise BadRequest(503, "NOT_READY", f"no version of {state.opts.model_name} has the alias @champion; "
+                                               "promote one with `mlops-wb promote`")
+        cols, n, params, extra = parse_request(body, slot.schema, state.opts.max_rows)
+        proba = wants_probabilities(params, request.query_params)
+        if proba and slot.classes is None:
+            raise BadRequest(422, "NO_PROBABILITIES", "this model is a regressor; it has no class probabilities",
+                             "params.probabilities")
+        pred, P = await state.batcher.score(slot, cols, n, proba)
+    except Exception as e:   # a refused request, a bug or a model that cannot score: an error status
+        err = error_of(e)
+        state.refused(rid, t0, slot, err)
+        return json_response(err.body(), err.status, rid)
+    state.answered(rid, t0, slot, key, cols, n, pred)
+    return json_response(answer(slot, rid, pred, P, extra), 200, rid)
+
+# %% ../nbs/11_serve.ipynb #a2eb3a10
+def add_operator_routes(app:FastAPI, state:ServerState):
+    "/health, /ready, /metrics and /admin/reload."
     @app.get("/health", summary="The process answers")
     async def health(): return {"status": "ok"}
 
     @app.get("/ready", summary="A champion is loaded")
     async def ready():
-        vs = {a: s.version for a, s in models.slots.items()}
-        return _json({"ready": "champion" in vs, "versions": vs}, 200 if "champion" in vs else 503)
+        vs = {a: s.version for a, s in state.models.slots.items()}
+        return json_response({"ready": "champion" in vs, "versions": vs}, 200 if "champion" in vs else 503)
 
     @app.get("/metrics", summary="Prometheus metrics")
-    async def metrics(): return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(): return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Check the aliases now and swap in moved versions")
     async def reload(request: Request):
-        try: _auth(request)
-        except BadRequest as e: return _json(e.body(), e.status)
-        changed = await reload_now()
+        try: check_token(request.headers, state.opts.token)
+        except BadRequest as e: return json_response(e.body(), e.status)
+        changed = await reload_models(state)
         return {"changed": [{"alias": a, "from": f, "to": t} for a, f, t in changed],
-                "versions": {a: s.version for a, s in models.slots.items()}}
+                "versions": {a: s.version for a, s in state.models.slots.items()}}
+
+def create_app(
+    client,              # registry client
+    opts:ServeOptions,   # how the server runs
+)->FastAPI:
+    "The scoring app over the registry behind `client`."
+    state = ServerState.create(client, opts)
+    canary = f", {opts.canary:.0%} of requests to `@challenger`" if opts.canary else ""
+    app = FastAPI(title="mlops-wb scoring", version="1", lifespan=lifespan(state),
+                  description=f"Scores `models:/{opts.model_name}@champion`{canary}.")
+    app.state.models, app.state.batcher, app.state.opts, app.state.server = state.models, state.batcher, opts, state
+    extra = {"requestBody": {"required": True, "content": {"application/json": {"schema": REQUEST_SCHEMA}}},
+             "responses": _invocation_responses()}
+    @app.post("/invocations", summary="Score rows with @champion (or the canary)", openapi_extra=extra)
+    async def invocations(request: Request): return await score_request(state, request)
+    add_operator_routes(app, state)
     return app
 
-def serve(settings:Settings, opts:ServeOptions, host:str|None=None, port:int|None=None):
+# %% ../nbs/11_serve.ipynb #26cfbb80
+def server_config(app, host:str, port:int)->uvicorn.Config:
+    "The uvicorn configuration the server runs with."
+    return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
+                          access_log=False, timeout_graceful_shutdown=5)
+
+def serve(
+    settings:Settings,     # where the registry is; host and port defaults
+    opts:ServeOptions,     # how the server runs
+    host:str|None=None,    # default: settings.serve_host
+    port:int|None=None,    # default: settings.serve_port
+):
     "Run the scoring server until Ctrl-C or SIGTERM (the inference log is flushed on the way out)."
-    import uvicorn
-    from mlops_wb.tracking import connect
     client, _ = connect(settings)
     app = create_app(client, opts)
     host, port = host or settings.serve_host, port or settings.serve_port
-    print(f"serving models:/{opts.model_name}@champion" + (f" ({opts.canary:.0%} to @challenger)" if opts.canary else "")
-          + f" on http://{host}:{port}/invocations  (docs: http://{host}:{port}/docs)", flush=True)
-    cfg = uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
-                         access_log=False, timeout_graceful_shutdown=5)
-    import gc
-    gc.collect(); gc.freeze(); gc.set_threshold(100_000, 50, 100)   # long-lived imports leave the collector; fewer pauses per request
-    uvicorn.Server(cfg).run()
+    canary = f" ({opts.canary:.0%} to @challenger)" if opts.canary else ""
+    print(f"serving models:/{opts.model_name}@champion{canary} on http://{host}:{port}/invocations"
+          f"  (docs: http://{host}:{port}/docs)", flush=True)
+    gc.collect()
+    gc.freeze()                           # long-lived imports leave the collector
+    gc.set_threshold(100_000, 50, 100)    # fewer pauses per request
+    uvicorn.Server(server_config(app, host, port)).run()
 
 # %% ../nbs/11_serve.ipynb #2437921e
-def _chunks(path:Path, rows:int):
+def _csv_chunks(path:Path, rows:int):
+    "CSV chunks; a file pandas cannot read is bad input, named as such."
+    try: yield from pd.read_csv(path, chunksize=rows)
+    except pd.errors.EmptyDataError: raise ConfigError(f"{path}: empty file: no header and no rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable CSV file: {e}") from None
+
+def read_chunks(
+    path:Path,   # a .csv or .parquet file
+    rows:int,    # rows per chunk
+)->tuple:        # (total rows or None when unknown, iterator of DataFrames)
+    "The rows of `path` as DataFrames of at most `rows` rows."
     if path.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
         f = pq.ParquetFile(path)
         return f.metadata.num_rows, (b.to_pandas() for b in f.iter_batches(batch_size=rows))
     if path.suffix.lower() == ".csv":
         return None, _csv_chunks(path, rows)
     raise ConfigError(f"{path}: expected a .csv or .parquet file")
 
-def _csv_chunks(path:Path, rows:int):
-    "CSV chunks; a file pandas cannot read is bad input, named as such."
-    try: yield from pd.read_csv(path, chunksize=rows)
-    except pd.errors.EmptyDataError: raise ConfigError(f"{path}: empty file: no header and no rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise ConfigError(f"{path}: not a readable CSV file: {e}") from None
+# %% ../nbs/11_serve.ipynb #cb426679
+class ChunkWriter:
+    "Scored chunks into a temporary file next to `out`; `commit` renames it onto `out`, `discard` removes it."
+    def __init__(self, out:Path):
+        self.out, self.csv, self.writer = out, out.suffix.lower() == ".csv", None
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
 
+    def write(self, res:pd.DataFrame, first:bool):
+        "Append one scored chunk (`first`: the CSV header goes with it)."
+        if self.csv: return res.to_csv(self.tmp, mode="a", header=first, index=False)
+        tbl = pa.Table.from_pandas(res, preserve_index=False)
+        if self.writer is None: self.writer = pq.ParquetWriter(self.tmp, tbl.schema)
+        self.writer.write_table(tbl.cast(self.writer.schema))
+
+    def close(self):
+        "Finish the Parquet file, if one is open."
+        if self.writer is not None: self.writer.close()
+        self.writer = None
+
+    def commit(self):
+        "Put the finished file in place."
+        os.replace(self.tmp, self.out)
+
+    def discard(self):
+        "Remove the temporary file (after a failure)."
+        self.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+# %% ../nbs/11_serve.ipynb #96ccc734
+@dataclass
+class ScoreResult:
+    "What `score_file` did."
+    model: str       # registered model
+    version: str     # the version that scored
+    rows: int        # rows scored
+    seconds: float   # wall time
+    output: str      # the file written
+
+def _progress(show:bool):
+    # here, not at the top: rich.progress costs 0.5 s to import and the server never draws a bar
+    from rich.progress import Progress, BarColumn, TextColumn, TimeRemainingColumn, MofNCompleteColumn
+    from rich.console import Console
+    return Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not show)
+
+def _check_chunk(chunk:pd.DataFrame, schema:InputSchema, inp:Path, mv):
+    missing = [c for c in schema.columns if c not in chunk.columns]
+    if missing:
+        which = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))}"
+        raise ConfigError(f"{inp}: {which} needed by {mv.name} version {mv.version}")
+
+# %% ../nbs/11_serve.ipynb #7a5d2cb4
 def score_file(
     client, ref:str,                # registry client and model reference (NAME@ALIAS or NAME/VERSION)
     inp:str|Path, out:str|Path,     # input and output files (.csv or .parquet)
     chunk_rows:int=50_000,          # rows scored at a time (memory bound)
     progress:bool=True,             # a rich progress bar on stderr
-)->dict:
+)->ScoreResult:
     "Score `inp` into `out` chunk by chunk with model version `ref`; atomic output."
-    import mlflow, tempfile
-    from mlops_wb.registry import get_version
     inp, out = Path(inp), Path(out)
     if not inp.is_file(): raise ConfigError(f"{inp}: no such file")
-    if out.suffix.lower() not in (".csv", ".parquet", ".pq"): raise ConfigError(f"{out}: the output must end in .csv or .parquet")
+    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        raise ConfigError(f"{out}: the output must end in .csv or .parquet")
     mv = get_version(client, ref)
     uri = f"models:/{mv.name}/{mv.version}"
     schema = InputSchema.from_signature(mlflow.models.get_model_info(uri).signature)
     model = mlflow.sklearn.load_model(uri)
-    total, chunks = _chunks(inp, chunk_rows)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent); os.close(fd)
-    n, writer, t0 = 0, None, time.time()
-    from rich.progress import Progress, BarColumn, TextColumn, TimeRemainingColumn, MofNCompleteColumn
-    from rich.console import Console
-    bar = Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True), disable=not progress)
+    total, chunks = read_chunks(inp, chunk_rows)
+    w, n, t0 = ChunkWriter(out), 0, time.time()
     try:
-        with bar:
+        with _progress(progress) as bar:
             task = bar.add_task("rows", total=total)
             for i, chunk in enumerate(chunks):
-                missing = [c for c in schema.columns if c not in chunk.columns]
-                if missing: raise ConfigError(f"{inp}: missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))} needed by {mv.name} version {mv.version}")
+                _check_chunk(chunk, schema, inp, mv)
                 if chunk.empty: continue      # a header without rows: nothing to score (`no rows` below)
-                res = chunk.assign(prediction=model.predict(chunk[schema.columns]), model_version=str(mv.version))
-                if out.suffix.lower() == ".csv": res.to_csv(tmp, mode="a", header=(i == 0), index=False)
-                else:
-                    import pyarrow as pa, pyarrow.parquet as pq
-                    tbl = pa.Table.from_pandas(res, preserve_index=False)
-                    if writer is None: writer = pq.ParquetWriter(tmp, tbl.schema)
-                    writer.write_table(tbl.cast(writer.schema))
-                n += len(chunk); bar.update(task, advance=len(chunk))
-        if writer is not None: writer.close(); writer = None
+                scored = chunk.assign(prediction=model.predict(chunk[schema.columns]), model_version=str(mv.version))
+                w.write(scored, i == 0)
+                n += len(chunk)
+                bar.update(task, advance=len(chunk))
+        w.close()
         if n == 0: raise ConfigError(f"{inp}: no rows to score")
-        os.replace(tmp, out)
+        w.commit()
     except BaseException:
-        if writer is not None: writer.close()
-        Path(tmp).unlink(missing_ok=True)
+        w.discard()
         raise
-    return {"model": mv.name, "version": str(mv.version), "rows": n, "seconds": time.time() - t0, "output": str(out)}
+    return ScoreResult(mv.name, str(mv.version), n, time.time() - t0, str(out))
