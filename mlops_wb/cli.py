@@ -677,7 +677,8 @@ def _fmt(v, spec:str)->str: return "" if v is None else format(v, spec)
 def _print_backtest(r:dict):
     "Print a backtest's tables (the dict of `BacktestResult.to_dict()`)."
     from rich.table import Table   # rich (~0.1 s): only for commands that print tables
-    t = Table(title=f"backtest of {r['model']} version {r['version']}: {r['windows']} stable windows from {r['source']}")
+    title = f"backtest of {r['model']} version {r['version']}: {r['windows']} stable windows from {r['source']}"
+    t = Table(title=title)
     for c in ("column", "test", "drift rate", "largest effect", "PSI >= moderate", "PSI > significant"): t.add_column(c)
     for c, v in r["columns"].items():
         t.add_row(c, v["test"], _fmt(v["drift_rate"], ".0%"), _fmt(v["max_effect"], ".4f"),
@@ -692,8 +693,9 @@ def _print_backtest(r:dict):
                   _fmt(x["dataset_drift_rate"], ".0%"))
     for x in r["grid"].get("psi", []): g.add_row("PSI", f"> {x['threshold']}", _fmt(x["column_rate"], ".1%"), "")
     _console().print(g)
-    print(f"dataset drift at the configured thresholds: {r['dataset_drift_rate']:.0%} of windows; largest effect per test: "
-          + ", ".join(f"{k} {v:.4f}" for k, v in r["max_effect"].items()))
+    largest = ", ".join(f"{k} {v:.4f}" for k, v in r["max_effect"].items())
+    print(f"dataset drift at the configured thresholds: {r['dataset_drift_rate']:.0%} of windows; "
+          f"largest effect per test: {largest}")
     for rule, rate in r["rules"].items(): print(f"rule {rule}: would have alerted in {rate:.0%} of windows")
     print(f"report: {r['json']}")
 
@@ -709,16 +711,18 @@ def _print_monitoring(r:dict):
     t = Table(title=f"drift of {r['model']} version {r['version']} ({r['rows']} rows from {r['source']})")
     for c in ("column", "test", "statistic", "p-value", "effect", "drifted", "PSI", "problem"): t.add_column(c)
     for c in r["columns"] + ([{**r["prediction"], "column": "(prediction)"}] if r["prediction"] else []):
-        t.add_row(c["column"], c["test"] or "", _fmt(c["statistic"], ".4g"), _fmt(c["p_value"], ".3g"), _fmt(c["effect"], ".3f"),
-                  "[red]yes[/]" if c["drifted"] else "no", f"{_fmt(c['psi'], '.3f')} {c['psi_level'] or ''}".strip(),
-                  c["problem"] or "")
+        psi = f"{_fmt(c['psi'], '.3f')} {c['psi_level'] or ''}".strip()
+        t.add_row(c["column"], c["test"] or "", _fmt(c["statistic"], ".4g"), _fmt(c["p_value"], ".3g"),
+                  _fmt(c["effect"], ".3f"), "[red]yes[/]" if c["drifted"] else "no", psi, c["problem"] or "")
     _console().print(t)
     n_drifted = len([c for c in r["columns"] if c["drifted"]])
-    print(f"dataset drift: {'YES' if r['dataset_drift'] else 'no'} ({n_drifted} of {len(r['columns'])} features drifted "
+    verdict = "YES" if r["dataset_drift"] else "no"
+    print(f"dataset drift: {verdict} ({n_drifted} of {len(r['columns'])} features drifted "
           f"= {r['share_drifted']:.0%}; threshold {r['config']['share']:.0%})")
     if p := r["performance"]:
-        print(f"performance on {p['rows']} labelled rows: " + ", ".join(
-            f"{k} {v:.4f}" + (f" (baseline {p['baseline'][k]:.4f})" if k in p["baseline"] else "") for k, v in p["current"].items()))
+        figures = [f"{k} {v:.4f}" + (f" (baseline {p['baseline'][k]:.4f})" if k in p["baseline"] else "")
+                   for k, v in p["current"].items()]
+        print(f"performance on {p['rows']} labelled rows: " + ", ".join(figures))
     if (sv := r["service"]) and sv["requests"]:
         print(f"server: {sv['requests']} requests, error rate {sv['error_rate']:.1%}, "
               f"p99 latency {_fmt(sv['latency_p99_ms'], '.1f')} ms")

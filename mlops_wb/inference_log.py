@@ -1,4 +1,4 @@
-"""The inference log: every scored row and every request, written off the request path in batches, read back by time window.
+"""The inference log: every scored row and request, written off the request path, read back by time window.
 
 Docs: https://mlops-wb.github.io/mlops-wb/inference_log.html.md"""
 
@@ -192,7 +192,7 @@ def read_service_log(
     since:float|None=None,  # UNIX time, inclusive
     until:float|None=None,  # UNIX time, exclusive
 )->dict:                    # requests, errors, error_rate, server_error_rate, latency_p50_ms, latency_p99_ms
-    "Server figures over a window of the request log: requests, error rates, latency percentiles (ms) of answered requests."
+    "Server figures over a window of the request log: requests, error rates, latency percentiles (ms) of answers."
     store = open_store(location, readonly=True)
     try:
         q, args = _window("SELECT status, latency_ms FROM requests", since, until)

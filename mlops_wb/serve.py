@@ -1,4 +1,4 @@
-"""REST scoring of `@champion` (and a canary share to `@challenger`) that speaks MLflow's request format, validates against the model signature, hot-swaps on promotion, logs every scored row, and batches concurrent requests into one predict.
+"""REST and batch scoring of `@champion` (and a canary share to `@challenger`) in MLflow's request format.
 
 Docs: https://mlops-wb.github.io/mlops-wb/serve.html.md"""
 
