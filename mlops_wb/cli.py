@@ -13,44 +13,31 @@ from .errors import MlopsWbError, ConfigError, Exit, EXIT_HELP
 from .config import find_project_root, load_settings
 
 # %% auto #0
-__all__ = ['COMMANDS', 'KERNEL_NAME', 'positive_int', 'tcp_port', 'positive_float', 'non_negative_float', 'build_parser',
-           'subcommands', 'command', 'data_errors_are_bad_input', 'signals_to_main_thread', 'main', 'cmd_run',
-           'cmd_status', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage', 'find_snapshot', 'cmd_data',
+__all__ = ['positive_int', 'tcp_port', 'positive_float', 'non_negative_float', 'COMMANDS', 'KERNEL_NAME', 'bounded',
+           'build_parser', 'subcommands', 'command', 'data_errors_are_bad_input', 'signals_to_main_thread', 'main',
+           'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage', 'find_snapshot', 'cmd_data',
            'cmd_promote', 'cmd_rollback', 'parse_at', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
            'cmd_monitor', 'install_kernel', 'cmd_lab', 'cmd_dashboard']
 
 # %% ../nbs/09_cli.ipynb #01723b48
-def positive_int(
-    text:str, # the value given on the command line
-)->int:
-    "An argparse type: a whole number of at least 1."
-    n = int(text)
-    if n < 1: raise argparse.ArgumentTypeError(f"{text}: expected a positive whole number")
-    return n
+def bounded(
+    convert,        # int or float: what the text must parse as
+    ok,             # the check the value must pass
+    expected:str,   # what to say was expected, e.g. "a positive whole number"
+    name:str,       # the type's name in argparse's messages ("invalid NAME value: 'x'")
+):
+    "An argparse type: `convert(text)`, refused with `expected` unless it passes `ok`."
+    def parse(text:str):
+        x = convert(text)
+        if not ok(x): raise argparse.ArgumentTypeError(f"{text}: expected {expected}")
+        return x
+    parse.__name__ = name
+    return parse
 
-def tcp_port(
-    text:str, # the value given on the command line
-)->int:
-    "An argparse type: a TCP port, 1 to 65535."
-    n = int(text)
-    if not 1 <= n <= 65535: raise argparse.ArgumentTypeError(f"{text}: expected a TCP port from 1 to 65535")
-    return n
-
-def positive_float(
-    text:str, # the value given on the command line
-)->float:
-    "An argparse type: a number above 0."
-    x = float(text)
-    if not x > 0: raise argparse.ArgumentTypeError(f"{text}: expected a number above 0")
-    return x
-
-def non_negative_float(
-    text:str, # the value given on the command line
-)->float:
-    "An argparse type: a number of 0 or more."
-    x = float(text)
-    if not x >= 0: raise argparse.ArgumentTypeError(f"{text}: expected a number of 0 or more")
-    return x
+positive_int = bounded(int, lambda n: n >= 1, "a positive whole number", "positive_int")
+tcp_port = bounded(int, lambda n: 1 <= n <= 65535, "a TCP port from 1 to 65535", "tcp_port")
+positive_float = bounded(float, lambda x: x > 0, "a number above 0", "positive_float")
+non_negative_float = bounded(float, lambda x: x >= 0, "a number of 0 or more", "non_negative_float")
 
 # %% ../nbs/09_cli.ipynb #51695b7d
 # the help of a command ending in the table of exit statuses
@@ -97,12 +84,12 @@ def _add_data_commands(sub):
     dd.add_argument("b", metavar="B")
     dd.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
+_LAB_HELP = "open JupyterLab on the project with the project's kernel"
+_LAB_DESCRIPTION = "Install the project kernel (mlops-wb, this environment's Python) and start JupyterLab on 127.0.0.1."
+
 def _add_lab(sub):
     "`lab`."
-    lab = sub.add_parser(
-        "lab", help="open JupyterLab on the project with the project's kernel",
-        description="Install the project kernel (mlops-wb, this environment's Python) and start "
-                    "JupyterLab on 127.0.0.1.")
+    lab = sub.add_parser("lab", help=_LAB_HELP, description=_LAB_DESCRIPTION)
     lab.add_argument("--port", type=tcp_port, default=8888)
     lab.add_argument("--no-browser", action="store_true")
 

@@ -22,18 +22,14 @@ from .step import file_digest
 from .tags import *
 
 # %% auto #0
-__all__ = ['DEMOS', 'SPLITS', 'DataError', 'SnapshotDamaged', 'load_demo', 'resolve_source', 'check_mixed_types', 'read_source',
-           'dtype_kind', 'frame_schema', 'source_manifest', 'frame_digest', 'SnapshotRef', 'snapshot_tags',
-           'snapshot_ref', 'SnapshotStore', 'split_frame', 'snapshot_source', 'split_info', 'diff_frames']
+__all__ = ['DEMOS', 'SPLITS', 'DataError', 'load_demo', 'resolve_source', 'check_mixed_types', 'read_source', 'dtype_kind',
+           'frame_schema', 'source_manifest', 'frame_digest', 'SnapshotRef', 'snapshot_tags', 'snapshot_ref',
+           'SnapshotStore', 'SnapshotDamaged', 'split_frame', 'snapshot_source', 'split_info', 'diff_frames']
 
 # %% ../nbs/03_data.ipynb #230173bf
 class DataError(MlopsWbError):
     "A data source cannot be read, or holds something the pipeline cannot use: bad input."
     exit_code = Exit.BAD_INPUT
-
-class SnapshotDamaged(DataError):
-    "A stored snapshot's file is missing or damaged: the store is at fault, not the input."
-    exit_code = Exit.FAILED
 
 DEMOS = ("breast_cancer", "wine", "iris", "diabetes")
 
@@ -288,6 +284,10 @@ def put(self:SnapshotStore,
     return SnapshotRef(digest, len(df), schema, source, rid, sha, name)
 
 # %% ../nbs/03_data.ipynb #328f128d
+class SnapshotDamaged(DataError):
+    "A stored snapshot's file is missing or damaged: the store is at fault, not the input (exit status 1)."
+    exit_code = Exit.FAILED
+
 def _download(client, ref:SnapshotRef, cache:Path)->Path:
     "Download the snapshot's Parquet file into `cache`/<digest>, checked against its sha256 first."
     p = cache/ref.digest/"data.parquet"

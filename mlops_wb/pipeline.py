@@ -39,8 +39,7 @@ __all__ = ['KERNEL_ARGS', 'KERNEL_START_TIMEOUT', 'WARM_IMPORTS', 'StepFailed', 
 
 # %% ../nbs/08_pipeline.ipynb #ef43e53d
 class StepFailed(MlopsWbError):
-    "A pipeline step raised while its notebook ran."
-    exit_code = Exit.FAILED
+    "A pipeline step raised while its notebook ran; exit status 1, as every `MlopsWbError`."
 
 class RunInterrupted(MlopsWbError):
     "The run was stopped by the user (Ctrl-C); its runs are marked KILLED."

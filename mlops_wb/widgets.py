@@ -23,11 +23,11 @@ from .registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, model_lineage, promote, 
 from .tags import *
 
 # %% auto #0
-__all__ = ['RUN_COLUMNS', 'STATUSES', 'EMPTY_STORE', 'AUDIT_COLUMNS', 'SEVERITY', 'workbench', 'runs_filter', 'run_row',
-           'step_columns', 'runs_page', 'param_diff', 'metric_bars', 'trials_frame', 'parallel_coords', 'report_links',
-           'runs_table_html', 'failed_runs_note', 'compare_runs', 'experiments_view', 'versions_frame', 'holdout_of',
-           'score_on_holdout', 'side_by_side', 'importance_of', 'importance_figure', 'alias_timeline', 'aliases_of',
-           'challenger_section', 'audit_section', 'promotion_action', 'promotion_view', 'monitoring_runs',
+__all__ = ['RUN_COLUMNS', 'STATUSES', 'EMPTY_STORE', 'AUDIT_COLUMNS', 'SEVERITY', 'workbench', 'model_workbench', 'runs_filter',
+           'run_row', 'step_columns', 'runs_page', 'param_diff', 'metric_bars', 'trials_frame', 'parallel_coords',
+           'report_links', 'runs_table_html', 'failed_runs_note', 'compare_runs', 'experiments_view', 'versions_frame',
+           'holdout_of', 'score_on_holdout', 'side_by_side', 'importance_of', 'importance_figure', 'alias_timeline',
+           'aliases_of', 'challenger_section', 'audit_section', 'promotion_action', 'promotion_view', 'monitoring_runs',
            'monitoring_report', 'severity', 'drift_table_html', 'overlay_figure', 'drift_over_time', 'alerts_frame',
            'drift_summary_html', 'drift_window', 'last_monitored', 'version_options', 'window_options',
            'no_monitoring_note', 'drift_view']
@@ -45,6 +45,14 @@ def workbench(
     settings = load_settings(root)
     client, exp = connect(settings)
     return root, settings, client, exp
+
+def model_workbench(
+    root:str|Path|None=None, # project root, as for `workbench`
+    name:str|None=None,      # registered model; default the settings' `model_name`
+)->tuple:                    # (root, settings, client, experiment id, model name)
+    "`workbench` and the registered model a view shows."
+    root, settings, client, exp = workbench(root)
+    return root, settings, client, exp, name or settings.model_name
 
 # %% ../nbs/15_widgets.ipynb #5a1c0e05
 def _since_ms(since:str)->int:
@@ -467,9 +475,8 @@ def promotion_view(
     name:str|None=None,  # registered model; default the settings' model_name
 )->W.VBox:
     "Versions, @challenger vs @champion on the same holdout, governed promote/rollback with a reason, audit history."
-    root, settings, client, exp = workbench(root)
-    name = name or settings.model_name
     box, msg = W.VBox(), W.HTML()
+    root, settings, client, exp, name = model_workbench(root, name)
     reason = W.Textarea(placeholder="Why (required, recorded in the audit log)", description="reason",
                         layout=W.Layout(width="60%"))
     pbtn = W.Button(description="Promote challenger", button_style="success")
@@ -646,8 +653,7 @@ def drift_view(
     name:str|None=None,  # registered model; default the settings' model_name
 )->W.VBox:
     "Pick a version and a window: drift table by severity, overlays, drift over time, alerts and their retrain runs."
-    root, settings, client, exp = workbench(root)
-    name = name or settings.model_name
+    root, settings, client, exp, name = model_workbench(root, name)
     vf = versions_frame(client, name)
     if vf.empty:
         return W.VBox([W.HTML(""), _no_versions(name, "Run the pipeline, serve or score the model, then "
