@@ -47,17 +47,23 @@ def wait_up(url, proc, timeout=120):
 async def drive(url, bodies, concurrency, seconds):
     lat, n_ok, n_err = [], 0, 0
     stop = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+    # A request that gets no answer within 30 s counts as an error (a stalled server once hung the whole bench).
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as s:
         async def worker(i):
             nonlocal n_ok, n_err
             k = i
             while time.perf_counter() < stop:
-                body = bodies[k % len(bodies)]; k += concurrency
+                body = bodies[k % len(bodies)]
+                k += concurrency
                 t = time.perf_counter()
-                async with s.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
-                    await r.read()
-                    if r.status == 200: n_ok += 1
-                    else: n_err += 1
+                try:
+                    async with s.post(url, data=body, headers={"Content-Type": "application/json"}) as r:
+                        await r.read()
+                        if r.status == 200: n_ok += 1
+                        else: n_err += 1
+                except (asyncio.TimeoutError, aiohttp.ClientError):
+                    n_err += 1
                 lat.append(time.perf_counter() - t)
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(i) for i in range(concurrency)))
