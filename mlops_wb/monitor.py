@@ -33,8 +33,8 @@ from .inference_log import LOG_COLUMNS, InferenceLog, log_exists, read_inference
 __all__ = ['BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift', 'column_drift',
            'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile', 'parse_when', 'drift_html', 'read_labels',
            'join_labels', 'window_performance', 'file_window', 'log_window', 'load_current', 'log_monitoring_run',
-           'write_reports', 'finish_monitoring_run', 'MonitorResult', 'run_monitor', 'backtest_rates', 'file_windows',
-           'log_windows', 'BacktestResult', 'backtest']
+           'write_reports', 'finish_monitoring_run', 'MonitorResult', 'run_monitor', 'monitor_version',
+           'backtest_rates', 'file_windows', 'log_windows', 'BacktestResult', 'backtest']
 
 # %% ../nbs/12_monitor.ipynb #36e5a684
 def _num(s): return pd.to_numeric(s, errors="coerce").astype("float64")
@@ -627,8 +627,16 @@ def run_monitor(
     "Drift (and performance) of current data against version `ref`: reports written, a monitoring run, alerts raised."
     root = Path(root)
     settings, spec = load_settings(root), load_pipeline(root)
-    cfg, rules = drift_config(spec.drift), check_rules(spec.drift.get("alerts", []))
     client, _ = connect(settings)
+    return monitor_version(root, client, settings, spec, ref, data, since, window, labels, every)
+
+def monitor_version(
+    root:Path, client, settings, spec,  # project root, tracking client, settings and pipeline, already loaded
+    ref:str|None=None, data:str|None=None, since:str|None=None, window:str|None=None,
+    labels:str|None=None, every:str|None=None,  # as for `run_monitor`
+)->MonitorResult:
+    "`run_monitor` for a caller that holds the project's client, settings and pipeline already."
+    cfg, rules = drift_config(spec.drift), check_rules(spec.drift.get("alerts", []))
     mv = get_version(client, ref or f"{settings.model_name}@champion")
     profile = load_profile(client, mv)
     cur = load_current(root, client, settings, spec, mv, profile, data, since, window, labels, every)

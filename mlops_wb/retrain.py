@@ -21,7 +21,7 @@ from .tracking import connect
 from .registry import promote
 from .pipeline import run_pipeline
 from .alerts import Alert, record_alerts
-from .monitor import MonitorResult, run_monitor
+from .monitor import MonitorResult, monitor_version
 
 # %% auto #0
 __all__ = ['matching_alerts', 'schedule_alert', 'last_retrain', 'window_source', 'step_overrides', 'RetrainResult',
@@ -228,7 +228,7 @@ def monitor_and_retrain(
 )->MonitorResult:
     "Monitor a model version, then apply the retrain policy to the alerts raised."
     root = Path(root)
-    res = run_monitor(root, **monitor_args)
-    settings, spec = load_settings(root), load_pipeline(root)
+    settings, spec = load_settings(root), load_pipeline(root)   # read once, for the monitor and the policy
     client, _ = connect(settings)
+    res = monitor_version(root, client, settings, spec, **monitor_args)
     return apply_policy(root, client, settings, spec, res, retrain, now)
