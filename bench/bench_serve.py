@@ -34,11 +34,11 @@ def setup(root: Path, family: str):
     return df.drop(columns="target"), f"sqlite:///{root}/store/mlflow.db", v
 
 
-def wait_up(url, proc, timeout=120):
+def wait_up(url, proc, log, timeout=120):
     import urllib.request
     t = time.time()
     while time.time() - t < timeout:
-        if proc.poll() is not None: sys.exit(f"server exited: {proc.stdout.read()}")
+        if proc.poll() is not None: sys.exit(f"server exited: {log.read_text()}")
         try: urllib.request.urlopen(url, timeout=1); return
         except OSError: time.sleep(0.3)
     sys.exit(f"{url} did not come up")
@@ -99,9 +99,13 @@ def main():
     cases = [("1 row, concurrency 1", single, 1), ("1 row, concurrency 16", single, 16), ("1,000 rows, concurrency 4", thousand, 4)]
     res = {}
     for name, (cmd, base) in servers.items():
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        # The server's output goes to a file: uvicorn logs every request, and an unread pipe fills after
+        # ~64 KB and blocks the server mid-request (that, not the server, was the "stall" seen before).
+        log = root / f"{name.split()[0]}.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            wait_up(base + ("/ready" if name.startswith("mlops") else "/ping"), proc)
+            wait_up(base + ("/ready" if name.startswith("mlops") else "/ping"), proc, log)
             asyncio.run(drive(base + "/invocations", single, 4, 1.5))   # warm-up
             for cname, bodies, c in cases:
                 res[(name, cname)] = asyncio.run(drive(base + "/invocations", bodies, c, a.seconds))
