@@ -14,7 +14,7 @@ import orjson
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LOG_SCHEMA', 'LOG_COLUMNS', 'open_log_db', 'SQLiteStore', 'log_exists', 'open_store', 'InferenceLog',
+__all__ = ['LOG_SCHEMA', 'LOG_COLUMNS', 'open_log_db', 'SQLiteStore', 'log_exists', 'open_store', 'InferenceLog', 'feature_json',
            'read_inference_log', 'read_service_log']
 
 # %% ../nbs/10a_inference_log.ipynb #9476d5c5
@@ -129,17 +129,35 @@ class InferenceLog:
         self.store.close()
 
 # %% ../nbs/10a_inference_log.ipynb #6f06154c
+_FAST = (np.dtype(np.float64), np.dtype(np.int64), np.dtype(np.int32), np.dtype(np.bool_))
+
+def _json_list(a)->list:
+    "Each element of a sequence as JSON text; a 1-D numeric array in one orjson call, split on its commas."
+    if isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype in _FAST and len(a):
+        return orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
+    return [orjson.dumps(v).decode() for v in (a.tolist() if isinstance(a, np.ndarray) else a)]
+
+def feature_json(
+    cols:dict,   # column -> values (arrays or lists), all of one length
+    names:list,  # the order of the features in each row's array
+)->list:         # one JSON array (text) per row
+    "Each row's features as a JSON array in `names` order; all-float64 columns are encoded in one orjson call."
+    arrs = [cols[c] for c in names]
+    if arrs and all(isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype == np.float64 for a in arrs) and len(arrs[0]):
+        text = orjson.dumps(np.column_stack(arrs), option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        return [f"[{r}]" for r in text[2:-2].split("],[")]   # numbers and null only: "],[" is a row boundary
+    vals = [a.tolist() if isinstance(a, np.ndarray) else a for a in arrs]
+    return [orjson.dumps(r).decode() for r in zip(*vals)]
+
+# %% ../nbs/10a_inference_log.ipynb #7fe6d71b
 @patch
 def _rows(self:InferenceLog, items):
-    dumps = orjson.dumps
     for rid, ts, ver, alias, key, names, cols, n, pred, lat in items:
         if ver not in self.known:
             self.new_columns[ver] = names
             self.known.add(ver)
-        vals = [cols[c].tolist() if isinstance(cols[c], np.ndarray) else cols[c] for c in names]
-        predl = pred.tolist() if isinstance(pred, np.ndarray) else list(pred)
-        for i, (row, p) in enumerate(zip(zip(*vals), predl)):   # features: a JSON array in the version's column order
-            yield (rid, i, ts, self.model_name, ver, alias, key, dumps(row).decode(), dumps(p).decode(), lat)
+        for i, (row, p) in enumerate(zip(feature_json(cols, names), _json_list(pred))):
+            yield (rid, i, ts, self.model_name, ver, alias, key, row, p, lat)
 
 @patch
 def flush(self:InferenceLog)->int:
