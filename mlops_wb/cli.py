@@ -17,7 +17,7 @@ __all__ = ['positive_int', 'tcp_port', 'positive_float', 'non_negative_float', '
            'build_parser', 'subcommands', 'command', 'data_errors_are_bad_input', 'signals_to_main_thread', 'main',
            'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage', 'find_snapshot', 'cmd_data',
            'cmd_promote', 'cmd_rollback', 'parse_at', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
-           'cmd_monitor', 'install_kernel', 'cmd_lab', 'cmd_dashboard']
+           'cmd_monitor', 'install_kernel', 'cmd_lab', 'cmd_dashboard', 'read_secret', 'cmd_server', 'cmd_users']
 
 # %% ../nbs/09_cli.ipynb #01723b48
 def bounded(
@@ -98,8 +98,9 @@ def _add_model_commands(sub):
     "`promote`, `rollback` and `history`."
     pr = sub.add_parser(
         "promote", help="move @champion to a model version (approvers only, reason required, audited)",
-        description="Point MODEL@champion at VERSION. Only users listed in settings.ini approvers; only "
-                    "versions that passed their quality gate unless --force. Appends to the audit log.",
+        description="Point MODEL@champion at VERSION (on a tracking server: VERSION of MODEL-candidates, copied "
+                    "into MODEL). Embedded store: only users in settings.ini approvers; a server: only its approvers. "
+                    "Only versions that passed their quality gate unless --force. Appends to the audit log.",
         **_WITH_EXITS)
     pr.add_argument("model", metavar="MODEL")
     pr.add_argument("version", metavar="VERSION")
@@ -207,6 +208,34 @@ def _add_tool_commands(sub):
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=tcp_port, default=5000)
 
+# %% ../nbs/09_cli.ipynb #ff3b8f3c
+def _add_team_commands(sub):
+    "`server` and `users`: a team's tracking server with logins (mlops_wb.team)."
+    sv = sub.add_parser("server", help="a team tracking server: PostgreSQL + mlflow server with logins, in one folder",
+                        description="Set up, start, stop and inspect a team's MLflow server on its own PostgreSQL "
+                                    "cluster, with MLflow's basic-auth logins and the workbench's roles.")
+    ssub = sv.add_subparsers(dest="action", metavar="ACTION", required=True)
+    si = ssub.add_parser("init", help="create the folder, the cluster, the server, its admin and roles; start it",
+                         description="Create a server in DIR (new or empty) and start it. The admin's password is "
+                                     "read from --admin-password-stdin, else asked for (12 characters or more).")
+    si.add_argument("dir", metavar="DIR")
+    si.add_argument("--host", default="127.0.0.1", help="where the mlflow server listens (default 127.0.0.1)")
+    si.add_argument("--port", type=tcp_port, default=5000, help="the mlflow server's port (default 5000)")
+    si.add_argument("--pg-port", type=tcp_port, default=5433, help="PostgreSQL's port on 127.0.0.1 (default 5433)")
+    si.add_argument("--admin-password-stdin", action="store_true", help="read the admin's password from stdin")
+    for name, what in (("start", "start the cluster and the server"), ("stop", "stop the server and the cluster"),
+                       ("status", "whether the cluster and the server run, and where")):
+        ssub.add_parser(name, help=what, description=what[0].upper() + what[1:] + ".").add_argument("dir", metavar="DIR")
+    us = sub.add_parser("users", help="accounts on the team server (as its admin)",
+                        description="Add accounts to the tracking server in settings.ini / MLFLOW_TRACKING_URI, "
+                                    "authenticated as its admin (MLFLOW_TRACKING_USERNAME/PASSWORD).")
+    usub = us.add_subparsers(dest="action", metavar="ACTION", required=True)
+    ua = usub.add_parser("add", help="create a user with a role", description="Create user NAME with ROLE: viewer "
+                         "(reads), scientist (runs, registers candidates), approver (also promotes and rolls back).")
+    ua.add_argument("name", metavar="NAME")
+    ua.add_argument("--role", required=True, choices=("viewer", "scientist", "approver"))
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+
 # %% ../nbs/09_cli.ipynb #ae8fb147
 def build_parser()->argparse.ArgumentParser:
     "The `mlops-wb` argument parser with one sub-parser per command."
@@ -216,7 +245,7 @@ def build_parser()->argparse.ArgumentParser:
                    help="project folder (default: the nearest folder above holding pipeline.yaml)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in (_add_pipeline_commands, _add_data_commands, _add_lab, _add_model_commands, _add_reproduce,
-                _add_serving_commands, _add_monitor, _add_tool_commands):
+                _add_serving_commands, _add_monitor, _add_tool_commands, _add_team_commands):
         add(sub)
     return p
 
@@ -529,7 +558,8 @@ def cmd_data(args, root)->int:
 def _print_audit(e:dict, what:str):
     "One line for audit entry `e`; `what` follows `MODEL@champion` (empty, or ' rolled back')."
     forced = "forced: " if e.get("forced") == "true" else ""
-    print(f"{e['model']}@champion{what}: {e['from_version'] or 'none'} -> {e['to_version']} "
+    cand = f" (a copy of {e['model']}-candidates version {e['candidate']})" if e.get("candidate") else ""
+    print(f"{e['model']}@champion{what}: {e['from_version'] or 'none'} -> {e['to_version']}{cand} "
           f"by {e['user']} at {e['when']} ({forced}{e['reason']}); audit entry {e['id']}")
 
 @command("promote")
@@ -770,3 +800,56 @@ def cmd_dashboard(args, root)->int:
            "--VoilaConfiguration.show_tracebacks=False"]
     print(f"dashboards: {url}", flush=True)
     return run_child(cmd, root, env={**os.environ, "MLOPS_WB_PROJECT": str(root)})
+
+# %% ../nbs/09_cli.ipynb #b38a86ad
+def read_secret(
+    from_stdin:bool, # the --...-stdin flag
+    what:str,        # e.g. "the admin's password"
+)->str:
+    "A password from stdin's first line, or asked for twice on the terminal."
+    import getpass
+    if from_stdin: return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty(): raise ConfigError(f"{what}: no terminal to ask on; pipe it in with --*-password-stdin")
+    pw = getpass.getpass(f"{what}: ")
+    if getpass.getpass(f"{what} again: ") != pw: raise ConfigError(f"{what}: the two entries differ")
+    return pw
+
+def _print_server(st:dict):
+    print(f"server folder: {st['folder']}")
+    print(f"postgresql:    {'running' if st['postgres'] else 'stopped'} on 127.0.0.1:{st['postgres_port']}")
+    print(f"mlflow server: {'running' if st['mlflow'] else 'stopped'} at {st['url']}"
+          + (f" (pid {st['mlflow_pid']})" if st["mlflow_pid"] else ""))
+    print(f"artifacts:     {st['artifacts']}")
+
+@command("server")
+def cmd_server(args, root)->int:
+    "Set up, start, stop or show a team server folder."
+    from mlops_wb import team   # psycopg, MLflow's REST helpers: only for the team commands
+    d = args.dir
+    if args.action == "init":
+        pw = read_secret(args.admin_password_stdin, "the admin's password")
+        cfg = team.init_server(d, pw, load_settings(root), port=args.port, pg_port=args.pg_port, host=args.host)
+        _print_server(team.server_status(cfg.folder))
+        print(f"admin: admin (the password you chose)\nnext: export MLFLOW_TRACKING_URI={cfg.url}; then, as the admin, "
+              f"mlops-wb users add NAME --role viewer|scientist|approver")
+        return 0
+    if args.action == "start": team.start_server(d)
+    elif args.action == "stop": team.stop_server(d)
+    st = team.server_status(d)
+    _print_server(st)
+    return 0 if args.action == "stop" or (st["postgres"] and st["mlflow"]) else Exit.FAILED
+
+@command("users")
+def cmd_users(args, root)->int:
+    "Add a user with a role to the tracking server, as its admin."
+    from mlops_wb import team   # MLflow's REST helpers: only for the team commands
+    from mlflow.utils.credentials import read_mlflow_creds
+    s = load_settings(root)
+    if s.embedded:
+        raise ConfigError(f"users: the tracking store is the embedded {s.tracking_uri}, which has no logins; "
+                          f"set MLFLOW_TRACKING_URI (or settings.ini tracking_uri) to the team server")
+    creds = read_mlflow_creds()
+    pw = read_secret(args.password_stdin, f"the password of {args.name}")
+    team.add_user(team.Api(s.tracking_uri, creds.username, creds.password), args.name, pw, args.role)
+    print(f"user {args.name} added to {s.tracking_uri} as {args.role}")
+    return 0

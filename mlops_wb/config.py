@@ -20,10 +20,10 @@ from .notebook import notebook_params
 
 # %% auto #0
 __all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'DURATION_PATTERN', 'RUNNER_PARAMS', 'DRIFT_DEFAULTS',
-           'RULE_KINDS', 'find_project_root', 'Settings', 'load_settings', 'parse_duration', 'DatasetSpec', 'StepSpec',
-           'ColumnRule', 'RowBounds', 'ValidationSpec', 'GateSpec', 'RetrainSpec', 'ColumnPrep', 'CandidateSpec',
-           'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params', 'step_order', 'drift_config',
-           'check_rules', 'load_pipeline', 'parse_override', 'apply_overrides']
+           'RULE_KINDS', 'find_project_root', 'Settings', 'candidate_model_name', 'load_settings', 'parse_duration',
+           'DatasetSpec', 'StepSpec', 'ColumnRule', 'RowBounds', 'ValidationSpec', 'GateSpec', 'RetrainSpec',
+           'ColumnPrep', 'CandidateSpec', 'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params',
+           'step_order', 'drift_config', 'check_rules', 'load_pipeline', 'parse_override', 'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #c5942781
 PIPELINE_FILE = "pipeline.yaml"
@@ -58,8 +58,8 @@ class Settings:
     serve_host: str
     serve_port: int
     serve_token: str
-    approvers: tuple         # users allowed to promote
-    user: str                # who is acting (audit log); default the OS user
+    approvers: tuple         # users allowed to promote (embedded store only; a server decides by its permissions)
+    user: str                # who is acting (audit log); the OS user, or `user` (embedded store only)
     alert_webhook: str
     serve_canary: float      # share of scoring requests sent to @challenger
     inference_log: Path      # SQLite file of every scored row
@@ -68,6 +68,17 @@ class Settings:
     def embedded(self)->bool:
         "True when tracking is the SQLite file inside the project (no server)."
         return self.tracking_uri.startswith("sqlite:")
+
+    @property
+    def candidate_model(self)->str:
+        "The registered model the pipeline registers into: `model_name` itself, or `candidate_model_name` on a server."
+        return self.model_name if self.embedded else candidate_model_name(self.model_name)
+
+def candidate_model_name(
+    model_name:str, # the served registered model (settings.ini `model_name`)
+)->str:
+    "A team server's model of candidates; only approvers may write `model_name`, promotion copies a version into it."
+    return f"{model_name}-candidates"
 
 # %% ../nbs/00_config.ipynb #8d15ad62
 def _read_settings_file(
@@ -127,6 +138,7 @@ def load_settings(
     raw |= _env_overrides(env)
     vals = {k: v for k, (v, _) in raw.items()}
     uri = _resolve_uri(vals["tracking_uri"], root)
+    if not uri.startswith("sqlite:"): _no_local_identity(raw, uri)
     return Settings(root=root, tracking_uri=uri,
                     artifact_root=(root/vals["artifact_root"]).resolve() if uri.startswith("sqlite:") else None,
                     experiment=vals["experiment"], model_name=vals["model_name"], serve_host=vals["serve_host"],
@@ -134,6 +146,16 @@ def load_settings(
                     approvers=tuple(a.strip() for a in vals["approvers"].split(",") if a.strip()),
                     user=vals["user"] or getpass.getuser(), alert_webhook=vals["alert_webhook"],
                     serve_canary=_share(*raw["serve_canary"]), inference_log=(root/vals["inference_log"]).resolve())
+
+# %% ../nbs/00_config.ipynb #9b971656
+def _no_local_identity(raw:dict, uri:str):
+    "On a tracking server, a ConfigError for a `user` or `approvers` setting, naming where it was set."
+    for k in ("user", "approvers"):
+        value, where = raw[k]
+        if value.strip():
+            raise ConfigError(f"{where}: not used with a tracking server ({uri}): the server's login says who you "
+                              f"are and its permissions say who may promote; remove it (roles: mlops-wb users add "
+                              f"NAME --role viewer|scientist|approver)")
 
 # %% ../nbs/00_config.ipynb #acc40a0e
 DURATION_PATTERN = r"^\d+(\.\d+)?[smhd]$"
@@ -286,7 +308,7 @@ RUNNER_PARAMS = ("run_id", "pipeline_run_id", "step_dir", "upstream", "project_r
 
 def context_params(
     spec:PipelineSpec,           # the loaded pipeline
-    settings:Settings|None=None, # adds `model_name` and `experiment` when given
+    settings:Settings|None=None, # adds `model_name`, `candidate_model` and `experiment` when given
 )->dict:                         # name -> value, JSON-ready
     "Values from `pipeline.yaml` and settings that a step receives when its parameters cell declares the name."
     ds = spec.dataset
@@ -296,7 +318,9 @@ def context_params(
              candidates=[c.model_dump(mode="json") for c in spec.candidates],
              tuning=spec.tuning.model_dump(mode="json"), evaluation=spec.evaluation.model_dump(mode="json"),
              gate=spec.gate.model_dump(mode="json"), drift=spec.drift, retrain=spec.retrain.model_dump(mode="json"))
-    if settings is not None: d.update(model_name=settings.model_name, experiment=settings.experiment)
+    if settings is not None:
+        d.update(model_name=settings.model_name, candidate_model=settings.candidate_model,
+                 experiment=settings.experiment)
     return d
 
 # %% ../nbs/00_config.ipynb #3d8478e4

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import time
+import io
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from datetime import datetime, timezone
 import pandas as pd
@@ -16,7 +18,9 @@ from mlflow.entities import Metric
 from mlflow.models import infer_signature
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID
 from .errors import MlopsWbError, ConfigError, GateFailed, Exit
-from .tracking import mlflow, MlflowClient, experiment_id
+from mlflow.exceptions import MlflowException
+from .config import candidate_model_name
+from .tracking import mlflow, MlflowClient, experiment_id, acting_user
 from .tags import *
 from .data import SnapshotStore
 
@@ -186,10 +190,12 @@ class PromotionRefused(MlopsWbError):
     exit_code = Exit.REFUSED
 
 class AuditLog:
-    "Append-only record of promotions and rollbacks, kept as runs of the `<experiment>-audit` experiment."
-    def __init__(self, client, settings):
+    "Append-only record of promotions and rollbacks, kept as runs of the `<experiment>-<kind>` experiment."
+    def __init__(self, client, settings,
+                 kind:str="audit", # "audit": what moved @champion; "refusals": what was refused
+                ):
         self.client, self.settings = client, settings
-        self.exp_id = experiment_id(client, settings, f"{settings.experiment}-audit")
+        self.exp_id = experiment_id(client, settings, f"{settings.experiment}-{kind}")
 
     def append(self, **e)->dict:
         "Record one entry; returns it with its time and id."
@@ -230,9 +236,9 @@ def _holders(entries):
         elif e["action"] == "rollback" and stack: stack.pop()
     return stack
 
-def _check_approver(settings, action):
-    if settings.user not in settings.approvers:
-        raise PromotionRefused(f"{action} refused: user {settings.user!r} is not an approver; "
+def _check_approver(settings, user, action):
+    if settings.embedded and user not in settings.approvers:
+        raise PromotionRefused(f"{action} refused: user {user!r} is not an approver; "
                                f"approvers in settings.ini [workbench] approvers are: "
                                f"{', '.join(settings.approvers) or '(none)'}")
 
@@ -240,41 +246,85 @@ def _current(client, name):
     try: return str(client.get_model_version_by_alias(name, ALIAS_CHAMPION).version)
     except Exception: return None
 
+@contextmanager
+def _refusals_recorded(client, settings, **entry):
+    "Record a `PromotionRefused` raised inside in `<experiment>-refusals`, then let it go on."
+    try: yield
+    except PromotionRefused as e:
+        try: AuditLog(client, settings, "refusals").append(**entry, why=str(e))
+        except Exception as rec: e.add_note(f"(the refusal could not be recorded: {type(rec).__name__}: {rec})")
+        raise
+
+@contextmanager
+def _server_decides(user, action, name):
+    "A 403 from the tracking server while moving `name`'s alias, as `PromotionRefused` with the server's answer."
+    try: yield
+    except MlflowException as e:
+        if getattr(e, "error_code", "") != "PERMISSION_DENIED" and "403" not in str(e): raise
+        said = str(e).split("Response body:")[-1].strip(" '\n")
+        raise PromotionRefused(f"{action} refused by the tracking server: {user} may not change {name} "
+                               f"(server: {said}); an approver can") from None
+
+# %% ../nbs/07_registry.ipynb #a9a78583
+def _held_by(client, settings, name, cur)->str|None:
+    "The version (of the candidates, on a server) that `@champion` version `cur` of `name` is."
+    if settings.embedded or cur is None: return cur
+    return (get_version(client, f"{name}/{cur}").tags or {}).get(TAG_CANDIDATE)
+
+def _served_copy(client, name, cand, mv)->str:
+    "The version of `name` that copies candidate `mv`: an earlier copy, or a new one with the candidate's tags."
+    for v in client.search_model_versions(f"name = '{name}'"):
+        if (v.tags or {}).get(TAG_CANDIDATE) == str(mv.version): return str(v.version)
+    with redirect_stderr(io.StringIO()):   # MLflow prints "Copied version ..." to stderr itself
+        new = client.copy_model_version(f"models:/{cand}/{mv.version}", name)
+    for k, val in {**(mv.tags or {}), TAG_CANDIDATE: str(mv.version)}.items():
+        client.set_model_version_tag(name, new.version, k, val)
+    if mv.description: client.update_model_version(name, new.version, mv.description)
+    return str(new.version)
+
 def promote(client, settings, name:str, version:str, reason:str, force:bool=False)->dict:
-    "Point `@champion` of `name` at `version`, after the checks above; returns the audit entry."
-    if not (reason or "").strip(): raise PromotionRefused("promote refused: a reason is required (--reason TEXT)")
-    _check_approver(settings, "promote")
-    mv = get_version(client, f"{name}/{version}")
-    tags = mv.tags or {}
-    gate = json.loads(tags[TAG_GATE]) if TAG_GATE in tags else None
-    passed = tags.get(TAG_GATE_PASSED) == "true"
-    if not passed and not force:
-        why = "; ".join(gate.get("failures", [])) if gate else "no gate result recorded"
-        raise PromotionRefused(f"promote refused: {name} version {version} did not pass its quality gate ({why}); "
-                               f"use --force with a reason to promote it anyway")
-    cur = _current(client, name)
-    if cur == str(mv.version):
-        raise PromotionRefused(f"promote refused: {name} version {version} is already @{ALIAS_CHAMPION}")
-    run = client.get_run(mv.run_id)
-    client.set_registered_model_alias(name, ALIAS_CHAMPION, mv.version)
+    "Point `@champion` of `name` at `version` (of `<name>-candidates` on a server), after the checks above."
+    user = acting_user(settings)
+    src = name if settings.embedded else candidate_model_name(name)
+    with _refusals_recorded(client, settings, action="promote", model=name, to_version=str(version), user=user,
+                            reason=(reason or "").strip()):
+        if not (reason or "").strip(): raise PromotionRefused("promote refused: a reason is required (--reason TEXT)")
+        _check_approver(settings, user, "promote")
+        mv = get_version(client, f"{src}/{version}")
+        tags = mv.tags or {}
+        gate = json.loads(tags[TAG_GATE]) if TAG_GATE in tags else None
+        passed = tags.get(TAG_GATE_PASSED) == "true"
+        if not passed and not force:
+            why = "; ".join(gate.get("failures", [])) if gate else "no gate result recorded"
+            raise PromotionRefused(f"promote refused: {src} version {version} did not pass its quality gate ({why}); "
+                                   f"use --force with a reason to promote it anyway")
+        cur = _current(client, name)
+        if _held_by(client, settings, name, cur) == str(mv.version):
+            raise PromotionRefused(f"promote refused: {src} version {version} is already @{ALIAS_CHAMPION}")
+        run = client.get_run(mv.run_id)
+        with _server_decides(user, "promote", name):
+            target = str(mv.version) if settings.embedded else _served_copy(client, name, src, mv)
+            client.set_registered_model_alias(name, ALIAS_CHAMPION, target)
     return AuditLog(client, settings).append(
-        action="promote", model=name, from_version=cur, to_version=str(mv.version), user=settings.user,
-        reason=reason.strip(), forced="true" if force else "false", gate=gate or {"passed": passed},
-        metrics=dict(run.data.metrics))
+        action="promote", model=name, from_version=cur, to_version=target, user=user, reason=reason.strip(),
+        candidate=None if settings.embedded else str(mv.version), forced="true" if force else "false",
+        gate=gate or {"passed": passed}, metrics=dict(run.data.metrics))
 
 # %% ../nbs/07_registry.ipynb #c9011ca4
 def rollback(client, settings, name:str, reason:str)->dict:
     "Return `@champion` of `name` to the version that held it before the current one; returns the audit entry."
-    if not (reason or "").strip(): raise PromotionRefused("rollback refused: a reason is required (--reason TEXT)")
-    _check_approver(settings, "rollback")
-    log = AuditLog(client, settings)
-    stack, cur = _holders(log.entries(name)), _current(client, name)
-    if len(stack) < 2: raise PromotionRefused(f"rollback refused: {name} has no earlier champion to return to "
-                                              f"(current: {cur or 'none'}); see mlops-wb history {name}")
-    prev = stack[-2]
-    mv = get_version(client, f"{name}/{prev}")
-    client.set_registered_model_alias(name, ALIAS_CHAMPION, prev)
-    return log.append(action="rollback", model=name, from_version=cur, to_version=prev, user=settings.user,
+    user = acting_user(settings)
+    with _refusals_recorded(client, settings, action="rollback", model=name, user=user, reason=(reason or "").strip()):
+        if not (reason or "").strip(): raise PromotionRefused("rollback refused: a reason is required (--reason TEXT)")
+        _check_approver(settings, user, "rollback")
+        log = AuditLog(client, settings)
+        stack, cur = _holders(log.entries(name)), _current(client, name)
+        if len(stack) < 2: raise PromotionRefused(f"rollback refused: {name} has no earlier champion to return to "
+                                                  f"(current: {cur or 'none'}); see mlops-wb history {name}")
+        prev = stack[-2]
+        mv = get_version(client, f"{name}/{prev}")
+        with _server_decides(user, "rollback", name): client.set_registered_model_alias(name, ALIAS_CHAMPION, prev)
+    return log.append(action="rollback", model=name, from_version=cur, to_version=prev, user=user,
                       reason=reason.strip(), metrics=dict(client.get_run(mv.run_id).data.metrics))
 
 # %% ../nbs/07_registry.ipynb #0ad174bf

@@ -13,6 +13,7 @@ from pathlib import Path
 sys.modules.setdefault("rfc3987_syntax", None)  # see below: keeps jsonschema from building a grammar at import
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline by design: no usage reports leave the machine
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs and CLI output
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run at" line per run on a server
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
@@ -24,7 +25,7 @@ from .step import file_lock
 from .tags import *
 
 # %% auto #0
-__all__ = ['TrackingError', 'experiment_id', 'connect', 'git_info', 'library_hash']
+__all__ = ['TrackingError', 'experiment_id', 'connect', 'acting_user', 'git_info', 'library_hash']
 
 # %% ../nbs/02_tracking.ipynb #cbe360fc
 for _n in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abstract_store"):
@@ -79,6 +80,26 @@ def connect(
                             f"(mlflow experiments restore --experiment-id {exp.experiment_id}) "
                             f"or set another experiment")
     return client, exp.experiment_id
+
+# %% ../nbs/02_tracking.ipynb #1ce2c68d
+def acting_user(
+    settings:Settings, # where tracking lives
+)->str:                # the user name the audit log records
+    "Who is acting: the server's authenticated login on a tracking server, else `settings.user` (the OS user)."
+    if settings.embedded: return settings.user
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+    uri = settings.tracking_uri
+    try: r = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/users/current", "GET", max_retries=1, timeout=30)
+    except Exception as e: raise TrackingError(f"cannot reach the tracking server {uri}: {type(e).__name__}: {e}") from e
+    if r.status_code == 401:
+        raise TrackingError(f"{uri} refused the login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                            f"(or ~/.mlflow/credentials) to your account on the server")
+    if r.status_code == 404:
+        raise TrackingError(f"{uri} has no logins (an mlflow server without --app-name basic-auth), so it cannot say "
+                            f"who is acting; use a server started by mlops-wb server start")
+    if r.status_code != 200: raise TrackingError(f"{uri}: /users/current answered {r.status_code}: {r.text[:200]}")
+    return r.json()["user"]["username"]
 
 # %% ../nbs/02_tracking.ipynb #f8e63736
 def git_info(
