@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlops-wb-installed
 
-.PHONY: run test lab setup lock sync-check layers nbtest docs pytest bench clean-store ui status
+.PHONY: run test lab setup lock sync-check layers nbtest docs pytest bench clean-store ui status postgres
 
 run: $(STAMP)
 	$(BIN)/mlops-wb run
@@ -42,13 +42,21 @@ nbtest: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python tools/build_docs.py
 
-pytest: $(STAMP) $(VENV)/evidently/.installed $(VENV)/.chromium
+pytest: $(STAMP) $(VENV)/evidently/.installed $(VENV)/.chromium $(VENV)/.postgresql
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is never used).
 $(VENV)/.chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 	chromium --version
+	touch $@
+
+# PostgreSQL's programs (initdb, pg_ctl) for team mode (`mlops-wb server`) and its tests: Debian's package.
+# The workbench runs its own clusters in folders it is given, never the system service.
+postgres: $(VENV)/.postgresql
+$(VENV)/.postgresql:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql)
+	ls /usr/lib/postgresql/*/bin/initdb
 	touch $@
 
 # Evidently in its own venv (it needs pandas<3): only tests/test_evidently.py and bench/bench_drift.py use it.

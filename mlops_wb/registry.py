@@ -8,7 +8,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/registry.html.md"""
 from __future__ import annotations
 import importlib.metadata as md
 import json
-import time
+import random, time
 import io
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
@@ -25,9 +25,9 @@ from .tags import *
 from .data import SnapshotStore
 
 # %% auto #0
-__all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'model_requirements', 'register_model', 'RegistryError', 'parse_model_ref',
-           'get_version', 'model_lineage', 'lineage_tags', 'Registration', 'register_challenger', 'reference_snapshot',
-           'PromotionRefused', 'AuditLog', 'promote', 'rollback', 'history', 'champion_at']
+__all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'model_requirements', 'register_model', 'point_alias_at_newest', 'RegistryError',
+           'parse_model_ref', 'get_version', 'model_lineage', 'lineage_tags', 'Registration', 'register_challenger',
+           'reference_snapshot', 'PromotionRefused', 'AuditLog', 'promote', 'rollback', 'history', 'champion_at']
 
 # %% ../nbs/07_registry.ipynb #d3e24c92
 ALIAS_CHALLENGER, ALIAS_CHAMPION = "challenger", "champion"
@@ -51,10 +51,38 @@ def register_model(
         info = mlflow.sklearn.log_model(model, name="model", signature=sig, input_example=example.head(3),
                                         serialization_format="cloudpickle", pip_requirements=model_requirements())
     client = MlflowClient()
-    mv = mlflow.register_model(info.model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
+    vtags = {k: str(v) for k, v in (tags or {}).items()} | ({TAG_REGISTERED_AS: alias} if alias else {})
+    mv = _create_version(info.model_uri, name, vtags)
     if description: client.update_model_version(name, mv.version, description)
-    if alias: client.set_registered_model_alias(name, alias, mv.version)
+    if alias: point_alias_at_newest(client, name, alias, mv.version)
     return str(mv.version)
+
+# %% ../nbs/07_registry.ipynb #fb813d5a
+def _create_version(uri:str, name:str, tags:dict, attempts:int=5):
+    "`mlflow.register_model`, retried with a short random wait when a concurrent writer took the version number."
+    for i in range(attempts):
+        try:
+            with redirect_stderr(io.StringIO()): return mlflow.register_model(uri, name, tags=tags)
+        except MlflowException as e:
+            if i == attempts - 1 or e.error_code in ("INVALID_PARAMETER_VALUE", "PERMISSION_DENIED", "UNAUTHENTICATED"):
+                raise
+            time.sleep(0.2 + random.random() * (i + 1))
+
+def point_alias_at_newest(
+    client, name:str,  # the registered model
+    alias:str,         # e.g. challenger
+    version:str,       # the version this writer registered for `alias`
+    attempts:int=5,
+)->str:                # the version the alias holds at the end
+    "Point `alias` at `version`, then at the newest version registered for `alias`, until it holds that one."
+    client.set_registered_model_alias(name, alias, version)
+    for _ in range(attempts):
+        mine = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")
+                if (v.tags or {}).get(TAG_REGISTERED_AS) == alias]
+        newest = str(max(mine + [int(version)]))
+        if str(client.get_model_version_by_alias(name, alias).version) == newest: return newest
+        client.set_registered_model_alias(name, alias, newest)
+    return newest
 
 # %% ../nbs/07_registry.ipynb #8a08253f
 class RegistryError(MlopsWbError):
@@ -265,7 +293,7 @@ def _server_decides(user, action, name):
         raise PromotionRefused(f"{action} refused by the tracking server: {user} may not change {name} "
                                f"(server: {said}); an approver can") from None
 
-# %% ../nbs/07_registry.ipynb #a9a78583
+# %% ../nbs/07_registry.ipynb #42039cfa
 def _held_by(client, settings, name, cur)->str|None:
     "The version (of the candidates, on a server) that `@champion` version `cur` of `name` is."
     if settings.embedded or cur is None: return cur

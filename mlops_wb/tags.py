@@ -14,11 +14,11 @@ __all__ = ['TAG_KIND', 'TAG_PIPELINE', 'TAG_STEP', 'TAG_STEPS', 'TAG_SUMMARY', '
            'TAG_OUTPUTS', 'TAG_KEY_PARTS', 'TAG_REASON', 'TAG_SNAPSHOT_DIGEST', 'TAG_ROWS', 'TAG_FILE_SHA', 'TAG_NAME',
            'TAG_SOURCE', 'TAG_SCHEMA', 'TAG_ABANDONED', 'TAG_FAMILY', 'TAG_TRIAL', 'TAG_TRIAL_STATE',
            'TAG_DATASET_DIGEST', 'TAG_TRAIN_DIGEST', 'TAG_HOLDOUT_DIGEST', 'TAG_GATE', 'TAG_GATE_PASSED',
-           'TAG_CANDIDATE', 'TAG_REPRODUCED', 'TAG_MODEL', 'TAG_MODEL_VERSION', 'TAG_WINDOW', 'TAG_DATASET_DRIFT',
-           'TAG_ALERTS', 'TAG_LAST_MONITORING', 'TAG_RULE', 'TAG_MESSAGE', 'TAG_COLUMN', 'TAG_MONITORING_RUN',
-           'TAG_DELIVERY', 'TAG_DELIVERY_ERROR', 'TAG_RETRAIN', 'TAG_RETRAIN_RUN', 'TAG_RETRAIN_VERSION',
-           'TAG_RETRAIN_RESULT', 'TAG_RETRAIN_REASON', 'TAG_TRIGGER', 'TAG_TRIGGER_ALERT', 'TAG_TRIGGER_RULE',
-           'TAG_VALUE_MAX', 'TAG_TEXT_MAX', 'PARAM_VALUE_MAX', 'SHORT_TEXT_MAX', 'clip']
+           'TAG_REGISTERED_AS', 'TAG_CANDIDATE', 'TAG_REPRODUCED', 'TAG_MODEL', 'TAG_MODEL_VERSION', 'TAG_WINDOW',
+           'TAG_DATASET_DRIFT', 'TAG_ALERTS', 'TAG_LAST_MONITORING', 'TAG_RULE', 'TAG_MESSAGE', 'TAG_COLUMN',
+           'TAG_MONITORING_RUN', 'TAG_DELIVERY', 'TAG_DELIVERY_ERROR', 'TAG_RETRAIN', 'TAG_RETRAIN_RUN',
+           'TAG_RETRAIN_VERSION', 'TAG_RETRAIN_RESULT', 'TAG_RETRAIN_REASON', 'TAG_TRIGGER', 'TAG_TRIGGER_ALERT',
+           'TAG_TRIGGER_RULE', 'TAG_VALUE_MAX', 'TAG_TEXT_MAX', 'PARAM_VALUE_MAX', 'SHORT_TEXT_MAX', 'clip']
 
 # %% ../nbs/00c_tags.ipynb #7ddfb258
 TAG_KIND = "mlops_wb.kind"            # what a run is: pipeline, step, trial, snapshot, monitoring, alert, audit
@@ -65,6 +65,7 @@ TAG_TRAIN_DIGEST = "mlops_wb.train_digest"
 TAG_HOLDOUT_DIGEST = "mlops_wb.holdout_digest"
 TAG_GATE = "mlops_wb.gate"            # JSON: the gate's checks
 TAG_GATE_PASSED = "mlops_wb.gate_passed"
+TAG_REGISTERED_AS = "mlops_wb.registered_as"   # the alias a version was registered for (the newest one holds it)
 TAG_CANDIDATE = "mlops_wb.candidate_version"   # on a server: the version of <model>-candidates a promoted copy is
 TAG_REPRODUCED = "mlops_wb.reproduced"
 
