@@ -208,7 +208,7 @@ def _add_tool_commands(sub):
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=tcp_port, default=5000)
 
-# %% ../nbs/09_cli.ipynb #ff3b8f3c
+# %% ../nbs/09_cli.ipynb #5b009a7d
 def _add_team_commands(sub):
     "`server` and `users`: a team's tracking server with logins (mlops_wb.team)."
     sv = sub.add_parser("server", help="a team tracking server: PostgreSQL + mlflow server with logins, in one folder",
@@ -801,7 +801,7 @@ def cmd_dashboard(args, root)->int:
     print(f"dashboards: {url}", flush=True)
     return run_child(cmd, root, env={**os.environ, "MLOPS_WB_PROJECT": str(root)})
 
-# %% ../nbs/09_cli.ipynb #b38a86ad
+# %% ../nbs/09_cli.ipynb #804983c4
 def read_secret(
     from_stdin:bool, # the --...-stdin flag
     what:str,        # e.g. "the admin's password"
@@ -827,6 +827,7 @@ def cmd_server(args, root)->int:
     from mlops_wb import team   # psycopg, MLflow's REST helpers: only for the team commands
     d = args.dir
     if args.action == "init":
+        team.check_new_folder(d)   # before asking for a password
         pw = read_secret(args.admin_password_stdin, "the admin's password")
         cfg = team.init_server(d, pw, load_settings(root), port=args.port, pg_port=args.pg_port, host=args.host)
         _print_server(team.server_status(cfg.folder))
