@@ -603,12 +603,14 @@ def _history_table(name:str, h:list):
 @command("history")
 def cmd_history(args, root)->int:
     "Print the audit log of a model, or the champion at a moment."
-    from mlops_wb.registry import history, champion_at, get_version   # MLflow (seconds): only for the registry commands
+    from mlops_wb.registry import history, champion_at, get_version, unaudited_move   # MLflow (seconds)
     at = parse_at(args.at) if args.at else None
     s, client = _connect(root)
     name = args.model or s.model_name
     h = history(client, s, name)
     if not h: get_version(client, name)   # a model the registry does not know: RegistryError, exit 2
+    warn = unaudited_move(client, name, h)
+    if warn: print(f"warning: {warn}", file=sys.stderr)
     if at:
         print(f"{name}@champion at {at.isoformat()}: {champion_at(h, int(at.timestamp()*1000)) or 'none'}")
     elif args.json: print(json.dumps(h, indent=1))

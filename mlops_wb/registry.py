@@ -27,7 +27,8 @@ from .data import SnapshotStore
 # %% auto #0
 __all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'model_requirements', 'register_model', 'point_alias_at_newest', 'RegistryError',
            'parse_model_ref', 'get_version', 'model_lineage', 'lineage_tags', 'Registration', 'register_challenger',
-           'reference_snapshot', 'PromotionRefused', 'AuditLog', 'promote', 'rollback', 'history', 'champion_at']
+           'reference_snapshot', 'PromotionRefused', 'AuditLog', 'promote', 'rollback', 'history', 'champion_at',
+           'unaudited_move']
 
 # %% ../nbs/07_registry.ipynb #d3e24c92
 ALIAS_CHALLENGER, ALIAS_CHAMPION = "challenger", "champion"
@@ -371,3 +372,11 @@ def champion_at(entries:list[dict], when_ms:int)->str|None:
     for e in entries:
         if e["time"] <= when_ms: cur = e["champion_after"]
     return cur
+
+# %% ../nbs/07_registry.ipynb #ab32239d
+def unaudited_move(client, name:str, entries:list[dict])->str|None:
+    "A warning when `name@champion` is not the version the audit log (`history` entries) left there, else None."
+    cur, logged = _current(client, name), (entries[-1]["champion_after"] if entries else None)
+    if cur == logged: return None
+    return (f"the registry's {name}@champion is {cur or 'unset'} but the audit log leaves {logged or 'none'}: "
+            f"@champion was moved outside mlops-wb promote/rollback (no reason, no checks)")
