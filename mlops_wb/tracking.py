@@ -60,6 +60,9 @@ def _store_lock(settings:Settings):
     db.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(db.parent/".mlflow.db.lock"): yield
 
+_NOT_SIGNED_IN = ("{uri} refused the login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+                  "(or ~/.mlflow/credentials) to your account on the server")
+
 def connect(
     settings:Settings, # where tracking lives
 )->tuple[MlflowClient, str]: # a client and the id of the workbench's experiment
@@ -73,6 +76,7 @@ def connect(
             if exp is None: return client, experiment_id(client, settings, settings.experiment)
     except MlopsWbError: raise
     except Exception as e:
+        if "error code 401" in str(e): raise TrackingError(_NOT_SIGNED_IN.format(uri=settings.tracking_uri)) from None
         raise TrackingError(f"cannot use tracking store {settings.tracking_uri} (from settings.ini tracking_uri "
                             f"or MLFLOW_TRACKING_URI): {type(e).__name__}: {e}") from e
     if exp.lifecycle_stage != "active":
@@ -92,9 +96,7 @@ def acting_user(
     uri = settings.tracking_uri
     try: r = http_request(get_default_host_creds(uri), "/api/2.0/mlflow/users/current", "GET", max_retries=1, timeout=30)
     except Exception as e: raise TrackingError(f"cannot reach the tracking server {uri}: {type(e).__name__}: {e}") from e
-    if r.status_code == 401:
-        raise TrackingError(f"{uri} refused the login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
-                            f"(or ~/.mlflow/credentials) to your account on the server")
+    if r.status_code == 401: raise TrackingError(_NOT_SIGNED_IN.format(uri=uri))
     if r.status_code == 404:
         raise TrackingError(f"{uri} has no logins (an mlflow server without --app-name basic-auth), so it cannot say "
                             f"who is acting; use a server started by mlops-wb server start")

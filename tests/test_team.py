@@ -73,6 +73,9 @@ def test_server_folder_and_logins(server):
     assert who("admin", "password1234").status_code == 401   # MLflow's well-known default never existed
     assert who("alice", password("alice")).json()["user"]["username"] == "alice"
     assert requests.get(f"{server['url']}/api/2.0/mlflow/experiments/search", timeout=30).status_code == 401
+    wrong = cli(server["a"], "status", env=as_user(server, "alice", MLFLOW_TRACKING_PASSWORD="not-her-password"))
+    assert wrong.returncode == 1 and "refused the login: set MLFLOW_TRACKING_USERNAME" in wrong.stderr, wrong.stderr
+    assert "not-her-password" not in wrong.stdout + wrong.stderr
     # a second init into the same folder is refused and changes nothing
     again = cli(server["a"], "server", "init", str(folder), "--admin-password-stdin")
     assert again.returncode == 2 and "not empty" in again.stderr
