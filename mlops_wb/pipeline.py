@@ -25,7 +25,7 @@ from .notebook import notebook_hash, notebook_params
 from .step import atomic_write, digest_outputs, file_digest
 from .data import source_manifest
 from .tags import *
-from .tracking import connect, git_info, library_hash
+from .tracking import connect, git_info, library_hash, acting_user
 import mlops_wb
 
 # %% auto #0
@@ -556,11 +556,12 @@ def start_recording(
     spec:PipelineSpec,     # the pipeline
     order:list,            # its steps, in order
     tags:dict|None=None,   # extra tags for the parent run
+    user:str|None=None,    # who runs it (`acting_user`): MLflow's `mlflow.user` on every run of the pipeline
 )->Recording:
     "Create the parent run (with `pipeline.yaml` as an artifact) and its report folder."
     commit, dirty = git_info(root)
     base = {TAG_PROJECT: spec.project, TAG_GIT_COMMIT: commit, TAG_GIT_DIRTY: dirty,
-            TAG_VERSION: mlops_wb.__version__, TAG_LIB_HASH: library_hash()}
+            TAG_VERSION: mlops_wb.__version__, TAG_LIB_HASH: library_hash()} | ({"mlflow.user": user} if user else {})
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     parent = client.create_run(exp_id, run_name=f"{spec.project}-{stamp}",
                                tags={**base, TAG_KIND: "pipeline", TAG_STEPS: json.dumps(order),
@@ -775,7 +776,7 @@ def run_pipeline(
     emit = on_event or (lambda *a: None)
     client, exp_id = connect(settings)
     if explain: return _explain(spec, root, sel, settings, cache_lookup(client, exp_id, root), emit, t0)
-    rec = start_recording(client, exp_id, root, spec, sel.order, tags)
+    rec = start_recording(client, exp_id, root, spec, sel.order, tags, user=acting_user(settings))
     results = {}
     with _env(**_step_env(settings, root)), closing(KernelPool(root)) as pool:
         try: failure = _run_steps(rec, spec, sel, settings, pool, results, emit)

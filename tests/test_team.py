@@ -114,6 +114,8 @@ def test_approver_promotes_under_his_login(server):
     assert r.returncode == 0, r.stdout + r.stderr
     assert "by bob" in r.stdout and "a copy of mlops-wb-model-candidates version 1" in r.stdout
     c = client_as(server, "bob")
+    runs = c.search_runs([c.get_experiment_by_name("mlops-wb").experiment_id], "tags.`mlops_wb.kind` = 'pipeline'")
+    assert sorted(r.data.tags["mlflow.user"] for r in runs) == ["alice", "bob"]   # who ran each, from the login
     mv = c.get_model_version_by_alias(MODEL, "champion")
     assert mv.tags["mlops_wb.candidate_version"] == "1" and mv.tags["mlops_wb.gate_passed"] == "true"
     h = cli(server["a"], "history", "--json", env=as_user(server, "carol"))   # a viewer may read the audit log
