@@ -671,6 +671,9 @@ def cmd_serve(args, root)->int:
     s = load_settings(root)
     canary = s.serve_canary if args.canary is None else args.canary
     _check_serve_args(args, canary)
+    if canary > 0 and not s.embedded:
+        raise ConfigError(f"canary {canary}: on a tracking server @challenger lives in {s.candidate_model}, which "
+                          f"serve does not load yet; promote the candidate, or serve with --canary 0")
     from mlops_wb.serve import serve, ServeOptions   # uvicorn, MLflow (seconds): only for `serve`
     opts = ServeOptions(model_name=args.model or s.model_name, canary=canary, token=s.serve_token,
                         max_rows=args.max_rows, max_bytes=args.max_bytes, batch_rows=args.batch_rows,
