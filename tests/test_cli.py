@@ -5,7 +5,7 @@ import pytest
 from conftest import CLI, clean_env, cli, copy_project, free_port, start_http
 
 
-@pytest.mark.parametrize("sub", [[], ["run"], ["status"], ["ui"], ["lineage"], ["data"], ["data", "diff"], ["data", "list"], ["lab"]])
+@pytest.mark.parametrize("sub", [[], ["run"], ["status"], ["ui"], ["lineage"], ["data"], ["data", "diff"], ["data", "list"], ["lab"], ["server", "init"], ["users", "add"]])
 def test_help(sub):
     res = subprocess.run([str(CLI), *sub, "--help"], capture_output=True, text=True, env=clean_env())
     assert res.returncode == 0 and "usage: mlops-wb" in res.stdout
