@@ -62,7 +62,7 @@ class Settings:
     user: str                # who is acting (audit log); the OS user, or `user` (embedded store only)
     alert_webhook: str
     serve_canary: float      # share of scoring requests sent to @challenger
-    inference_log: Path      # SQLite file of every scored row
+    inference_log: Path|str  # SQLite file of every scored row, or a postgresql:// URL (kept as text)
 
     @property
     def embedded(self)->bool:
@@ -131,7 +131,7 @@ def load_settings(
     root:str|Path, # project root holding `settings.ini` (the file is optional)
     env:dict|None=None, # environment to read overrides from; default `os.environ`
 )->Settings:
-    "Read `settings.ini` under `root`, apply environment overrides and resolve paths."
+    "Read `settings.ini` under `root`, apply environment overrides and resolve paths (a URL stays a URL)."
     root, env = Path(root).resolve(), os.environ if env is None else env
     raw = {k: (v, "default") for k, v in SETTINGS_DEFAULTS.items()}
     raw |= _read_settings_file(root/SETTINGS_FILE)
@@ -139,13 +139,15 @@ def load_settings(
     vals = {k: v for k, (v, _) in raw.items()}
     uri = _resolve_uri(vals["tracking_uri"], root)
     if not uri.startswith("sqlite:"): _no_local_identity(raw, uri)
+    log = vals["inference_log"]   # a postgresql:// URL stays text; a file is resolved under the project
+    if "://" not in log: log = (root/log).resolve()
     return Settings(root=root, tracking_uri=uri,
                     artifact_root=(root/vals["artifact_root"]).resolve() if uri.startswith("sqlite:") else None,
                     experiment=vals["experiment"], model_name=vals["model_name"], serve_host=vals["serve_host"],
                     serve_port=_port(*raw["serve_port"]), serve_token=vals["serve_token"],
                     approvers=tuple(a.strip() for a in vals["approvers"].split(",") if a.strip()),
                     user=vals["user"] or getpass.getuser(), alert_webhook=vals["alert_webhook"],
-                    serve_canary=_share(*raw["serve_canary"]), inference_log=(root/vals["inference_log"]).resolve())
+                    serve_canary=_share(*raw["serve_canary"]), inference_log=log)
 
 # %% ../nbs/00_config.ipynb #9b971656
 def _no_local_identity(raw:dict, uri:str):
