@@ -6,16 +6,19 @@ Docs: https://mlops-wb.github.io/mlops-wb/inference_log.html.md"""
 
 # %% ../nbs/10a_inference_log.ipynb #aa213605
 from __future__ import annotations
-import sqlite3, threading
+import re, sqlite3, threading
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 import numpy as np
 import pandas as pd
 import orjson
 from fastcore.basics import patch
+from .errors import ConfigError, MlopsWbError
 
 # %% auto #0
-__all__ = ['LOG_SCHEMA', 'LOG_COLUMNS', 'open_log_db', 'SQLiteStore', 'log_exists', 'open_store', 'InferenceLog', 'feature_json',
-           'read_inference_log', 'read_service_log']
+__all__ = ['LOG_SCHEMA', 'LOG_COLUMNS', 'PG_SCHEMES', 'PG_SCHEMA', 'open_log_db', 'SQLiteStore', 'InferenceLogError',
+           'is_postgres_url', 'mask_location', 'pg_connect', 'PostgresStore', 'log_exists', 'open_store',
+           'InferenceLog', 'feature_json', 'read_inference_log', 'read_service_log']
 
 # %% ../nbs/10a_inference_log.ipynb #9476d5c5
 LOG_SCHEMA = """CREATE TABLE IF NOT EXISTS inference (
@@ -32,8 +35,9 @@ CREATE INDEX IF NOT EXISTS requests_ts ON requests(ts);"""
 LOG_COLUMNS = ("id", "request_id", "row", "ts", "model_name", "model_version", "alias", "client_key",
                "prediction", "latency_ms")   # the log's own columns; the rest of a read window are features
 
-_INSERT_ROW = ("INSERT INTO inference (request_id,row,ts,model_name,model_version,alias,client_key,features,"
-               "prediction,latency_ms) VALUES (?,?,?,?,?,?,?,?,?,?)")
+_ROW_FIELDS = ("request_id", "row", "ts", "model_name", "model_version", "alias", "client_key", "features",
+               "prediction", "latency_ms")   # what a writer fills in (`id` is the store's)
+_INSERT_ROW = f"INSERT INTO inference ({','.join(_ROW_FIELDS)}) VALUES ({','.join('?' * len(_ROW_FIELDS))})"
 
 def open_log_db(
     path:str|Path, # the database file; created, with its folder, on first use
@@ -79,16 +83,126 @@ class SQLiteStore:
 
     def close(self): self.con.close()
 
+# %% ../nbs/10a_inference_log.ipynb #32689a47
+PG_SCHEMES = ("postgresql://", "postgresql+psycopg://")   # the second is the form of SQLAlchemy URIs
+
+class InferenceLogError(MlopsWbError):
+    "The inference log's database cannot be reached."
+
+def is_postgres_url(location)->bool:
+    "True when `location` is a `postgresql://` (or `postgresql+psycopg://`) URL rather than a file."
+    return isinstance(location, str) and location.startswith(PG_SCHEMES)
+
+def mask_location(
+    location:str|Path|None, # the `inference_log` setting
+)->str:                     # the same, fit to print: a URL's password replaced by `***`
+    "`location` as messages show it: a file as it is, a URL without its password."
+    s = str(location)
+    if "://" not in s: return s
+    try: u = urlsplit(s)
+    except ValueError: return s.split("://", 1)[0] + "://***"   # unparseable (a bad IPv6 host): show nothing of it
+    netloc = u.netloc
+    if u.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:***@{host}"
+    return urlunsplit(u._replace(netloc=netloc, query=re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", u.query)))
+
+def _secret_free(text:str, url:str)->str:
+    "`text` (a driver's message) with `url` masked and its password, as written or decoded, replaced by `***`."
+    text = text.replace(url, mask_location(url))
+    try: pw = urlsplit(url).password
+    except ValueError: pw = None
+    for p in sorted({pw, unquote(pw)} if pw else (), key=len, reverse=True): text = text.replace(p, "***")
+    return text
+
+# %% ../nbs/10a_inference_log.ipynb #50af5c87
+PG_SCHEMA = (LOG_SCHEMA.replace("id INTEGER PRIMARY KEY", "id BIGSERIAL PRIMARY KEY")
+             .replace(" REAL", " DOUBLE PRECISION"))   # the same columns, typed for PostgreSQL
+_REQUEST_FIELDS = ("request_id", "ts", "model_version", "status", "rows", "latency_ms", "error_code")
+_PG_LOCK = 0x6D6C6F70735F6C67   # the advisory lock under which a server creates the tables
+
+def _pg_sql(sql:str, args)->tuple:
+    "A query with `?` placeholders in psycopg's `%s` style (a literal `%` doubled), and its arguments or None."
+    if not args: return sql, None
+    return sql.replace("%", "%%").replace("?", "%s"), list(args)
+
+def pg_connect(
+    url:str,             # postgresql://USER:PASSWORD@HOST:PORT/DB (or postgresql+psycopg://...)
+    readonly:bool=False, # every transaction read-only
+):                       # a psycopg connection in autocommit mode
+    "A connection to the database of `url`; an `InferenceLogError` that does not show the password when it fails."
+    import psycopg   # the driver (~0.1 s): only for a postgresql:// log
+    kw = dict(autocommit=True, application_name="mlops-wb")
+    if readonly: kw["options"] = "-c default_transaction_read_only=on"
+    if "connect_timeout" not in url: kw["connect_timeout"] = 10
+    try: return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1), **kw)
+    except psycopg.Error as e:
+        msg = _secret_free(str(e).strip(), url)
+        raise InferenceLogError(f"inference log {mask_location(url)}: cannot connect: {msg}") from None
+
+def _create_tables(cur):
+    "The log's tables and indexes, unless another server made them (inside the caller's transaction)."
+    cur.execute("SELECT pg_advisory_xact_lock(%s)", [_PG_LOCK])
+    if cur.execute("SELECT to_regclass('requests_ts')").fetchone()[0] is not None: return
+    for stmt in PG_SCHEMA.split(";"): cur.execute(stmt)
+
+def _copy(cur, table:str, fields:tuple, rows:list):
+    "`rows` appended to `table` with one COPY."
+    with cur.copy(f"COPY {table} ({','.join(fields)}) FROM STDIN") as cp:
+        for r in rows: cp.write_row(r)
+
+# %% ../nbs/10a_inference_log.ipynb #f8095e1e
+class PostgresStore:
+    "The inference log in PostgreSQL tables that replicas share: `write` commits a batch in one transaction (COPY)."
+    def __init__(self,
+                 url:str,             # postgresql://USER:PASSWORD@HOST:PORT/DB; the tables are created on first write
+                 readonly:bool=False, # every transaction read-only (monitoring)
+                ):
+        self.url, self.ready = str(url), False
+        self.con = pg_connect(self.url, readonly)
+
+    def write(self, rows:list, requests:list, columns:dict):
+        "Append inference `rows`, `requests` and each new version's feature `columns` in one transaction."
+        with self.con.transaction(), self.con.cursor() as cur:
+            if not self.ready: _create_tables(cur)
+            if requests: _copy(cur, "requests", _REQUEST_FIELDS, requests)
+            if columns:
+                cur.executemany("INSERT INTO inference_columns VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                [(v, orjson.dumps(c).decode()) for v, c in columns.items()])
+            if rows: _copy(cur, "inference", _ROW_FIELDS, rows)
+        self.ready = True
+
+    def select(self, sql:str, args:list=())->list:
+        "Rows of a query (`?` placeholders); a table not created yet reads as no rows."
+        import psycopg
+        try: return self.con.execute(*_pg_sql(sql, args)).fetchall()
+        except psycopg.errors.UndefinedTable: return []
+
+    def frame(self, sql:str, args:list=())->pd.DataFrame:
+        "A query's rows as a DataFrame with the query's column names (as `pd.read_sql_query` makes them)."
+        cur = self.con.execute(*_pg_sql(sql, args))
+        return pd.DataFrame.from_records(cur.fetchall(), columns=[d.name for d in cur.description], coerce_float=True)
+
+    def close(self): self.con.close()
+
 # %% ../nbs/10a_inference_log.ipynb #ec3f932e
 def log_exists(location:str|Path|None)->bool:
-    "True when `location` names an inference log that has been written."
-    return bool(location) and Path(location).exists()
+    "True when `location` names a written inference log: a file that exists, or a database with the log's tables."
+    if not location: return False
+    if "://" not in str(location): return Path(location).exists()
+    st = open_store(location, readonly=True)
+    try: return bool(st.select("SELECT to_regclass('inference') IS NOT NULL")[0][0])
+    finally: st.close()
 
 def open_store(
-    location:str|Path,   # the `inference_log` setting: a SQLite file
+    location:str|Path,   # the `inference_log` setting: a SQLite file, or a postgresql:// URL
     readonly:bool=False, # for reading a window (monitoring)
-)->SQLiteStore:
+)->SQLiteStore|PostgresStore:
     "The store behind the `inference_log` setting."
+    if is_postgres_url(location): return PostgresStore(location, readonly=readonly)
+    if "://" in str(location):
+        raise ConfigError(f"inference_log {mask_location(location)}: not a file and not a PostgreSQL URL; "
+                          "expected a path (store/inference.db) or postgresql://USER:PASSWORD@HOST:PORT/DB")
     return SQLiteStore(location, readonly=readonly)
 
 # %% ../nbs/10a_inference_log.ipynb #763b48f4
