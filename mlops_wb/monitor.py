@@ -28,6 +28,7 @@ from .evaluate import model_task, prediction_metrics
 from .registry import get_version
 from .alerts import evaluate_rules, record_alerts
 from .inference_log import LOG_COLUMNS, InferenceLog, log_exists, read_inference_log, read_service_log
+from .inference_log import mask_location
 
 # %% auto #0
 __all__ = ['BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift', 'column_drift',
@@ -491,8 +492,9 @@ def log_window(
     now:float|None=None,          # default the current time
 )->dict:                          # current, preds, source, t0, t1, performance, service, task, labels
     "The version's rows of the inference log in a window, the server's figures and, with labels, the performance."
+    where = mask_location(settings.inference_log)   # a URL without its password
     if not log_exists(settings.inference_log):
-        raise MonitorError(f"no inference log at {settings.inference_log}; serve the model first, or pass --data FILE")
+        raise MonitorError(f"no inference log at {where}; serve the model first, or pass --data FILE")
     task, classes = model_task(model), getattr(model, "classes_", None)
     t0, t1 = _window_times(since, window, _time.time() if now is None else now)
     log = read_inference_log(settings.inference_log, t0, t1, version=str(mv.version))
@@ -504,7 +506,7 @@ def log_window(
                                   baseline)
         if perf is None:
             raise MonitorError(f"{labels}: none of its labels matches a request of version {mv.version} in that window")
-    return dict(current=log, preds=log["prediction"].to_numpy(), source=f"inference log {settings.inference_log}",
+    return dict(current=log, preds=log["prediction"].to_numpy(), source=f"inference log {where}",
                 t0=t0, t1=t1, performance=perf, service=read_service_log(settings.inference_log, t0, t1), task=task,
                 labels=y)
 
@@ -725,7 +727,8 @@ def log_windows(
 )->list[pd.DataFrame]:
     "The version's inference-log rows in a range, cut into windows of `every_s` seconds."
     if not log_exists(settings.inference_log):
-        raise MonitorError(f"no inference log at {settings.inference_log}; pass --data FILE of stable rows")
+        raise MonitorError(f"no inference log at {mask_location(settings.inference_log)}; "
+                           "pass --data FILE of stable rows")
     if not every_s: raise MonitorError("--backtest over the inference log needs --every (the window length, e.g. 1h)")
     t0, dur = parse_when(since), parse_duration(window)
     log = read_inference_log(settings.inference_log, t0, (t0 + dur) if (t0 is not None and dur) else None,
@@ -774,7 +777,9 @@ def backtest(
     if data is not None:
         cur = read_source(data, root).drop(columns=[spec.dataset.target], errors="ignore")
         parts, source = file_windows(cur, spec.dataset.time_column, every_s, chunks), str(data)
-    else: parts, source = log_windows(settings, mv, since, window, every_s), f"inference log {settings.inference_log}"
+    else:
+        parts = log_windows(settings, mv, since, window, every_s)
+        source = f"inference log {mask_location(settings.inference_log)}"
     parts = [p for p in parts if len(p)]
     if len(parts) < 2:
         raise MonitorError(f"{source}: {len(parts)} window(s) of data; "
