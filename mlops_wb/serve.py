@@ -29,7 +29,7 @@ from .errors import ConfigError
 from .config import Settings
 from .tracking import connect
 from .registry import get_version
-from .inference_log import InferenceLog
+from .inference_log import InferenceLog, mask_location, open_store
 
 # %% auto #0
 __all__ = ['NUMERIC_TYPES', 'FORMATS', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'BadRequest', 'InputSchema',
@@ -521,7 +521,7 @@ class ServeOptions:
     batch_rows: int = 512        # micro-batch: at most this many rows per predict
     batch_wait_ms: float = 2.0   # micro-batch: wait at most this long for more requests
     poll: float = 2.0            # seconds between alias checks
-    log_path: str = ""           # inference log (SQLite); empty: no log
+    log_path: str = ""           # inference log: a SQLite file or a postgresql:// URL; empty: no log
     flush_interval: float = 0.5  # seconds between inference-log commits
 
 # %% ../nbs/11_serve.ipynb #62448ebc
@@ -737,9 +737,11 @@ def serve(
     client, _ = connect(settings)
     app = create_app(client, opts)
     host, port = host or settings.serve_host, port or settings.serve_port
+    if opts.log_path: open_store(opts.log_path).close()   # unreachable or unwritable: an error here, before listening
     canary = f" ({opts.canary:.0%} to @challenger)" if opts.canary else ""
     print(f"serving models:/{opts.model_name}@champion{canary} on http://{host}:{port}/invocations"
           f"  (docs: http://{host}:{port}/docs)", flush=True)
+    if opts.log_path: print(f"inference log: {mask_location(opts.log_path)}", flush=True)
     gc.collect()
     gc.freeze()                           # long-lived imports leave the collector
     gc.set_threshold(100_000, 50, 100)    # fewer pauses per request
