@@ -6,7 +6,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/inference_log.html.md"""
 
 # %% ../nbs/10a_inference_log.ipynb #aa213605
 from __future__ import annotations
-import re, sqlite3, threading
+import re, sqlite3, sys, threading
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 import numpy as np
@@ -158,11 +158,12 @@ class PostgresStore:
                  url:str,             # postgresql://USER:PASSWORD@HOST:PORT/DB; the tables are created on first write
                  readonly:bool=False, # every transaction read-only (monitoring)
                 ):
-        self.url, self.ready = str(url), False
+        self.url, self.readonly, self.ready = str(url), readonly, False
         self.con = pg_connect(self.url, readonly)
 
     def write(self, rows:list, requests:list, columns:dict):
         "Append inference `rows`, `requests` and each new version's feature `columns` in one transaction."
+        if self.con.broken: self.con = pg_connect(self.url, self.readonly)   # the server restarted: connect again
         with self.con.transaction(), self.con.cursor() as cur:
             if not self.ready: _create_tables(cur)
             if requests: _copy(cur, "requests", _REQUEST_FIELDS, requests)
@@ -216,6 +217,7 @@ class InferenceLog:
         self.model_name, self.flush_interval = model_name, flush_interval
         self.pending, self.requests, self.lock, self.stop_ev = [], [], threading.Lock(), threading.Event()
         self.written, self.known, self.new_columns = 0, set(), {}
+        self.unsent, self.failures = ([], []), 0   # a batch whose write failed, tried again with the next
         self.store = open_store(location)
         self.thread = threading.Thread(target=self._loop, name="inference-log", daemon=True)
         self.thread.start()
@@ -236,10 +238,13 @@ class InferenceLog:
         while not self.stop_ev.wait(self.flush_interval): self.flush()
 
     def close(self):
-        "Stop the writer thread and write what is left (`flush`, below)."
+        "Stop the writer thread and write what is left (`flush`, below); say what could not be written."
         self.stop_ev.set()
         self.thread.join(5)
         self.flush()
+        if self.unsent[0] or self.unsent[1]:
+            print(f"inference log: {len(self.unsent[0])} rows and {len(self.unsent[1])} requests could not be written "
+                  "and are lost", file=sys.stderr, flush=True)
         self.store.close()
 
 # %% ../nbs/10a_inference_log.ipynb #6f06154c
@@ -275,13 +280,21 @@ def _rows(self:InferenceLog, items):
 
 @patch
 def flush(self:InferenceLog)->int:
-    "Write what is pending; the number of inference rows written."
+    "Write what is pending (and a batch that failed before); the number of inference rows written."
     with self.lock:
         items, self.pending, reqs, self.requests = self.pending, [], self.requests, []
-    if not items and not reqs: return 0
-    rows = list(self._rows(items))
-    self.store.write(rows, reqs, self.new_columns)
-    self.new_columns = {}
+    rows, reqs = self.unsent[0] + list(self._rows(items)), self.unsent[1] + reqs
+    if not rows and not reqs: return 0
+    try: self.store.write(rows, reqs, self.new_columns)
+    except Exception as e:   # kept for the next flush; said once, not every interval
+        self.unsent, self.failures = (rows, reqs), self.failures + 1
+        if self.failures == 1:
+            print(f"inference log: write failed, keeping {len(rows)} rows and {len(reqs)} requests to try again: "
+                  f"{type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        return 0
+    if self.failures:
+        print(f"inference log: written again after {self.failures} failed tries", file=sys.stderr, flush=True)
+    self.unsent, self.failures, self.new_columns = ([], []), 0, {}
     self.written += len(rows)
     return len(rows)
 
