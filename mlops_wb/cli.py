@@ -825,6 +825,7 @@ def _print_server(st:dict):
     print(f"mlflow server: {'running' if st['mlflow'] else 'stopped'} at {st['url']}"
           + (f" (pid {st['mlflow_pid']})" if st["mlflow_pid"] else ""))
     print(f"artifacts:     {st['artifacts']}")
+    print(f"inference log: {st['inference_log']} (the password is pg_password in server.json)")
 
 @command("server")
 def cmd_server(args, root)->int:

@@ -125,7 +125,7 @@ def _run(cmd:list, what:str, timeout:float=120):
 
 # %% ../nbs/16_team.ipynb #f558e10e
 def init_cluster(cfg:ServerConfig):
-    "A new PostgreSQL cluster in `DIR/postgres` with the workbench's role (password auth) and its two databases."
+    "A new PostgreSQL cluster in `DIR/postgres` with the workbench's role (password auth) and its three databases."
     data, run = cfg.path("postgres"), cfg.path("run")
     for d in (data, run): d.mkdir(mode=0o700)
     pw = cfg.path("run", "pwfile")
@@ -140,7 +140,7 @@ def init_cluster(cfg:ServerConfig):
     start_cluster(cfg)
     import psycopg   # the driver (~0.1 s): only for the commands that talk to PostgreSQL
     with psycopg.connect(cfg.db_uri("postgres").replace("+psycopg", ""), autocommit=True) as con:
-        for db in ("mlflow", "mlflow_auth"): con.execute(f"CREATE DATABASE {db}")
+        for db in ("mlflow", "mlflow_auth", "inference_log"): con.execute(f"CREATE DATABASE {db}")
 
 def start_cluster(cfg:ServerConfig):
     "Start the cluster on 127.0.0.1:`pg_port` (its socket in `DIR/run`); waits until it accepts connections."
@@ -367,4 +367,5 @@ def server_status(folder:str|Path)->dict:
     "Whether the cluster and the mlflow server of `folder` run, and where."
     cfg = ServerConfig.load(folder)
     return dict(folder=cfg.folder, url=cfg.url, postgres=cluster_running(cfg), postgres_port=cfg.pg_port,
+                inference_log=f"postgresql://{cfg.pg_user}:***@127.0.0.1:{cfg.pg_port}/inference_log",
                 mlflow_pid=_pid(cfg), mlflow=_health(cfg.url), artifacts=str(cfg.path("artifacts")))
