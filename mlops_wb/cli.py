@@ -17,7 +17,8 @@ __all__ = ['positive_int', 'tcp_port', 'positive_float', 'non_negative_float', '
            'build_parser', 'subcommands', 'command', 'data_errors_are_bad_input', 'signals_to_main_thread', 'main',
            'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage', 'find_snapshot', 'cmd_data',
            'cmd_promote', 'cmd_rollback', 'parse_at', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
-           'cmd_monitor', 'install_kernel', 'cmd_lab', 'cmd_dashboard', 'read_secret', 'cmd_server', 'cmd_users']
+           'cmd_monitor', 'install_kernel', 'cmd_lab', 'dashboard_command', 'cmd_dashboard', 'read_secret',
+           'cmd_server', 'cmd_users']
 
 # %% ../nbs/09_cli.ipynb #01723b48
 def bounded(
@@ -792,19 +793,37 @@ def cmd_lab(args, root)->int:
     if hasattr(os, "geteuid") and os.geteuid() == 0: cmd.append("--allow-root")   # containers and CI run as root
     return run_child(cmd, root)
 
+# %% ../nbs/09_cli.ipynb #f8a0a4cc
+def dashboard_command(
+    root:Path,          # the project
+    settings,           # its settings: embedded store, or a tracking server
+    host:str, port:int, # where Voila listens
+)->tuple[list, dict]:   # Voila's command line and environment
+    "Voila on the dashboards; on a tracking server behind its logins, with no login of its own in its environment."
+    opts = ["--no-browser", f"--port={port}", f"--Voila.ip={host}",
+            "--VoilaConfiguration.file_allowlist=['.*\\.(png|jpg|gif|svg)', 'reports/.*\\.html']",
+            "--VoilaConfiguration.show_tracebacks=False"]
+    env = {**os.environ, "MLOPS_WB_PROJECT": str(root)}
+    if settings.embedded: return [sys.executable, "-m", "voila", str(root), *opts], env
+    from mlops_wb.dashboard_auth import LOGIN_VARIABLES   # jupyter_server and Voila (~1 s): only here
+    for k in LOGIN_VARIABLES: env.pop(k, None)
+    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri   # kernels use the server the sign-in asks
+    cmd = [sys.executable, "-m", "mlops_wb.dashboard_auth", str(root), *opts,
+           f"--MlflowSignIn.tracking_uri={settings.tracking_uri}"]
+    return cmd, env
+
 @command("dashboard")
 def cmd_dashboard(args, root)->int:
-    "Start Voila on 127.0.0.1 with the three dashboards and a landing page."
+    "Start Voila on 127.0.0.1 with the three dashboards and a landing page (behind a tracking server's logins)."
     dash = Path(root)/"nbs"/"dashboards"
     if not (dash/"index.ipynb").exists():
         raise ConfigError(f"{dash}: no dashboards here; copy nbs/dashboards/ from the mlops-wb repository "
                           "into the project")
-    url = f"http://{args.host}:{args.port}/voila/render/nbs/dashboards/index.ipynb"
-    cmd = [sys.executable, "-m", "voila", str(root), "--no-browser", f"--port={args.port}", f"--Voila.ip={args.host}",
-           "--VoilaConfiguration.file_allowlist=['.*\\.(png|jpg|gif|svg)', 'reports/.*\\.html']",
-           "--VoilaConfiguration.show_tracebacks=False"]
-    print(f"dashboards: {url}", flush=True)
-    return run_child(cmd, root, env={**os.environ, "MLOPS_WB_PROJECT": str(root)})
+    s = load_settings(root)
+    cmd, env = dashboard_command(Path(root), s, args.host, args.port)
+    print(f"dashboards: http://{args.host}:{args.port}/voila/render/nbs/dashboards/index.ipynb", flush=True)
+    if not s.embedded: print(f"sign in with your account on the tracking server {s.tracking_uri}", flush=True)
+    return run_child(cmd, root, env=env)
 
 # %% ../nbs/09_cli.ipynb #804983c4
 def read_secret(

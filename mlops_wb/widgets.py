@@ -16,8 +16,9 @@ from IPython.display import display
 import mlflow.sklearn
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from .errors import MlopsWbError
-from .config import PIPELINE_FILE, RUNNER_PARAMS, load_settings, load_pipeline, find_project_root
-from .tracking import connect
+from .config import (PIPELINE_FILE, RUNNER_PARAMS, load_settings, load_pipeline, find_project_root,
+                             candidate_model_name)
+from .tracking import connect, acting_user
 from .data import SnapshotStore
 from .registry import ALIAS_CHALLENGER, ALIAS_CHAMPION, model_lineage, promote, rollback, history
 from .tags import *
@@ -25,12 +26,12 @@ from .tags import *
 # %% auto #0
 __all__ = ['RUN_COLUMNS', 'STATUSES', 'EMPTY_STORE', 'AUDIT_COLUMNS', 'SEVERITY', 'workbench', 'model_workbench', 'runs_filter',
            'run_row', 'step_columns', 'runs_page', 'param_diff', 'metric_bars', 'trials_frame', 'parallel_coords',
-           'report_links', 'runs_table_html', 'failed_runs_note', 'compare_runs', 'experiments_view', 'versions_frame',
-           'holdout_of', 'score_on_holdout', 'side_by_side', 'importance_of', 'importance_figure', 'alias_timeline',
-           'aliases_of', 'challenger_section', 'audit_section', 'promotion_action', 'promotion_view', 'monitoring_runs',
-           'monitoring_report', 'severity', 'drift_table_html', 'overlay_figure', 'drift_over_time', 'alerts_frame',
-           'drift_summary_html', 'drift_window', 'last_monitored', 'version_options', 'window_options',
-           'no_monitoring_note', 'drift_view']
+           'report_links', 'runs_table_html', 'failed_runs_note', 'compare_runs', 'experiments_view',
+           'champion_copy_of', 'versions_frame', 'holdout_of', 'score_on_holdout', 'side_by_side', 'importance_of',
+           'importance_figure', 'alias_timeline', 'aliases_of', 'challenger_section', 'audit_section',
+           'promotion_action', 'promotion_view', 'monitoring_runs', 'monitoring_report', 'severity', 'drift_table_html',
+           'overlay_figure', 'drift_over_time', 'alerts_frame', 'drift_summary_html', 'drift_window', 'last_monitored',
+           'version_options', 'window_options', 'no_monitoring_note', 'drift_view']
 
 # %% ../nbs/15_widgets.ipynb #3ff70c87
 def _ts(ms): return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if ms else ""
@@ -303,15 +304,27 @@ def _version_row(client, mv, aliases:list)->dict:
             "created": _ts(mv.creation_timestamp), "trigger_alert": tags.get(TAG_TRIGGER_ALERT, ""),
             **{k: round(v, 4) for k, v in sorted(m.items()) if "." not in k}}
 
+def champion_copy_of(
+    client,       # tracking client
+    served:str,   # on a server: the served model
+)->str|None:      # the candidate version its @champion copies; None when nothing is @champion
+    "Which version of `<served>-candidates` the @champion of `served` is a copy of."
+    try: v = client.get_model_version_by_alias(served, ALIAS_CHAMPION)
+    except Exception: return None
+    return (v.tags or {}).get(TAG_CANDIDATE)
+
 def versions_frame(
-    client,    # tracking client
-    name:str,  # registered model name
+    client,               # tracking client
+    name:str,             # registered model name (on a server: `<model>-candidates`)
+    served:str|None=None, # on a server: the served model, whose @champion is shown on the candidate it copies
 )->pd.DataFrame: # version, aliases, gate, created, trigger_alert, metrics; empty when `name` is not registered
     "Every version of `name`: aliases, gate result, created, holdout metrics; newest first."
     try: aliases = client.get_registered_model(name).aliases or {}
     except Exception: return pd.DataFrame()
     by = {}
     for a, v in aliases.items(): by.setdefault(str(v), []).append(a)
+    cp = champion_copy_of(client, served) if served else None
+    if cp is not None: by.setdefault(cp, []).append(ALIAS_CHAMPION)
     mvs = client.search_model_versions(f"name = '{_q(name)}'")
     rows = [_version_row(client, mv, by.get(str(mv.version), [])) for mv in mvs]
     if not rows: return pd.DataFrame()
@@ -417,12 +430,15 @@ def alias_timeline(
 
 # %% ../nbs/15_widgets.ipynb #5a1c0e52
 def aliases_of(
-    client,     # tracking client
-    name:str,   # registered model name
-)->tuple:       # (challenger version, champion version), None for an alias nobody holds
-    "The versions holding @challenger and @champion."
+    client,               # tracking client
+    name:str,             # registered model name (on a server: `<model>-candidates`)
+    served:str|None=None, # on a server: the served model, whose @champion copies a version of `name`
+)->tuple:                 # (challenger version, champion version) of `name`, None for an alias nobody holds
+    "The versions of `name` holding @challenger and @champion (on a server: the one `served`'s @champion copies)."
     aliases = client.get_registered_model(name).aliases or {}
-    return tuple(str(aliases[a]) if a in aliases else None for a in (ALIAS_CHALLENGER, ALIAS_CHAMPION))
+    ch = aliases.get(ALIAS_CHALLENGER)
+    cp = champion_copy_of(client, served) if served else aliases.get(ALIAS_CHAMPION)
+    return tuple(None if v is None else str(v) for v in (ch, cp))
 
 def challenger_section(
     client, root:Path, # tracking client and project root
@@ -462,12 +478,28 @@ def promotion_action(
     kind:str,         # "promote" (@challenger to @champion) or "rollback"
     reason:str,       # why, recorded in the audit log
 )->dict:              # the audit entry
-    "Promote @challenger or roll back @champion, with a reason; an `MlopsWbError` saying why not."
+    "Promote @challenger (of `<name>-candidates` on a server) or roll back @champion, with a reason."
     if not reason.strip(): raise MlopsWbError(f"{kind} refused: a reason is required; write why in the reason box")
     if kind == "rollback": return rollback(client, settings, name, reason)
-    ch = (client.get_registered_model(name).aliases or {}).get(ALIAS_CHALLENGER)
+    src = name if settings.embedded else candidate_model_name(name)
+    ch = (client.get_registered_model(src).aliases or {}).get(ALIAS_CHALLENGER)
     if ch is None: raise MlopsWbError("promote refused: no version is @challenger")
     return promote(client, settings, name, str(ch), reason)
+
+# %% ../nbs/15_widgets.ipynb #dc7edf49
+def _copy_of(entry:dict, src:str)->str:
+    "On a server, which candidate a promotion's new @champion copies."
+    return f" (a copy of {_h.escape(src)} version {entry['candidate']})" if entry.get("candidate") else ""
+
+def _promotion_head(settings, name:str)->str:
+    "The page's first lines; on a tracking server, whose login the page acts with."
+    head = (f"<p>Registered model <code>{_h.escape(name)}</code>. Promotion and rollback run the same checks "
+            "as <code>mlops-wb promote</code>: approvers only, a reason always, audited.</p>")
+    if settings.embedded: return head
+    try: who = f"<b>{_h.escape(acting_user(settings))}</b>"
+    except MlopsWbError as e: who = f"nobody yet ({_h.escape(str(e))})"
+    return head + (f"<p class='acting-user'>Acting as {who} on the tracking server "
+                   f"<code>{_h.escape(settings.tracking_uri)}</code>; the server decides what this login may do.</p>")
 
 # %% ../nbs/15_widgets.ipynb #5a1c0e58
 def promotion_view(
@@ -477,21 +509,22 @@ def promotion_view(
     "Versions, @challenger vs @champion on the same holdout, governed promote/rollback with a reason, audit history."
     box, msg = W.VBox(), W.HTML()
     root, settings, client, exp, name = model_workbench(root, name)
+    src, served = (name, None) if settings.embedded else (candidate_model_name(name), name)
     reason = W.Textarea(placeholder="Why (required, recorded in the audit log)", description="reason",
                         layout=W.Layout(width="60%"))
     pbtn = W.Button(description="Promote challenger", button_style="success")
     rbtn = W.Button(description="Roll back", button_style="warning")
     def render():
-        vf = versions_frame(client, name)
+        vf = versions_frame(client, src, served)
         if vf.empty:
             box.children = [_no_versions(name, "Run the pipeline (<code>mlops-wb run</code>); a version that passes "
                                                "the quality gate is registered as @challenger.")]
             return
-        ch, cp = aliases_of(client, name)
+        ch, cp = aliases_of(client, src, served)
         pbtn.disabled = not ch or ch == cp
         table = vf.to_html(classes="versions-table", border=1, index=False, na_rep="")
         box.children = [W.HTML(f"<h3>Versions of {_h.escape(name)}</h3>"), W.HTML(table),
-                        *challenger_section(client, root, name, ch, cp),
+                        *challenger_section(client, root, src, ch, cp),
                         W.HTML("<h3>Promote or roll back</h3>"), reason, W.HBox([pbtn, rbtn]), msg,
                         *audit_section(history(client, settings, name))]
     def act(kind):
@@ -499,15 +532,13 @@ def promotion_view(
             e = promotion_action(client, settings, name, kind, reason.value)
             reason.value = ""
             render()
-            msg.value = _note(f"{kind} done: @champion is now version {e['to_version']} (audit entry {e['id']}, "
-                              f"by {_h.escape(e['user'])}).", "ok").value
+            msg.value = _note(f"{kind} done: @champion is now version {e['to_version']}{_copy_of(e, src)} "
+                              f"(audit entry {e['id']}, by {_h.escape(e['user'])}).", "ok").value
         except MlopsWbError as e: msg.value = _note(_h.escape(str(e)), "error").value
     pbtn.on_click(lambda _: act("promote"))
     rbtn.on_click(lambda _: act("rollback"))
     render()
-    head = (f"<p>Registered model <code>{_h.escape(name)}</code>. Promotion and rollback run the same checks "
-            "as <code>mlops-wb promote</code>: approvers only, a reason always, audited.</p>")
-    return W.VBox([W.HTML(head), box])
+    return W.VBox([W.HTML(_promotion_head(settings, name)), box])
 
 # %% ../nbs/15_widgets.ipynb #6506fe59
 def monitoring_runs(
