@@ -13,10 +13,10 @@ from .errors import MlopsWbError, ConfigError
 from .config import Settings, candidate_model_name
 
 # %% auto #0
-__all__ = ['ROLES', 'ROLE_PREFIX', 'WORKSPACE', 'experiments_of', 'role_permissions', 'ServerError', 'ServerConfig', 'auth_ini',
-           'pg_bin', 'init_cluster', 'start_cluster', 'cluster_running', 'stop_cluster', 'start_mlflow', 'stop_mlflow',
-           'Api', 'setup_workbench', 'add_user', 'check_password', 'check_new_folder', 'init_server', 'start_server',
-           'stop_server', 'server_status']
+__all__ = ['ROLES', 'ROLE_PREFIX', 'WORKSPACE', 'experiments_of', 'role_permissions', 'ServerError', 'write_private',
+           'ServerConfig', 'auth_ini', 'pg_bin', 'init_cluster', 'start_cluster', 'cluster_running', 'stop_cluster',
+           'port_in_use', 'start_mlflow', 'stop_mlflow', 'Api', 'setup_workbench', 'add_user', 'check_password',
+           'check_new_folder', 'init_server', 'start_server', 'stop_server', 'server_status']
 
 # %% ../nbs/16_team.ipynb #baf0bde8
 ROLES = ("viewer", "scientist", "approver")
@@ -50,6 +50,11 @@ def role_permissions(
 class ServerError(MlopsWbError):
     "The team server cannot be set up, started, stopped or reached."
 
+def write_private(path:Path, text:str):
+    "Write `text` to `path`, readable by its owner only (mode 600 from the start, never wider for a moment)."
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f: f.write(text)
+
 @dataclass
 class ServerConfig:
     "What `init` chose for a server folder; kept in `DIR/server.json` (mode 600)."
@@ -70,10 +75,7 @@ class ServerConfig:
         "SQLAlchemy URI of database `db` in the cluster (psycopg 3)."
         return f"postgresql+psycopg://{self.pg_user}:{self.pg_password}@127.0.0.1:{self.pg_port}/{db}"
 
-    def save(self):
-        p = self.path("server.json")
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f: json.dump(asdict(self), f, indent=1)
+    def save(self): write_private(self.path("server.json"), json.dumps(asdict(self), indent=1))
 
     @classmethod
     def load(cls, folder:str|Path)->ServerConfig:
@@ -193,12 +195,14 @@ def _log_tail(cfg:ServerConfig, n:int=15)->str:
     except OSError: return ""
     return "\n".join(lines).replace(cfg.pg_password, "***")
 
+def port_in_use(port:int, host:str="127.0.0.1")->bool:
+    with socket.socket() as s: return s.connect_ex((host, port)) == 0
+
 def start_mlflow(cfg:ServerConfig, admin_password:str|None=None, timeout:float=180):
     "Start the folder's `mlflow server` (detached, in its own session); waits until `/health` answers."
     if _pid(cfg): raise ServerError(f"the mlflow server of {cfg.folder} is already running (pid {_pid(cfg)})")
-    with socket.socket() as s:
-        if s.connect_ex((cfg.host, cfg.port)) == 0:
-            raise ServerError(f"port {cfg.port} on {cfg.host} is in use by another program; choose another with --port")
+    if port_in_use(cfg.port, cfg.host):
+        raise ServerError(f"port {cfg.port} on {cfg.host} is in use by another program; choose another with --port")
     cmd = [sys.executable, "-m", "mlflow", "server", "--artifacts-destination", str(cfg.path("artifacts")),
            "--app-name", "basic-auth", "--host", cfg.host, "--port", str(cfg.port), "--workers", "2"]
     with cfg.path("logs", "mlflow.log").open("a") as log:
@@ -300,9 +304,6 @@ def check_password(password:str, what:str):
     if len(password or "") < 12: raise ConfigError(f"{what}: at least 12 characters, please")
 
 # %% ../nbs/16_team.ipynb #f15f2d95
-def _free(port:int)->bool:
-    with socket.socket() as s: return s.connect_ex(("127.0.0.1", port)) != 0
-
 def check_new_folder(folder:str|Path)->Path:
     "`folder`, absolute, if it is new or empty; else a `ConfigError`."
     folder = Path(folder).resolve()
@@ -322,7 +323,7 @@ def init_server(
     folder = check_new_folder(folder)
     check_password(admin_password, "admin password")
     for p, what in ((port, "--port"), (pg_port, "--pg-port")):
-        if not _free(p): raise ConfigError(f"{what} {p}: the port is in use; choose another")
+        if port_in_use(p): raise ConfigError(f"{what} {p}: the port is in use; choose another")
     _check_reachable(folder.parent)
     pg_bin("initdb")
     created = not folder.exists()
@@ -332,9 +333,7 @@ def init_server(
                        settings.experiment, settings.model_name)
     try:
         init_cluster(cfg)
-        for name, text in (("auth.ini", auth_ini(cfg)),):
-            fd = os.open(cfg.path(name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f: f.write(text)
+        write_private(cfg.path("auth.ini"), auth_ini(cfg))
         cfg.path("artifacts").mkdir()
         cfg.save()
         start_mlflow(cfg, admin_password)
