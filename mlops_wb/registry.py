@@ -69,6 +69,11 @@ def _create_version(uri:str, name:str, tags:dict, attempts:int=5):
                 raise
             time.sleep(0.2 + random.random() * (i + 1))
 
+def _versions_tagged(client, name:str, tag:str, value:str)->list[int]:
+    "Numbers of the versions of `name` whose tag `tag` is `value`."
+    return [int(v.version) for v in client.search_model_versions(f"name = '{name}'")
+            if (v.tags or {}).get(tag) == value]
+
 def point_alias_at_newest(
     client, name:str,  # the registered model
     alias:str,         # e.g. challenger
@@ -78,9 +83,7 @@ def point_alias_at_newest(
     "Point `alias` at `version`, then at the newest version registered for `alias`, until it holds that one."
     client.set_registered_model_alias(name, alias, version)
     for _ in range(attempts):
-        mine = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")
-                if (v.tags or {}).get(TAG_REGISTERED_AS) == alias]
-        newest = str(max(mine + [int(version)]))
+        newest = str(max(_versions_tagged(client, name, TAG_REGISTERED_AS, alias) + [int(version)]))
         if str(client.get_model_version_by_alias(name, alias).version) == newest: return newest
         client.set_registered_model_alias(name, alias, newest)
     return newest
@@ -276,11 +279,17 @@ def _current(client, name):
     except Exception: return None
 
 @contextmanager
-def _refusals_recorded(client, settings, **entry):
-    "Record a `PromotionRefused` raised inside in `<experiment>-refusals`, then let it go on."
-    try: yield
+def _governed(client, settings, action:str, name:str, reason:str, **entry):
+    """The checks every move of `name@champion` starts with (a reason; an approver, on the embedded store); yields
+    the acting user. A `PromotionRefused` raised here or inside is recorded in `<experiment>-refusals`, then goes on."""
+    user, reason = acting_user(settings), (reason or "").strip()
+    try:
+        if not reason: raise PromotionRefused(f"{action} refused: a reason is required (--reason TEXT)")
+        _check_approver(settings, user, action)
+        yield user
     except PromotionRefused as e:
-        try: AuditLog(client, settings, "refusals").append(**entry, why=str(e))
+        try: AuditLog(client, settings, "refusals").append(action=action, model=name, user=user, reason=reason,
+                                                          **entry, why=str(e))
         except Exception as rec: e.add_note(f"(the refusal could not be recorded: {type(rec).__name__}: {rec})")
         raise
 
@@ -302,8 +311,8 @@ def _held_by(client, settings, name, cur)->str|None:
 
 def _served_copy(client, name, cand, mv)->str:
     "The version of `name` that copies candidate `mv`: an earlier copy, or a new one with the candidate's tags."
-    for v in client.search_model_versions(f"name = '{name}'"):
-        if (v.tags or {}).get(TAG_CANDIDATE) == str(mv.version): return str(v.version)
+    earlier = _versions_tagged(client, name, TAG_CANDIDATE, str(mv.version))
+    if earlier: return str(earlier[0])
     with redirect_stderr(io.StringIO()):   # MLflow prints "Copied version ..." to stderr itself
         new = client.copy_model_version(f"models:/{cand}/{mv.version}", name)
     for k, val in {**(mv.tags or {}), TAG_CANDIDATE: str(mv.version)}.items():
@@ -313,12 +322,8 @@ def _served_copy(client, name, cand, mv)->str:
 
 def promote(client, settings, name:str, version:str, reason:str, force:bool=False)->dict:
     "Point `@champion` of `name` at `version` (of `<name>-candidates` on a server), after the checks above."
-    user = acting_user(settings)
     src = name if settings.embedded else candidate_model_name(name)
-    with _refusals_recorded(client, settings, action="promote", model=name, to_version=str(version), user=user,
-                            reason=(reason or "").strip()):
-        if not (reason or "").strip(): raise PromotionRefused("promote refused: a reason is required (--reason TEXT)")
-        _check_approver(settings, user, "promote")
+    with _governed(client, settings, "promote", name, reason, to_version=str(version)) as user:
         mv = get_version(client, f"{src}/{version}")
         tags = mv.tags or {}
         gate = json.loads(tags[TAG_GATE]) if TAG_GATE in tags else None
@@ -342,10 +347,7 @@ def promote(client, settings, name:str, version:str, reason:str, force:bool=Fals
 # %% ../nbs/07_registry.ipynb #c9011ca4
 def rollback(client, settings, name:str, reason:str)->dict:
     "Return `@champion` of `name` to the version that held it before the current one; returns the audit entry."
-    user = acting_user(settings)
-    with _refusals_recorded(client, settings, action="rollback", model=name, user=user, reason=(reason or "").strip()):
-        if not (reason or "").strip(): raise PromotionRefused("rollback refused: a reason is required (--reason TEXT)")
-        _check_approver(settings, user, "rollback")
+    with _governed(client, settings, "rollback", name, reason) as user:
         log = AuditLog(client, settings)
         stack, cur = _holders(log.entries(name)), _current(client, name)
         if len(stack) < 2: raise PromotionRefused(f"rollback refused: {name} has no earlier champion to return to "
