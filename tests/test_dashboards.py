@@ -94,6 +94,10 @@ def test_landing_and_experiments_compare_two_runs(seeded, browser):
     rows = page.locator("table.runs-table tbody tr")
     assert rows.count() == 3
     assert page.locator("table.runs-table").inner_text().count("FAILED") == 1
+    heads = page.locator("table.runs-table thead th").all_inner_texts()
+    cells = [r.locator("td").all_inner_texts() for r in rows.all()]
+    took = [float(c[heads.index("duration_s")]) for c in cells]   # every run, failed ones too, shows how long it took
+    assert all(t > 0 for t in took), took                          # (issue 14: the column was empty)
     assert "step validate failed" in page.locator(".mlops-note").first.inner_text()
     href = page.locator("a.step-report").first.get_attribute("href")      # a step's executed-notebook report
     with urllib.request.urlopen(base + href, timeout=30) as r:
