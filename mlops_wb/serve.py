@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fastapi import FastAPI, Request   # at module level: route signatures are resolved from the module's globals
-from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, CONTENT_TYPE_LATEST
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, CONTENT_TYPE_LATEST
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -226,7 +226,7 @@ def parse_request(
         cols = dict(names) if rows is None else _split_to_columns(names, rows)
         _check_absent(cols, schema, k, n)
         out = {c: _check_column(c, cols[c], schema.types.get(c, "double")) for c in schema.columns}
-    params = doc.get("params") or {}
+    params = doc.get("params", {})   # false, 0 or null is not an object either
     if not isinstance(params, dict): raise BadRequest(422, "BAD_FORMAT", "params must be an object", "params")
     return out, n, params, [c for c in names if c not in schema.types]
 
@@ -487,6 +487,18 @@ def _scores(slot:Slot, est, X)->tuple:
     pred = np.asarray(est.predict(X))
     return pred, None, (~np.isfinite(pred) if pred.dtype.kind == "f" else np.zeros(len(pred), bool))
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+def _beyond_float32(X)->np.ndarray:
+    "Rows holding a number a float32 cannot (tree ensembles score in float32: 1e39 is infinite to them)."
+    if sp.issparse(X):
+        X = X.tocsr()
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[np.abs(X.data) > _F32_MAX]
+        return np.isin(np.arange(X.shape[0]), rows)
+    A = X.select_dtypes("number").to_numpy(float) if isinstance(X, pd.DataFrame) else np.asarray(X)
+    if A.dtype.kind != "f": return np.zeros(len(A), bool)
+    return (np.abs(A) > _F32_MAX).reshape(len(A), -1).any(axis=1)
+
 def _culprit(slot:Slot, data:dict, X, r:int)->tuple:
     "(column, value) to blame for row `r`: the feature that overflowed, else the number furthest out."
     if slot.feature_columns is not None and isinstance(X, np.ndarray):
@@ -503,6 +515,13 @@ def _out_of_range(c, v, r:int)->BadRequest:
     return BadRequest(422, "OUT_OF_RANGE", f"row {r}: {what} is too large for the model (its computation gives "
                       "an infinite or NaN number); send values in the range the model was trained on", c)
 
+def _score_rows(slot:Slot, est, X, bad:np.ndarray)->tuple:
+    "(the rows scored: those not `bad`, their predictions, probabilities, and which answers are not finite)."
+    keep = np.flatnonzero(~bad)
+    if not len(keep): return keep, None, None, np.zeros(0, bool)
+    if len(keep) < len(bad): X = X.iloc[keep] if isinstance(X, pd.DataFrame) else X[keep]
+    return (keep, *_scores(slot, est, X))
+
 def _predict(js:list):
     "Score the jobs of one model version in one call and resolve their futures; a row that overflows fails its own job."
     slot = js[0].slot
@@ -510,10 +529,13 @@ def _predict(js:list):
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         est, X, bad = _model_input(slot, data)
-        keep = np.flatnonzero(~bad)
-        if len(keep):
-            pred, P, out_bad = _scores(slot, est, X if len(keep) == len(bad) else X[keep])
-            bad[keep[out_bad]] = True
+        try: keep, pred, P, out_bad = _score_rows(slot, est, X, bad)
+        except ValueError:   # e.g. "a value too large for dtype('float32')": refuse those rows, score the others
+            big = _beyond_float32(X) & ~bad
+            if not big.any(): raise
+            bad |= big
+            keep, pred, P, out_bad = _score_rows(slot, est, X, bad)
+        bad[keep[out_bad]] = True
     i, every = 0, len(keep) == len(bad)
     for j in js:
         rows = np.flatnonzero(bad[i:i + j.n])
@@ -758,6 +780,8 @@ class ServerState:
     def __post_init__(self):
         self.prom = _prom(self.registry)
         self.gate = BodyGate(self.opts.max_slow_bodies)
+        Gauge("mlops_wb_slow_bodies", "Requests whose body is arriving in pieces now", registry=self.registry
+              ).set_function(lambda: self.gate.open)
 
     @classmethod
     def create(cls, client, opts:ServeOptions)->ServerState:
@@ -871,7 +895,7 @@ def add_operator_routes(app:FastAPI, state:ServerState):
         vs = {a: s.version for a, s in state.models.slots.items()}
         return json_response({"ready": "champion" in vs, "versions": vs}, 200 if "champion" in vs else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics(): return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/admin/reload", summary="Check the aliases now and swap in moved versions",
