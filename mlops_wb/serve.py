@@ -217,7 +217,7 @@ def parse_request(
     if k == "dataframe_split":
         names, rows = _split_rows(payload)
         n = len(rows)
-    elif isinstance(payload, dict): names, n = _dict_to_columns(payload, k)
+    elif isinstance(payload, dict) and k != "dataframe_records": names, n = _dict_to_columns(payload, k)   # columns
     else: names, n = _records_to_columns(payload, k)
     _check_rows(n, max_rows, k, schema, names)
     complete = all(c in names for c in schema.columns)

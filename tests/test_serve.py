@@ -284,6 +284,7 @@ def test_a_clients_mistake_is_a_4xx_naming_it(server):
                                         "BAD_FORMAT", "params.probabilities", "true or false"),
         "column names not strings": ({"dataframe_split": {"columns": [[1]], "data": [[1]]}}, H, 422, "BAD_FORMAT",
                                      "columns", "column names must be strings"),
+        "records not a list": ({"dataframe_records": row}, H, 422, "BAD_FORMAT", "dataframe_records", "a list of records"),
     }
     for name, (body, headers, status, code, field, says) in cases.items():
         got, text = _post(s["base"], body, headers)
