@@ -68,6 +68,10 @@ $(VENV)/evidently/.installed: tools/evidently-requirements.txt
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cache.py
 
+# schemathesis over the scoring server's OpenAPI schema, 1000 cases per operation and mode (make test runs 60)
+fuzz-http: $(STAMP)
+	MLOPS_WB_FUZZ_HTTP_EXAMPLES=$${MLOPS_WB_FUZZ_HTTP_EXAMPLES:-1000} $(BIN)/python -m pytest tests/test_fuzz_http.py -q -s
+
 status: $(STAMP)
 	$(BIN)/mlops-wb status
 

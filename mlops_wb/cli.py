@@ -157,6 +157,8 @@ def _add_serving_commands(sub):
     sv.add_argument("--poll", type=positive_float, default=2.0, help="seconds between alias checks (default 2)")
     sv.add_argument("--flush-interval", type=positive_float, default=0.5,
                     help="seconds between inference-log commits: at most this much is lost on a kill")
+    sv.add_argument("--body-timeout", type=positive_float, default=30.0,
+                    help="seconds a request's body may take to arrive (408 beyond; default 30)")
     sv.add_argument("--no-log", action="store_true", help="do not write the inference log")
     sc = sub.add_parser(
         "score", help="batch-score a CSV or Parquet file with a model version, in chunks",
@@ -679,7 +681,7 @@ def cmd_serve(args, root)->int:
     opts = ServeOptions(model_name=args.model or s.model_name, canary=canary, token=s.serve_token,
                         max_rows=args.max_rows, max_bytes=args.max_bytes, batch_rows=args.batch_rows,
                         batch_wait_ms=args.batch_wait_ms, poll=args.poll, flush_interval=args.flush_interval,
-                        log_path="" if args.no_log else str(s.inference_log))
+                        body_timeout=args.body_timeout, log_path="" if args.no_log else str(s.inference_log))
     serve(s, opts, args.host, args.port)
     return 0
 

@@ -16,9 +16,9 @@ from fastcore.basics import patch
 from .errors import ConfigError, MlopsWbError
 
 # %% auto #0
-__all__ = ['LOG_SCHEMA', 'LOG_COLUMNS', 'PG_SCHEMES', 'PG_SCHEMA', 'open_log_db', 'SQLiteStore', 'InferenceLogError',
-           'is_postgres_url', 'mask_location', 'pg_connect', 'PostgresStore', 'log_exists', 'open_store',
-           'InferenceLog', 'feature_json', 'read_inference_log', 'read_service_log']
+__all__ = ['LOG_SCHEMA', 'LOG_COLUMNS', 'PG_SCHEMES', 'PG_SCHEMA', 'CLIENT_ABORT', 'open_log_db', 'SQLiteStore',
+           'InferenceLogError', 'is_postgres_url', 'mask_location', 'pg_connect', 'PostgresStore', 'log_exists',
+           'open_store', 'InferenceLog', 'feature_json', 'read_inference_log', 'read_service_log']
 
 # %% ../nbs/10a_inference_log.ipynb #9476d5c5
 LOG_SCHEMA = """CREATE TABLE IF NOT EXISTS inference (
@@ -332,21 +332,26 @@ def read_inference_log(
     return pd.concat([df.drop(columns=["features"]).assign(prediction=preds), feats], axis=1)
 
 # %% ../nbs/10a_inference_log.ipynb #46eb25c7
+CLIENT_ABORT = 499   # the status the server records when a client closes the connection before its body arrived
+
 def read_service_log(
     location:str|Path,      # the `inference_log` setting
     since:float|None=None,  # UNIX time, inclusive
     until:float|None=None,  # UNIX time, exclusive
-)->dict:                    # requests, errors, error_rate, server_error_rate, latency_p50_ms, latency_p99_ms
-    "Server figures over a window of the request log: requests, error rates, latency percentiles (ms) of answers."
+)->dict:                    # requests, errors, error_rate, client_error_rate, client_aborts, latency_p50_ms, latency_p99_ms
+    "Server figures over a window of the request log: requests, server (5xx) and client (4xx) error rates, latency (ms)."
     store = open_store(location, readonly=True)
     try:
         q, args = _window("SELECT status, latency_ms FROM requests", since, until)
         st = np.array(store.select(q, args), dtype=float).reshape(-1, 2)   # an old log without requests: no rows
     finally: store.close()
     n = len(st)
-    if not n: return dict(requests=0, errors=0, error_rate=None, server_error_rate=None,
+    if not n: return dict(requests=0, errors=0, error_rate=None, client_error_rate=None, client_aborts=0,
                           latency_p50_ms=None, latency_p99_ms=None)
-    ok = st[st[:, 0] < 400, 1]
+    s = st[:, 0]
+    ok = st[s < 400, 1]
     p50, p99 = (np.percentile(ok, [50, 99]).tolist() if len(ok) else (None, None))
-    return dict(requests=n, errors=int((st[:, 0] >= 400).sum()), error_rate=float((st[:, 0] >= 400).mean()),
-                server_error_rate=float((st[:, 0] >= 500).mean()), latency_p50_ms=p50, latency_p99_ms=p99)
+    client = (s >= 400) & (s < 500) & (s != CLIENT_ABORT)
+    return dict(requests=n, errors=int((s >= 500).sum()), error_rate=float((s >= 500).mean()),
+                client_error_rate=float(client.mean()), client_aborts=int((s == CLIENT_ABORT).sum()),
+                latency_p50_ms=p50, latency_p99_ms=p99)

@@ -6,21 +6,23 @@ Docs: https://mlops-wb.github.io/mlops-wb/serve.html.md"""
 
 # %% ../nbs/11_serve.ipynb #5d89c3c3
 from __future__ import annotations
-import asyncio, gc, os, signal, tempfile, threading, time, uuid, warnings, zlib
+import asyncio, gc, hmac, ipaddress, os, signal, tempfile, threading, time, uuid, warnings, zlib
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 import numpy as np
+import scipy.sparse as sp
 import pandas as pd
 import orjson
 import mlflow
 import pyarrow as pa
 import pyarrow.parquet as pq
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from fastapi import FastAPI, Request   # at module level: route signatures are resolved from the module's globals
-from fastapi.responses import Response
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, CONTENT_TYPE_LATEST
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, CONTENT_TYPE_LATEST
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
@@ -32,11 +34,13 @@ from .registry import get_version
 from .inference_log import InferenceLog, mask_location, open_store
 
 # %% auto #0
-__all__ = ['NUMERIC_TYPES', 'FORMATS', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'BadRequest', 'InputSchema',
-           'parse_request', 'compile_pipeline', 'probe_rows', 'Slot', 'load_slot', 'canary_pick', 'Models', 'Batcher',
-           'ServeOptions', 'json_response', 'check_token', 'read_body', 'error_of', 'ServerState', 'reload_models',
-           'poll_aliases', 'lifespan', 'wants_probabilities', 'answer', 'score_request', 'add_operator_routes',
-           'create_app', 'server_config', 'serve', 'read_chunks', 'ChunkWriter', 'ScoreResult', 'score_file']
+__all__ = ['NUMERIC_TYPES', 'FORMATS', 'ABSENT', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'JSON_MEDIA_TYPES',
+           'BadRequest', 'InputSchema', 'parse_request', 'compile_pipeline', 'probe_rows', 'Slot', 'profile_optional',
+           'load_slot', 'canary_pick', 'Models', 'Batcher', 'request_schema', 'error_responses', 'ServeOptions',
+           'json_response', 'check_token', 'check_media_type', 'BodyGate', 'read_body', 'error_of', 'ServerState',
+           'reload_models', 'poll_aliases', 'lifespan', 'wants_probabilities', 'answer', 'score_request',
+           'add_operator_routes', 'create_app', 'openapi_for_champion', 'guarded_protocol', 'server_config',
+           'is_loopback', 'check_exposure', 'serve', 'read_chunks', 'ChunkWriter', 'ScoreResult', 'score_file']
 
 # %% ../nbs/11_serve.ipynb #907abec8
 class BadRequest(Exception):
@@ -46,9 +50,11 @@ class BadRequest(Exception):
                  code:str,              # machine-readable error code, e.g. `MISSING_COLUMN`
                  message:str,           # what is wrong and how to fix it
                  field:str|None=None,   # the column, key or header at fault
+                 headers:dict|None=None, # extra response headers (e.g. `Connection: close`)
                 ):
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers
 
     def body(self)->dict:
         "The JSON answer: error_code, message, field."
@@ -58,19 +64,22 @@ NUMERIC_TYPES = {"double", "float", "long", "integer"}
 
 @dataclass
 class InputSchema:
-    "The model's input columns and their MLflow types (`double`, `long`, `string`, `boolean`...)."
+    "The model's input columns, their MLflow types (`double`, `long`, `string`, `boolean`...) and which may be absent."
     columns: list
     types: dict
+    optional: set = field(default_factory=set)   # columns a request may leave out (then: a missing value)
 
     @classmethod
     def from_signature(cls, sig)->InputSchema:
-        "The input columns of an MLflow model signature."
+        "The input columns of an MLflow model signature; `required: false` columns are optional."
         cols = sig.inputs.inputs
         types = {c.name: str(c.type.name if hasattr(c.type, "name") else c.type).lower() for c in cols}
-        return cls([c.name for c in cols], types)
+        return cls([c.name for c in cols], types, {c.name for c in cols if not getattr(c, "required", True)})
 
 # %% ../nbs/11_serve.ipynb #c20526f8
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+
+ABSENT = type("Absent", (), {"__repr__": lambda self: "ABSENT"})()   # a key a record leaves out (not a null)
 
 def _one_format(doc)->tuple[str, object]:
     if not isinstance(doc, dict):
@@ -88,7 +97,7 @@ def _records_to_columns(recs, where):
         if not isinstance(r, dict):
             raise BadRequest(422, "BAD_FORMAT", f"{where}[{i}] must be an object of column: value", f"{where}[{i}]")
         for k in r: cols.setdefault(k, None)
-    return {k: [r.get(k) for r in recs] for k in cols}, len(recs)
+    return {k: [r.get(k, ABSENT) for r in recs] for k in cols}, len(recs)
 
 def _dict_to_columns(payload:dict, where:str)->tuple[dict, int]:
     "instances/inputs as {column: [values]} (a scalar is one value)."
@@ -106,6 +115,8 @@ def _split_rows(d)->tuple[dict, list]:
     cols, data = d["columns"], d["data"]
     if not isinstance(cols, list) or not isinstance(data, list):
         raise BadRequest(422, "BAD_FORMAT", "dataframe_split: 'columns' and 'data' must be lists", "dataframe_split")
+    if not all(type(c) is str for c in cols):
+        raise BadRequest(422, "BAD_FORMAT", "dataframe_split: column names must be strings", "columns")
     if not all(type(r) is list for r in data) or set(map(len, data)) - {len(cols)}:
         i = next(i for i, r in enumerate(data) if type(r) is not list or len(r) != len(cols))
         got = len(data[i]) if type(data[i]) is list else "no"
@@ -167,10 +178,31 @@ def _numeric_rows(names:dict, rows:list, schema:InputSchema)->dict|None:
 def _check_rows(n:int, max_rows:int, where:str, schema:InputSchema, names):
     if n == 0: raise BadRequest(422, "EMPTY_BATCH", "the request has no rows", where)
     if n > max_rows: raise BadRequest(413, "TOO_MANY_ROWS", f"{n} rows; at most {max_rows} per request", where)
-    missing = [c for c in schema.columns if c not in names]
+    missing = [c for c in schema.columns if c not in names and c not in schema.optional]
     if missing:
         which = f"missing column{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing[:10]))}"
         raise BadRequest(422, "MISSING_COLUMN", f"{which} (the model needs {len(schema.columns)} columns)", missing[0])
+
+def _check_absent(cols:dict, schema:InputSchema, where:str, n:int):
+    "A 422 naming the first record that leaves out a required column; optional columns left out become nulls."
+    lacking = {}
+    for c in schema.columns:
+        vals = cols.get(c)
+        if vals is None:
+            cols[c] = [None] * n      # an optional column no record has (`_check_rows` refused required ones)
+            continue
+        if ABSENT not in vals: continue
+        if c in schema.optional:
+            cols[c] = [None if v is ABSENT else v for v in vals]
+            continue
+        for i, v in enumerate(vals):
+            if v is ABSENT: lacking.setdefault(i, []).append(c)
+    if not lacking: return
+    i = min(lacking)
+    cs = lacking[i]
+    which = f"column{'s' if len(cs) > 1 else ''} {', '.join(map(repr, cs[:10]))}{' ...' if len(cs) > 10 else ''}"
+    raise BadRequest(422, "MISSING_VALUE", f"{where}[{i}] leaves out {len(cs)} of the {len(schema.columns)} columns "
+                     f"the model needs: {which} (send null for a missing value)", cs[0])
 
 def parse_request(
     body:bytes,            # the request body
@@ -185,14 +217,16 @@ def parse_request(
     if k == "dataframe_split":
         names, rows = _split_rows(payload)
         n = len(rows)
-    elif isinstance(payload, dict): names, n = _dict_to_columns(payload, k)
+    elif isinstance(payload, dict) and k != "dataframe_records": names, n = _dict_to_columns(payload, k)   # columns
     else: names, n = _records_to_columns(payload, k)
     _check_rows(n, max_rows, k, schema, names)
-    out = None if rows is None else _numeric_rows(names, rows, schema)
+    complete = all(c in names for c in schema.columns)
+    out = None if rows is None or not complete else _numeric_rows(names, rows, schema)
     if out is None:
-        cols = names if rows is None else _split_to_columns(names, rows)
+        cols = dict(names) if rows is None else _split_to_columns(names, rows)
+        _check_absent(cols, schema, k, n)
         out = {c: _check_column(c, cols[c], schema.types.get(c, "double")) for c in schema.columns}
-    params = doc.get("params") or {}
+    params = doc.get("params", {})   # false, 0 or null is not an object either
     if not isinstance(params, dict): raise BadRequest(422, "BAD_FORMAT", "params must be an object", "params")
     return out, n, params, [c for c in names if c not in schema.types]
 
@@ -329,6 +363,24 @@ class Slot:
     classes: list|None
     loaded_at: float = field(default_factory=time.time)
     fast: tuple|None = None     # (features, estimator) from `compile_pipeline`, when it matches the model
+    feature_columns: list|None = None   # with `fast`: the input column of each feature-matrix column
+
+    def __post_init__(self):
+        parts = _fitted_parts(self.model) if self.fast is not None else None
+        if parts: self.feature_columns = _feature_columns(parts[0])
+
+def _feature_columns(parts:list)->list:
+    "The input column behind each column of the fast path's feature matrix."
+    out = []
+    for kind, names, _, extra in parts:
+        out += list(names) if kind == "num" else [c for j, c in enumerate(names) for _ in extra[j]]
+    return out
+
+def profile_optional(client, run_id:str)->set:
+    "The columns with missing values in the training data (the run's reference profile); empty without a profile."
+    try: prof = orjson.loads(Path(client.download_artifacts(run_id, "monitoring/reference_profile.json")).read_bytes())
+    except Exception: return set()   # registered without a profile (or before monitoring existed)
+    return {c for c, p in prof.get("columns", {}).items() if isinstance(p, dict) and p.get("missing")}
 
 def load_slot(
     client,      # registry client
@@ -345,6 +397,7 @@ def load_slot(
     model = mlflow.sklearn.load_model(uri)
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] or None
     schema = InputSchema.from_signature(info.signature)
+    schema.optional |= profile_optional(client, mv.run_id)
     probe = probe_rows(model, schema)
     return Slot(alias, str(mv.version), model, schema, classes, fast=compile_pipeline(model, probe) if probe else None)
 
@@ -409,22 +462,88 @@ def _merged(js:list, cols:list)->dict:
         data[c] = np.concatenate(parts) if isinstance(parts[0], np.ndarray) else [v for p in parts for v in p]
     return data
 
-def _predict(js:list):
-    "Score the jobs of one model version in one call and resolve their futures."
-    slot = js[0].slot
-    data = _merged(js, slot.schema.columns)
+def _model_input(slot:Slot, data:dict)->tuple:
+    "(estimator, its input, rows that overflowed): the fast path's matrix, a Pipeline's transformed rows, or the rows."
     if slot.fast is not None:
         features, est = slot.fast
         X = features(data)
-    else: est, X = slot.model, pd.DataFrame(data, columns=slot.schema.columns)
+    else:
+        est, X = slot.model, pd.DataFrame(data, columns=slot.schema.columns)
+        if isinstance(est, Pipeline) and len(est.steps) > 1: est, X = est.steps[-1][1], est[:-1].transform(X)
+        else: return est, X, np.zeros(len(X), bool)    # raw rows: NaN is a missing value, nothing overflowed yet
+    if sp.issparse(X):
+        X = X.tocsr()
+        bad = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[np.isinf(X.data)] if X.dtype.kind == "f" else []
+        return est, X, np.isin(np.arange(X.shape[0]), bad)
+    A = np.asarray(X)
+    if A.dtype.kind != "f": return est, X, np.zeros(len(A), bool)
+    return est, X, np.isinf(A).reshape(len(A), -1).any(axis=1)
+
+def _scores(slot:Slot, est, X)->tuple:
+    "(predictions, probabilities or None), and which rows' answers are not finite numbers."
     if slot.classes is not None and hasattr(est, "predict_proba"):   # one call gives both: predict is the argmax
-        P = est.predict_proba(X)
-        pred = np.asarray(slot.classes, dtype=object)[P.argmax(axis=1)]
-    else: P, pred = None, est.predict(X)
-    i = 0
+        P = np.asarray(est.predict_proba(X), dtype=float)
+        return np.asarray(slot.classes, dtype=object)[np.nan_to_num(P, nan=0.0).argmax(axis=1)], P, ~np.isfinite(P).all(axis=1)
+    pred = np.asarray(est.predict(X))
+    return pred, None, (~np.isfinite(pred) if pred.dtype.kind == "f" else np.zeros(len(pred), bool))
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+def _beyond_float32(X)->np.ndarray:
+    "Rows holding a number a float32 cannot (tree ensembles score in float32: 1e39 is infinite to them)."
+    if sp.issparse(X):
+        X = X.tocsr()
+        rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))[np.abs(X.data) > _F32_MAX]
+        return np.isin(np.arange(X.shape[0]), rows)
+    A = X.select_dtypes("number").to_numpy(float) if isinstance(X, pd.DataFrame) else np.asarray(X)
+    if A.dtype.kind != "f": return np.zeros(len(A), bool)
+    return (np.abs(A) > _F32_MAX).reshape(len(A), -1).any(axis=1)
+
+def _culprit(slot:Slot, data:dict, X, r:int)->tuple:
+    "(column, value) to blame for row `r`: the feature that overflowed, else the number furthest out."
+    if slot.feature_columns is not None and isinstance(X, np.ndarray):
+        z = np.nan_to_num(np.abs(X[r]), nan=-1.0, posinf=np.inf)
+        c = slot.feature_columns[int(np.argmax(z))]
+    else:
+        num = [c for c in slot.schema.columns if slot.schema.types.get(c) in NUMERIC_TYPES] or [None]
+        c = max(num, key=lambda c: -1.0 if c is None or np.isnan(data[c][r]) else abs(data[c][r]))
+    return c, (None if c is None else data[c][r])
+
+def _out_of_range(c, v, r:int)->BadRequest:
+    shown = f"{float(v):g}" if isinstance(v, (int, float, np.number)) else repr(v)
+    what = f"column {c!r} = {shown}" if c is not None else "a value"
+    return BadRequest(422, "OUT_OF_RANGE", f"row {r}: {what} is too large for the model (its computation gives "
+                      "an infinite or NaN number); send values in the range the model was trained on", c)
+
+def _score_rows(slot:Slot, est, X, bad:np.ndarray)->tuple:
+    "(the rows scored: those not `bad`, their predictions, probabilities, and which answers are not finite)."
+    keep = np.flatnonzero(~bad)
+    if not len(keep): return keep, None, None, np.zeros(0, bool)
+    if len(keep) < len(bad): X = X.iloc[keep] if isinstance(X, pd.DataFrame) else X[keep]
+    return (keep, *_scores(slot, est, X))
+
+def _predict(js:list):
+    "Score the jobs of one model version in one call and resolve their futures; a row that overflows fails its own job."
+    slot = js[0].slot
+    data = _merged(js, slot.schema.columns)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        est, X, bad = _model_input(slot, data)
+        try: keep, pred, P, out_bad = _score_rows(slot, est, X, bad)
+        except ValueError:   # e.g. "a value too large for dtype('float32')": refuse those rows, score the others
+            big = _beyond_float32(X) & ~bad
+            if not big.any(): raise
+            bad |= big
+            keep, pred, P, out_bad = _score_rows(slot, est, X, bad)
+        bad[keep[out_bad]] = True
+    i, every = 0, len(keep) == len(bad)
     for j in js:
-        pp = P[i:i + j.n] if (P is not None and j.proba) else None
-        if not j.fut.done(): j.fut.set_result((pred[i:i + j.n], pp))
+        rows = np.flatnonzero(bad[i:i + j.n])
+        if j.fut.done(): pass
+        elif len(rows): j.fut.set_exception(_out_of_range(*_culprit(slot, data, X, i + rows[0]), int(rows[0])))
+        else:   # this job's rows among the scored ones
+            at = slice(i, i + j.n) if every else np.searchsorted(keep, np.arange(i, i + j.n))
+            j.fut.set_result((pred[at], P[at] if (P is not None and j.proba) else None))
         i += j.n
 
 # %% ../nbs/11_serve.ipynb #c09765dc
@@ -449,8 +568,14 @@ def _score_batch(jobs:list):
     for js in groups.values():
         try: _predict(js)
         except Exception as e:
-            for j in js:
-                if not j.fut.done(): j.fut.set_exception(e)
+            if len(js) > 1: _score_batch_alone(js)
+            elif not js[0].fut.done(): js[0].fut.set_exception(e)
+
+def _score_batch_alone(js:list):
+    for j in js:
+        try: _predict([j])
+        except Exception as e:
+            if not j.fut.done(): j.fut.set_exception(e)
 
 # %% ../nbs/11_serve.ipynb #b09b88f7
 class Batcher:
@@ -484,15 +609,33 @@ class Batcher:
             _score_batch(jobs)
 
 # %% ../nbs/11_serve.ipynb #ff483fa5
-_ROWS = {"type": "array", "items": {"type": "object", "additionalProperties": True}}
-REQUEST_SCHEMA = {"type": "object", "description": "Exactly one of the four MLflow input formats; optional params.",
-    "properties": {
-        "dataframe_split": {"type": "object", "properties": {"columns": {"type": "array", "items": {"type": "string"}},
-                                                             "data": {"type": "array", "items": {"type": "array"}}},
-                            "required": ["columns", "data"]},
-        "dataframe_records": _ROWS, "instances": _ROWS,
-        "inputs": {"oneOf": [_ROWS, {"type": "object", "additionalProperties": {"type": "array"}}]},
-        "params": {"type": "object", "properties": {"probabilities": {"type": "boolean"}}}}}
+_JSON_TYPE = {"double": "number", "float": "number", "long": "integer", "integer": "integer", "boolean": "boolean"}
+_PARAMS = {"type": "object", "properties": {"probabilities": {"type": "boolean", "description": "class probabilities too"}}}
+
+def request_schema(
+    schema:InputSchema|None=None,   # the served model's columns; None: any columns
+    max_rows:int=10_000,            # rows per request
+)->dict:                            # the JSON schema of a scoring request's body
+    "The body of POST /invocations: exactly one of MLflow's four formats, with the model's columns when known."
+    value = lambda c: {"type": [_JSON_TYPE.get(schema.types[c], "string"), "null"]}
+    props = {c: value(c) for c in schema.columns} if schema else {}
+    need = [c for c in schema.columns if c not in schema.optional] if schema else []
+    record = {"type": "object", "properties": props, "additionalProperties": True, **({"required": need} if need else {})}
+    rows = {"type": "array", "items": record, "minItems": 1, "maxItems": max_rows}
+    by_column = {"type": "object", "additionalProperties": {"type": "array"}, **({"required": need} if need else {}),
+                 "properties": {c: {"type": "array", "items": v, "minItems": 1} for c, v in props.items()}}
+    split = {"type": "object", "required": ["columns", "data"], "properties": {
+        "columns": {"type": "array", "items": {"type": "string", **({"enum": schema.columns} if schema else {})},
+                    "minItems": 1, "uniqueItems": True},
+        "data": {"type": "array", "items": {"type": "array"}, "minItems": 1, "maxItems": max_rows}}}
+    one = lambda k, s: {"type": "object", "required": [k], "properties": {k: s, "params": _PARAMS},
+                        "additionalProperties": True, "not": {"anyOf": [{"required": [o]} for o in FORMATS if o != k]}}
+    return {"description": "Exactly one of MLflow's four input formats, and optional params. Every record has every "
+                           "column the model needs (optional ones may be left out); null is a missing value.",
+            "oneOf": [one("dataframe_split", split), one("dataframe_records", rows), one("instances", rows),
+                      one("inputs", {"oneOf": [rows, by_column]})]}
+
+REQUEST_SCHEMA = request_schema()
 ERROR_SCHEMA = {"type": "object", "properties": {"error_code": {"type": "string"}, "message": {"type": "string"},
                                                  "field": {"type": ["string", "null"]}}}
 RESPONSE_SCHEMA = {"type": "object", "properties": {
@@ -501,12 +644,16 @@ RESPONSE_SCHEMA = {"type": "object", "properties": {
     "probabilities": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
     "ignored_columns": {"type": "array", "items": {"type": "string"}}}}
 
+def error_responses(*errors)->dict:
+    "OpenAPI responses for (status, description) pairs, each with the error body."
+    return {str(s): {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}} for s, d in errors}
+
 def _invocation_responses()->dict:
-    errors = ((400, "malformed JSON"), (401, "missing or wrong token"), (413, "body or batch too large"),
-              (415, "not JSON"), (422, "does not match the model signature"), (503, "no champion loaded"))
+    errors = ((400, "malformed JSON"), (401, "missing or wrong token"), (408, "the body did not arrive in time"),
+              (413, "body or batch too large"), (415, "not JSON"), (422, "does not match the model signature"),
+              (429, "too many bodies arriving at once"), (503, "no champion loaded"))
     return {"200": {"description": "predictions", "content": {"application/json": {"schema": RESPONSE_SCHEMA}}},
-            **{str(s): {"description": d, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
-               for s, d in errors}}
+            **error_responses(*errors)}
 
 # %% ../nbs/11_serve.ipynb #b795ff4b
 @dataclass
@@ -523,35 +670,81 @@ class ServeOptions:
     poll: float = 2.0            # seconds between alias checks
     log_path: str = ""           # inference log: a SQLite file or a postgresql:// URL; empty: no log
     flush_interval: float = 0.5  # seconds between inference-log commits
+    body_timeout: float = 30.0   # seconds a request's body may take to arrive (408 beyond); headers too (closed)
+    max_slow_bodies: int = 128   # requests sending their body in several pieces at once (429 beyond)
 
 # %% ../nbs/11_serve.ipynb #62448ebc
-def json_response(obj, status:int=200, rid:str|None=None)->Response:
+def json_response(obj, status:int=200, rid:str|None=None, headers:dict|None=None)->Response:
     "`obj` as a JSON response (numpy arrays included), with the request id header when given."
+    hs = {**({"X-Request-Id": rid} if rid else {}), **(headers or {})}
     return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json", headers={"X-Request-Id": rid} if rid else None)
+                    media_type="application/json", headers=hs or None)
 
 def check_token(headers, token:str):
     "A 401 `BadRequest` unless `headers` carry `Authorization: Bearer <token>` (no token set: nothing to check)."
-    if token and headers.get("authorization", "") != f"Bearer {token}":
+    if token and not hmac.compare_digest(headers.get("authorization", "").encode(), f"Bearer {token}".encode()):
         raise BadRequest(401, "UNAUTHORIZED", "missing or wrong bearer token (Authorization: Bearer <token>)",
                          "Authorization")
 
-async def read_body(request:Request, opts:ServeOptions)->bytes:
-    "The JSON body of `request`, or a 415 / 413 `BadRequest`."
-    ct = request.headers.get("content-type", "")
-    if not ct.startswith("application/json"):
-        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {ct or '(none)'!r}: send application/json",
+JSON_MEDIA_TYPES = ("application/json",)   # the request bodies the server reads (the OpenAPI schema lists them)
+
+def check_media_type(headers):
+    "A 415 `BadRequest` unless the Content-Type is application/json (parameters allowed; a charset only UTF-8)."
+    ct = headers.get("content-type", "")
+    mt, _, params = ct.partition(";")
+    if mt.strip().lower() not in JSON_MEDIA_TYPES:
+        raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"content type {ct[:60] or '(none)'!r}: send application/json",
                          "Content-Type")
+    for p in params.split(";"):
+        k, _, v = p.partition("=")
+        if k.strip().lower() == "charset" and v.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            raise BadRequest(415, "UNSUPPORTED_MEDIA_TYPE", f"charset {v.strip()[:30]!r}: send UTF-8 JSON", "Content-Type")
+
+class BodyGate:
+    "The requests sending their body in several pieces right now, at most `cap` at once."
+    def __init__(self, cap:int): self.cap, self.open = cap, 0
+
+    def enter(self):
+        "Take a place, or a 429 `BadRequest` (connection closed) when all are taken."
+        if self.open >= self.cap:
+            raise BadRequest(429, "TOO_MANY_SLOW_BODIES", f"{self.open} requests are still sending their body; "
+                             "try again in a moment", "body", headers={"Retry-After": "1", "Connection": "close"})
+        self.open += 1
+
+async def _receive_body(request:Request, opts:ServeOptions, gate:BodyGate|None)->tuple[list, int]:
+    chunks, size, slow = [], 0, False
+    try:
+        while True:
+            msg = await request.receive()
+            if msg["type"] == "http.disconnect":
+                raise BadRequest(499, "CLIENT_CLOSED", "the client closed the connection before its body arrived", "body")
+            c = msg.get("body", b"")
+            size += len(c)
+            # A body over the limit is read to its end and dropped (up to `drain_bytes`) before the 413 goes out:
+            # a client still sending when the server closes would see a reset instead of the answer.
+            if size <= opts.max_bytes: chunks.append(c)
+            else:
+                chunks = []
+                if size > opts.drain_bytes: break
+            if not msg.get("more_body", False): break
+            if not slow and gate is not None: gate.enter(); slow = True
+    finally:
+        if slow: gate.open -= 1
+    return chunks, size
+
+async def read_body(
+    request:Request,            # the scoring request
+    opts:ServeOptions,          # max_bytes, drain_bytes, body_timeout
+    gate:BodyGate|None=None,    # the places for bodies that come in pieces; None: no cap
+)->bytes:
+    "The JSON body of `request`, or a 415 / 413 / 408 / 429 / 499 `BadRequest`."
+    check_media_type(request.headers)
     cl = request.headers.get("content-length")
-    chunks, size = [], 0
-    # A body over the limit is read to its end and dropped (up to `drain_bytes`) before the 413 goes out:
-    # a client still sending when the server closes would see a reset instead of the answer.
-    async for c in request.stream():
-        size += len(c)
-        if size <= opts.max_bytes: chunks.append(c)
-        else:
-            chunks = []
-            if size > opts.drain_bytes: break
+    try:
+        async with asyncio.timeout(opts.body_timeout): chunks, size = await _receive_body(request, opts, gate)
+    except TimeoutError:
+        raise BadRequest(408, "BODY_TIMEOUT", f"the body did not arrive within {opts.body_timeout:g} s", "body",
+                         headers={"Connection": "close"}) from None
     if size > opts.max_bytes:
         size = int(cl) if cl and cl.isdigit() else size
         raise BadRequest(413, "BODY_TOO_LARGE", f"body of {size} bytes; at most {opts.max_bytes}", "body")
@@ -584,7 +777,11 @@ class ServerState:
     log: InferenceLog|None = None         # opened when the app starts
     reload: asyncio.Event|None = None     # set to check the aliases now (SIGHUP, /admin/reload)
 
-    def __post_init__(self): self.prom = _prom(self.registry)
+    def __post_init__(self):
+        self.prom = _prom(self.registry)
+        self.gate = BodyGate(self.opts.max_slow_bodies)
+        Gauge("mlops_wb_slow_bodies", "Requests whose body is arriving in pieces now", registry=self.registry
+              ).set_function(lambda: self.gate.open)
 
     @classmethod
     def create(cls, client, opts:ServeOptions)->ServerState:
@@ -648,8 +845,13 @@ def lifespan(state:ServerState):
 
 # %% ../nbs/11_serve.ipynb #f244e4d9
 def wants_probabilities(params:dict, query)->bool:
-    "True when the body's params or the query string ask for class probabilities."
-    return bool(params.get("probabilities")) or query.get("probabilities") in ("true", "1")
+    "True when the body's params or the query string ask for class probabilities; a 422 for anything but a boolean."
+    p, q = params.get("probabilities"), query.get("probabilities")
+    if p is not None and type(p) is not bool:
+        raise BadRequest(422, "BAD_FORMAT", "params.probabilities must be true or false", "params.probabilities")
+    if q is not None and q not in ("true", "false", "1", "0"):
+        raise BadRequest(422, "BAD_FORMAT", f"?probabilities={q[:20]}: expected true or false", "probabilities")
+    return bool(p) or q in ("true", "1")
 
 def answer(slot:Slot, rid:str, pred, P, extra:list)->dict:
     "The JSON answer of a scored request."
@@ -663,7 +865,7 @@ async def score_request(state:ServerState, request:Request)->Response:
     t0, rid, slot = time.perf_counter(), uuid.uuid4().hex, None
     try:
         check_token(request.headers, state.opts.token)
-        body = await read_body(request, state.opts)
+        body = await read_body(request, state.opts, state.gate)
         key = request.headers.get("x-client-key")
         slot = state.models.pick(key)
         if slot is None:
@@ -675,10 +877,10 @@ async def score_request(state:ServerState, request:Request)->Response:
             raise BadRequest(422, "NO_PROBABILITIES", "this model is a regressor; it has no class probabilities",
                              "params.probabilities")
         pred, P = await state.batcher.score(slot, cols, n, proba)
-    except Exception as e:   # a refused request, a bug or a model that cannot score: an error status
+    except Exception as e:   # a refused request, a client gone, a bug or a model that cannot score: an error status
         err = error_of(e)
         state.refused(rid, t0, slot, err)
-        return json_response(err.body(), err.status, rid)
+        return json_response(err.body(), err.status, rid, err.headers)
     state.answered(rid, t0, slot, key, cols, n, pred)
     return json_response(answer(slot, rid, pred, P, extra), 200, rid)
 
@@ -688,15 +890,16 @@ def add_operator_routes(app:FastAPI, state:ServerState):
     @app.get("/health", summary="The process answers")
     async def health(): return {"status": "ok"}
 
-    @app.get("/ready", summary="A champion is loaded")
+    @app.get("/ready", summary="A champion is loaded", responses=error_responses((503, "no champion loaded")))
     async def ready():
         vs = {a: s.version for a, s in state.models.slots.items()}
         return json_response({"ready": "champion" in vs, "versions": vs}, 200 if "champion" in vs else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
     async def metrics(): return Response(generate_latest(state.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload", summary="Check the aliases now and swap in moved versions")
+    @app.post("/admin/reload", summary="Check the aliases now and swap in moved versions",
+              responses=error_responses((401, "missing or wrong token")))
     async def reload(request: Request):
         try: check_token(request.headers, state.opts.token)
         except BadRequest as e: return json_response(e.body(), e.status)
@@ -719,13 +922,73 @@ def create_app(
     @app.post("/invocations", summary="Score rows with @champion (or the canary)", openapi_extra=extra)
     async def invocations(request: Request): return await score_request(state, request)
     add_operator_routes(app, state)
+    app.openapi = lambda: openapi_for_champion(app, state)
     return app
 
+def openapi_for_champion(app:FastAPI, state:ServerState)->dict:
+    "The app's OpenAPI schema, with the request body of /invocations written for the champion's columns."
+    base = app.openapi_schema or FastAPI.openapi(app)     # built once by FastAPI, then kept
+    slot = state.models.slots.get("champion")
+    if slot is None: return base
+    op = base["paths"]["/invocations"]["post"]
+    body = {"required": True, "content": {"application/json": {"schema": request_schema(slot.schema, state.opts.max_rows)}}}
+    return {**base, "paths": {**base["paths"], "/invocations": {"post": {**op, "requestBody": body}}}}
+
+# %% ../nbs/11_serve.ipynb #fe7fb882
+def guarded_protocol(
+    read_timeout:float,   # seconds a request may take to arrive whole, headers and body
+)->type:                  # an asyncio protocol class for `uvicorn.Config(http=...)`
+    "uvicorn's httptools protocol, closing a connection whose request has not arrived whole within `read_timeout`."
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _read_timer = None
+
+        def _arm(self):
+            self._disarm()
+            self._read_timer = self.loop.call_later(read_timeout, self._read_timed_out)
+
+        def _disarm(self):
+            if self._read_timer is not None: self._read_timer.cancel()
+            self._read_timer = None
+
+        def _read_timed_out(self):
+            self._read_timer = None
+            if not self.transport.is_closing(): self.transport.close()
+
+        def connection_made(self, transport):
+            super().connection_made(transport)
+            self._arm()
+
+        def on_message_begin(self):
+            super().on_message_begin()
+            self._arm()
+
+        def on_message_complete(self):
+            self._disarm()
+            super().on_message_complete()
+
+        def connection_lost(self, exc):
+            self._disarm()
+            super().connection_lost(exc)
+    return GuardedHttpToolsProtocol
+
 # %% ../nbs/11_serve.ipynb #26cfbb80
-def server_config(app, host:str, port:int)->uvicorn.Config:
-    "The uvicorn configuration the server runs with."
-    return uvicorn.Config(app, host=host, port=port, loop="uvloop", http="httptools", log_level="warning",
-                          access_log=False, timeout_graceful_shutdown=5)
+def server_config(app, host:str, port:int, body_timeout:float=30.0, grace:float=5.0)->uvicorn.Config:
+    "The uvicorn configuration the server runs with: a request must arrive within `body_timeout` + `grace` seconds."
+    return uvicorn.Config(app, host=host, port=port, loop="uvloop", http=guarded_protocol(body_timeout + grace),
+                          log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+
+def is_loopback(host:str)->bool:
+    "True when `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."
+    if host.strip().lower() in ("localhost", "localhost."): return True
+    try: return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError: return False
+
+def check_exposure(host:str, token:str):
+    "A `ConfigError` for a server listening beyond loopback without a token (its admin routes would answer anyone)."
+    if token or is_loopback(host): return
+    raise ConfigError(f"--host {host}: listening beyond this machine needs a token, or anyone who can reach "
+                      "the port can score and reload models; set serve_token in settings.ini or "
+                      "MLOPS_WB_SERVE_TOKEN, or serve on 127.0.0.1")
 
 def serve(
     settings:Settings,     # where the registry is; host and port defaults
@@ -734,9 +997,10 @@ def serve(
     port:int|None=None,    # default: settings.serve_port
 ):
     "Run the scoring server until Ctrl-C or SIGTERM (the inference log is flushed on the way out)."
+    host, port = host or settings.serve_host, port or settings.serve_port
+    check_exposure(host, opts.token)
     client, _ = connect(settings)
     app = create_app(client, opts)
-    host, port = host or settings.serve_host, port or settings.serve_port
     if opts.log_path: open_store(opts.log_path).close()   # unreachable or unwritable: an error here, before listening
     canary = f" ({opts.canary:.0%} to @challenger)" if opts.canary else ""
     print(f"serving models:/{opts.model_name}@champion{canary} on http://{host}:{port}/invocations"
@@ -745,7 +1009,7 @@ def serve(
     gc.collect()
     gc.freeze()                           # long-lived imports leave the collector
     gc.set_threshold(100_000, 50, 100)    # fewer pauses per request
-    uvicorn.Server(server_config(app, host, port)).run()
+    uvicorn.Server(server_config(app, host, port, opts.body_timeout)).run()
 
 # %% ../nbs/11_serve.ipynb #2437921e
 def _csv_chunks(path:Path, rows:int):

@@ -262,6 +262,146 @@ def test_batch_score_file(server):
         assert not list(s["root"].glob("*none.csv*"))
 
 
+# Issue 14: the HTTP contract at the edges, over real HTTP and raw sockets.
+
+def test_a_clients_mistake_is_a_4xx_naming_it(server):
+    s, X = server, server["X"]
+    row = json.loads(X.head(1).to_json(orient="records"))[0]
+    cols = list(X.columns)
+    from mlops_wb.serve import canary_pick
+    key = next(k for k in (f"edge-{i}" for i in range(100)) if not canary_pick(0.1, k))   # @champion (logistic) answers
+    H = {**AUTH, "X-Client-Key": key}
+    cases = {   # name: (body, headers, status, error_code, field, words in the message)
+        "finite but too large": ({"dataframe_records": [row, {**row, "mean_smoothness": 1e308}]}, H, 422, "OUT_OF_RANGE",
+                                 "mean_smoothness", "row 1: column 'mean_smoothness' = 1e+308 is too large"),
+        "second record lacks 29 of 30": ({"dataframe_records": [row, {cols[0]: row[cols[0]]}]}, H, 422, "MISSING_VALUE",
+                                         cols[1], "dataframe_records[1] leaves out 29 of the 30 columns"),
+        "application/jsonxyz": ({"dataframe_records": [row]}, {**H, "Content-Type": "application/jsonxyz"}, 415,
+                                "UNSUPPORTED_MEDIA_TYPE", "Content-Type", "send application/json"),
+        "another charset": ({"dataframe_records": [row]}, {**H, "Content-Type": "application/json; charset=latin-1"}, 415,
+                            "UNSUPPORTED_MEDIA_TYPE", "Content-Type", "send UTF-8 JSON"),
+        "probabilities not a boolean": ({"dataframe_records": [row], "params": {"probabilities": "yes"}}, H, 422,
+                                        "BAD_FORMAT", "params.probabilities", "true or false"),
+        "column names not strings": ({"dataframe_split": {"columns": [[1]], "data": [[1]]}}, H, 422, "BAD_FORMAT",
+                                     "columns", "column names must be strings"),
+        "records not a list": ({"dataframe_records": row}, H, 422, "BAD_FORMAT", "dataframe_records", "a list of records"),
+    }
+    for name, (body, headers, status, code, field, says) in cases.items():
+        got, text = _post(s["base"], body, headers)
+        err = json.loads(text)
+        assert (got, err["error_code"], err["field"]) == (status, code, field), (name, got, text)
+        assert says in err["message"], (name, err)
+    # every feature at +-1e308, one at a time: a 422 or an answer, never a 500
+    for c in cols:
+        for v in (1e308, -1e308):
+            got, text = _post(s["base"], {"dataframe_records": [{**row, c: v}]}, H)
+            assert got in (200, 422), (c, v, got, text)
+            if got == 422: assert json.loads(text)["field"] == c, (c, text)
+    status, body = _post(s["base"], {"dataframe_records": [row, {**row, "mean_area": None}]}, H)   # null is still a missing value
+    assert status == 200 and len(body["predictions"]) == 2, body
+    assert _post(s["base"], b"", {"Authorization": "Bearer nope"}, "/admin/reload")[0] == 401
+    assert _post(s["base"], b"", {"Authorization": f"Bearer {TOKEN}"}, "/admin/reload")[0] == 200
+
+
+LAUNCH = """import sys
+from mlops_wb.config import load_settings
+from mlops_wb.serve import ServeOptions, serve
+root, port = sys.argv[1], int(sys.argv[2])
+s = load_settings(root)
+opts = ServeOptions(s.model_name, token=sys.argv[3], body_timeout=2.0, max_slow_bodies=2, flush_interval=0.1,
+                    log_path=str(s.inference_log))
+serve(s, opts, host="0.0.0.0", port=port)   # beyond loopback: it starts because it has a token
+"""
+
+
+@pytest.fixture(scope="module")
+def slow_server(tmp_path_factory):
+    """A server on 0.0.0.0 with a token, a 2 s body timeout and 2 places for bodies that arrive in pieces (options the
+    CLI does not all have)."""
+    import sys
+    root = copy_project(tmp_path_factory.mktemp("slow") / "p")
+    _register(root)
+    port = free_port()
+    proc = start_http([sys.executable, "-c", LAUNCH, root, port, TOKEN], f"http://127.0.0.1:{port}/health", cwd=root, what="serve")
+    yield dict(root=root, port=port, base=f"http://127.0.0.1:{port}", log=root / "store" / "inference.db")
+    if proc.poll() is None: proc.terminate(); proc.wait(20)
+
+
+def _partial(port, body=b'{"dataframe_records": [', length=1000, headers_done=True):
+    """A raw connection that sends its headers (or half of them) and part of a body, then waits."""
+    import socket
+    s = socket.create_connection(("127.0.0.1", port))
+    head = (f"POST /invocations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
+            f"Authorization: Bearer {TOKEN}\r\n")
+    s.sendall((head + "\r\n").encode() + body if headers_done else head.encode())
+    return s
+
+
+def _answer(sock, wait=20.0):
+    """What the server does with a waiting connection: its status line, or 'closed'; 'open' if nothing within `wait` s."""
+    import socket
+    sock.settimeout(wait)
+    got = b""
+    try:
+        while chunk := sock.recv(4096): got += chunk     # the whole answer: the server closes after it
+    except socket.timeout:
+        if not got: return "open", b""
+    finally: sock.close()
+    return (got.split(b"\r\n")[0].decode() if got else "closed"), got
+
+
+def _slow_bodies(base):
+    m = urllib.request.urlopen(base + "/metrics").read().decode()
+    return float(next(l.split()[-1] for l in m.splitlines() if l.startswith("mlops_wb_slow_bodies ")))
+
+
+def test_slow_bodies_time_out_and_are_capped(slow_server):
+    s = slow_server
+    status, raw = _answer(_partial(s["port"]))
+    assert status == "HTTP/1.1 408 Request Timeout" and b"BODY_TIMEOUT" in raw and b"connection: close" in raw.lower(), raw
+    assert _answer(_partial(s["port"], headers_done=False))[0] == "closed"    # half its headers: closed (2 s + 5 s grace)
+    # two bodies in pieces take the two places; a third is refused at once; once they time out, a request is served
+    held = [_partial(s["port"]) for _ in range(2)]
+    deadline = time.time() + 1.5
+    while _slow_bodies(s["base"]) < 2 and time.time() < deadline: time.sleep(0.05)
+    assert _slow_bodies(s["base"]) == 2
+    status, raw = _answer(_partial(s["port"]), wait=1.5)
+    assert status == "HTTP/1.1 429 Too Many Requests" and b"TOO_MANY_SLOW_BODIES" in raw, raw
+    assert [_answer(h)[0] for h in held] == ["HTTP/1.1 408 Request Timeout"] * 2
+    assert _slow_bodies(s["base"]) == 0                                      # the places are given back
+    from mlops_wb.data import load_demo
+    status, body = _post(s["base"], _split(load_demo("breast_cancer").drop(columns="target").head(1)))
+    assert status == 200, body
+    assert _post(s["base"], b"", {}, "/admin/reload")[0] == 401     # on 0.0.0.0 the admin routes need the token
+
+
+def test_a_client_gone_mid_body_is_a_client_abort(slow_server):
+    s = slow_server
+    for _ in range(3):
+        _partial(s["port"]).close()     # headers and part of the body, then gone
+    deadline = time.time() + 10
+    while True:   # the abort reaches the log within a flush interval (0.1 s)
+        rows = dict(sqlite3.connect(s["log"]).execute("SELECT status, count(*) FROM requests GROUP BY status").fetchall())
+        if rows.get(499, 0) >= 3 or time.time() > deadline: break
+        time.sleep(0.2)
+    assert rows.get(499, 0) >= 3 and 500 not in rows, rows
+    m = urllib.request.urlopen(s["base"] + "/metrics").read().decode()
+    assert 'mlops_wb_requests_total{status="499",version="none"}' in m and 'status="500"' not in m, m
+    from mlops_wb.inference_log import read_service_log
+    sv = read_service_log(s["log"])
+    assert sv["error_rate"] == 0.0 and sv["client_aborts"] >= 3, sv    # what the error_rate alert watches: nothing
+
+
+def test_beyond_loopback_needs_a_token(tmp_path):
+    root = copy_project(tmp_path / "p")
+    import subprocess
+    res = subprocess.run([str(CLI), "--project", str(root), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
+                         cwd=root, env=clean_env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "--host 0.0.0.0: listening beyond this machine needs a token" in res.stderr, res
+    assert "serving" not in res.stdout     # with a token it starts there: `slow_server` listens on 0.0.0.0
+
+
+
 def test_killed_server_keeps_what_it_flushed(server):
     s = server
     res = asyncio.run(_load(s["base"], _bodies_for(s["X"]), 4, 300, key=lambda i: f"kill-{i}"))
