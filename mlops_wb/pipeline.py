@@ -26,7 +26,7 @@ from .step import atomic_write, digest_outputs, file_digest
 from .data import source_manifest
 from .tags import *
 from .tracking import (connect, git_info, library_hash, acting_user, process_tags, process_gone, reap_dead_runs,
-                               store_error, Heartbeat, TrackingError, TAG_HEARTBEAT, TAG_END_REASON, TAG_PROCESS)
+                               store_error, Heartbeat, StoreFault, TAG_HEARTBEAT, TAG_END_REASON, TAG_PROCESS)
 import mlops_wb
 
 # %% auto #0
@@ -759,7 +759,7 @@ def _abort(rec:Recording, results:dict):
     _end_below(rec)
 
 # %% ../nbs/08_pipeline.ipynb #5d3386ec
-class RunLocked(TrackingError):
+class RunLocked(StoreFault):
     "Another run of this project holds the run lock on its store; nothing ran (exit status 2)."
 
 def _utc(t:float)->str: return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -829,9 +829,12 @@ def _run_holder(r)->dict:
                 since=_utc(r.info.start_time/1000), run_id=r.info.run_id)
 
 def _withdraw(rec:Recording):
-    "Remove a run that lost its claim: it did nothing."
-    rec.client.delete_run(rec.run_id)
+    "Remove a run that lost its claim (it did nothing); a login that may not delete runs ends it FAILED instead."
     shutil.rmtree(rec.reports, ignore_errors=True)
+    try: rec.client.delete_run(rec.run_id)
+    except Exception:
+        rec.client.set_tag(rec.run_id, TAG_END_REASON, "withdrawn: another run of the project holds the run lock")
+        rec.client.set_terminated(rec.run_id, "FAILED")
 
 def claim_in_store(
     client, exp_id:str, root:Path, settings:Settings, project:str,

@@ -33,9 +33,9 @@ from .step import file_lock
 from .tags import *
 
 # %% auto #0
-__all__ = ['TAG_PROCESS', 'TAG_HEARTBEAT', 'TAG_END_REASON', 'HEARTBEAT_S', 'LEASE_S', 'TrackingError', 'experiment_id',
-           'store_error', 'probe_server', 'process_identity', 'process_tags', 'process_gone', 'Heartbeat',
-           'mark_partial_report', 'reap_dead_runs', 'connect', 'acting_user', 'git_info', 'library_hash']
+__all__ = ['TAG_PROCESS', 'TAG_HEARTBEAT', 'TAG_END_REASON', 'HEARTBEAT_S', 'LEASE_S', 'TrackingError', 'StoreFault',
+           'experiment_id', 'store_error', 'probe_server', 'process_identity', 'process_tags', 'process_gone',
+           'Heartbeat', 'mark_partial_report', 'reap_dead_runs', 'connect', 'acting_user', 'git_info', 'library_hash']
 
 # %% ../nbs/02_tracking.ipynb #cbe360fc
 for _n in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abstract_store"):
@@ -45,7 +45,10 @@ for _n in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abst
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 class TrackingError(MlopsWbError):
-    "The tracking store cannot be reached or used (exit status 2: nothing ran, fix the store or the URI)."
+    "The tracking store cannot be reached or used."
+
+class StoreFault(TrackingError):
+    "The store is read-only, locked, full or does not answer: exit status 2, like bad input (fix the store or the URI)."
     exit_code = Exit.BAD_INPUT
 
 def experiment_id(
@@ -94,8 +97,8 @@ def _first_line(e)->str:
 def store_error(
     e:BaseException, # what a call on the store raised
     uri:str,         # the tracking URI it was made on
-)->TrackingError|None: # one line naming the store and what to do; None when `e` is not a store fault
-    "The `TrackingError` to report for a store that is read-only, locked, full or unreachable; None for anything else."
+)->StoreFault|None:  # one line naming the store and what to do; None when `e` is not a store fault
+    "The `StoreFault` to report for a store that is read-only, locked, full or unreachable; None for anything else."
     if isinstance(e, MlopsWbError): return None
     chain = _chain(e)
     text = " ".join(f"{type(x).__name__}: {x}" for x in chain).lower()
@@ -104,7 +107,7 @@ def store_error(
         where = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri
         fn = next((x.filename for x in chain if isinstance(x, OSError) and x.filename), None)
         if fn and not uri.startswith("http"): where = str(fn)
-        return TrackingError(f"tracking store {uri}: {what.format(where=where)} "
+        return StoreFault(f"tracking store {uri}: {what.format(where=where)} "
                              f"({type(chain[-1]).__name__}: {_first_line(chain[-1])})")
     return None
 
@@ -112,7 +115,7 @@ def probe_server(
     uri:str,              # a tracking URI
     timeout:float=5.0,    # seconds the TCP connect may take
 ):
-    "Raise a `TrackingError` when `uri` is an http(s) server nothing answers on within `timeout` seconds."
+    "Raise a `StoreFault` when `uri` is an http(s) server nothing answers on within `timeout` seconds."
     from urllib.parse import urlparse
     u = urlparse(uri)
     if u.scheme not in ("http", "https"): return
@@ -121,7 +124,7 @@ def probe_server(
     except OSError as e:
         why = (f"no answer within {timeout:.0f} s" if isinstance(e, TimeoutError) or "timed out" in str(e)
                else getattr(e, "strerror", None) or _first_line(e)).lower()
-        raise TrackingError(f"tracking store {uri}: the tracking server does not answer ({why}); start it (mlops-wb server start DIR) or fix tracking_uri "
+        raise StoreFault(f"tracking store {uri}: the tracking server does not answer ({why}); start it (mlops-wb server start DIR) or fix tracking_uri "
                             f"(settings.ini or MLFLOW_TRACKING_URI)") from None
 
 # %% ../nbs/02_tracking.ipynb #41896b67
