@@ -925,7 +925,7 @@ def run_pipeline(
                 res, failure = _walk(rec, spec, sel, settings, emit, t0)
     except MlopsWbError: raise
     except Exception as e:   # a store that stopped working: one line naming it, not the driver's traceback
-        te = store_error(e, settings.tracking_uri)
+        te = store_error(e, settings.tracking_uri, (settings.artifact_root,))
         if te is None: raise
         raise te from None
     if failure is None: return res

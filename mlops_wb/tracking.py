@@ -94,13 +94,21 @@ def _first_line(e)->str:
     s = str(e).strip()
     return s.splitlines()[0][:200] if s else type(e).__name__
 
+def _under(path, folders)->bool:
+    p = Path(os.path.abspath(path))
+    return any(p == f or f in p.parents for f in folders)
+
 def store_error(
-    e:BaseException, # what a call on the store raised
-    uri:str,         # the tracking URI it was made on
-)->StoreFault|None:  # one line naming the store and what to do; None when `e` is not a store fault
+    e:BaseException,     # what a call on the store raised
+    uri:str,             # the tracking URI it was made on
+    places:tuple=(),     # other local folders of the store (e.g. the embedded artifact root)
+)->StoreFault|None:      # one line naming the store and what to do; None when `e` is not a store fault
     "The `StoreFault` to report for a store that is read-only, locked, full or unreachable; None for anything else."
     if isinstance(e, MlopsWbError): return None
-    chain = _chain(e)
+    local = [Path(os.path.abspath(uri[len("sqlite:///"):])).parent] if uri.startswith("sqlite:///") else []
+    local += [Path(os.path.abspath(p)) for p in places if p]
+    # a file error is the store's only when the file is in the store (not, say, a kernel that cannot be started)
+    chain = [x for x in _chain(e) if not (isinstance(x, OSError) and x.filename and not _under(x.filename, local))]
     text = " ".join(f"{type(x).__name__}: {x}" for x in chain).lower()
     for needles, what in _STORE_FAULTS:
         if not any(n in text for n in needles): continue
@@ -108,7 +116,7 @@ def store_error(
         fn = next((x.filename for x in chain if isinstance(x, OSError) and x.filename), None)
         if fn and not uri.startswith("http"): where = str(fn)
         return StoreFault(f"tracking store {uri}: {what.format(where=where)} "
-                             f"({type(chain[-1]).__name__}: {_first_line(chain[-1])})")
+                          f"({type(chain[-1]).__name__}: {_first_line(chain[-1])})")
     return None
 
 def probe_server(
