@@ -57,6 +57,8 @@ def _add_pipeline_commands(sub):
     r.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="STEP.KEY=VALUE",
                    help="override a step parameter for this run (value read as YAML); repeatable")
     r.add_argument("--explain", action="store_true", help="say for each step whether it would run and why; run nothing")
+    r.add_argument("--wait", action="store_true",
+                   help="another run of this project holds the store's run lock: wait for it instead of refusing")
     s = sub.add_parser(
         "status", help="recent pipeline runs, or one run's steps",
         description="Recent pipeline runs with each step's state; with RUN_ID, that run's steps in detail.")
@@ -319,6 +321,13 @@ def signals_to_main_thread():
     threading.Thread.start = start
 
 # %% ../nbs/09_cli.ipynb #e0113ced
+def _store_fault(e:Exception):
+    "The one-line `TrackingError` for a store fault `e` raised by a command, or None (only once MLflow is loaded)."
+    if "mlops_wb.tracking" not in sys.modules: return None
+    import mlflow
+    from mlops_wb.tracking import store_error
+    return store_error(e, mlflow.get_tracking_uri())
+
 def main(
     argv:list|None=None, # the arguments after `mlops-wb`; default `sys.argv[1:]`
 )->int:                  # the exit status
@@ -339,6 +348,10 @@ def main(
         return Exit.INTERRUPTED
     except Exception as e:   # a bug, not bad input: one line, the traceback on request
         if os.environ.get("MLOPS_WB_DEBUG"): raise
+        fault = _store_fault(e)
+        if fault is not None:   # the store is read-only, locked, full or unreachable: bad input, not a bug
+            print(f"error: {fault}", file=sys.stderr)
+            return fault.exit_code
         print(f"internal error: {type(e).__name__}: {e} (set MLOPS_WB_DEBUG=1 for the traceback)", file=sys.stderr)
         return Exit.FAILED
 
@@ -379,9 +392,10 @@ def cmd_run(args, root)->int:
     columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()
     with Progress(*columns, console=con, transient=True) as prog:
         try:
+            show = functools.partial(_print_step, con, prog, {})
             res = run_pipeline(root, no_cache=args.no_cache, from_step=args.from_step, only=args.only,
-                               overrides=args.params, explain=args.explain,
-                               on_event=functools.partial(_print_step, con, prog, {}))
+                               overrides=args.params, explain=args.explain, wait=args.wait,
+                               on_event=lambda kind, r: con.print(r) if kind == "wait" else show(kind, r))
         except MlopsWbError as e:
             res = getattr(e, "result", None)
             if res is not None: _summary(con, res, root)

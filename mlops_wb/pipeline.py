@@ -6,8 +6,8 @@ Docs: https://mlops-wb.github.io/mlops-wb/pipeline.html.md"""
 
 # %% ../nbs/08_pipeline.ipynb #34257d00
 from __future__ import annotations
-import hashlib, html, json, os, shutil, socket, time
-from contextlib import closing, contextmanager
+import fcntl, hashlib, html, json, os, re, shutil, socket, time
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +25,8 @@ from .notebook import notebook_hash, notebook_params
 from .step import atomic_write, digest_outputs, file_digest
 from .data import source_manifest
 from .tags import *
-from .tracking import connect, git_info, library_hash, acting_user
+from .tracking import (connect, git_info, library_hash, acting_user, process_tags, process_gone, reap_dead_runs,
+                               store_error, Heartbeat, StoreFault, TAG_HEARTBEAT, TAG_END_REASON, TAG_PROCESS)
 import mlops_wb
 
 # %% auto #0
@@ -35,7 +36,7 @@ __all__ = ['KERNEL_ARGS', 'KERNEL_START_TIMEOUT', 'WARM_IMPORTS', 'StepFailed', 
            'Selection', 'select_steps', 'PastRun', 'StepPlan', 'step_inputs', 'plan_step', 'plan_pipeline',
            'cache_lookup', 'KernelPool', 'Recording', 'start_recording', 'log_datasets', 'record_start',
            'record_cached', 'record_notebook', 'record_failure', 'record_outputs', 'record_summary', 'record_end',
-           'run_pipeline']
+           'RunLocked', 'lock_file', 'file_run_lock', 'claim_in_store', 'run_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #ef43e53d
 class StepFailed(MlopsWbError):
@@ -239,12 +240,10 @@ def pipeline_runs(
                               order_by=["attributes.start_time DESC"])
 
 def run_state(run)->str:
-    "A pipeline run's status, flagging a RUNNING run whose process on this host is gone (killed, machine restarted)."
+    "A pipeline run's status; a RUNNING run whose process is gone (see `process_gone`) is flagged stale."
     st = run.info.status
-    if st == "RUNNING" and run.data.tags.get(TAG_HOST) == socket.gethostname():
-        pid = run.data.tags.get(TAG_PID)
-        if pid and not psutil.pid_exists(int(pid)): return "RUNNING (stale: its process is gone)"
-    return st
+    why = process_gone(run.data.tags) if st == "RUNNING" else None
+    return f"RUNNING (stale: {why})" if why else st
 
 def run_summary(run)->list[dict]:
     "The per-step summary a pipeline run carries: [{step, status, duration, run_id, reason}]."
@@ -564,8 +563,8 @@ def start_recording(
             TAG_VERSION: mlops_wb.__version__, TAG_LIB_HASH: library_hash()} | ({"mlflow.user": user} if user else {})
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     parent = client.create_run(exp_id, run_name=f"{spec.project}-{stamp}",
-                               tags={**base, TAG_KIND: "pipeline", TAG_STEPS: json.dumps(order),
-                                     TAG_HOST: socket.gethostname(), TAG_PID: str(os.getpid()), **(tags or {})})
+                               tags={**base, TAG_KIND: "pipeline", TAG_STEPS: json.dumps(order), **process_tags(),
+                                     **(tags or {})})
     rid = parent.info.run_id
     reports = root/"reports"/rid
     reports.mkdir(parents=True, exist_ok=True)
@@ -730,22 +729,134 @@ def _run_steps(rec:Recording, spec, sel:Selection, settings, pool, results:dict,
     return None
 
 # %% ../nbs/08_pipeline.ipynb #3e01af88
+def _end_below(rec:Recording):
+    "End the runs a step's kernel opened and left RUNNING (e.g. a tuning trial cut short): their parent has ended."
+    try: reap_dead_runs(rec.client, rec.exp_id, rec.root)
+    except Exception: pass
+
 def _interrupted(rec:Recording, order:list, results:dict)->RunInterrupted:
-    "After Ctrl-C: the running step is killed, the rest not run."
+    "After Ctrl-C: the running step (and any trial it had open) is killed, the rest not run."
     for name in order:
         r = results.setdefault(name, StepResult(name, "not run", reason="interrupted"))
         if r.status != "running": continue
         r.status, r.reason = "killed", "interrupted by the user (Ctrl-C)"
-        if r.run_id: rec.client.set_terminated(r.run_id, "KILLED")
-    return RunInterrupted(f"interrupted; pipeline run {rec.run_id} and its running step marked KILLED")
+        if not r.run_id: continue
+        rec.client.set_tag(r.run_id, TAG_END_REASON, r.reason)
+        rec.client.set_terminated(r.run_id, "KILLED")
+    _end_below(rec)
+    rec.client.set_tag(rec.run_id, TAG_END_REASON, "interrupted by the user (Ctrl-C)")
+    return RunInterrupted(f"interrupted; pipeline run {rec.run_id} and the runs it had open marked KILLED")
 
 def _abort(rec:Recording, results:dict):
-    "After an unexpected error: the running step and the parent run are marked FAILED."
+    "After an unexpected error: the running step and the parent run are marked FAILED, as far as the store lets us."
     for r in results.values():
         if r.status != "running" or not r.run_id: continue
         r.status = "failed"
-        rec.client.set_terminated(r.run_id, "FAILED")
-    rec.client.set_terminated(rec.run_id, "FAILED")
+        try: rec.client.set_terminated(r.run_id, "FAILED")
+        except Exception: pass   # a store that fails now: its next look ends the run (its process is gone by then)
+    try: rec.client.set_terminated(rec.run_id, "FAILED")
+    except Exception: pass
+    _end_below(rec)
+
+# %% ../nbs/08_pipeline.ipynb #5d3386ec
+class RunLocked(StoreFault):
+    "Another run of this project holds the run lock on its store; nothing ran (exit status 2)."
+
+def _utc(t:float)->str: return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+def _holder_text(h:dict)->str:
+    who = f" (user {h['user']})" if h.get("user") else ""
+    run = f", pipeline run {h['run_id']}" if h.get("run_id") else ""
+    return f"pid {h.get('pid') or '?'} on {h.get('host') or '?'}{who} since {h.get('since') or '?'}{run}"
+
+def _locked(settings:Settings, project:str, holder:dict)->RunLocked:
+    return RunLocked(f"another mlops-wb run of project {project!r} holds the run lock on {settings.tracking_uri}: "
+                     f"{_holder_text(holder)}; wait for it to end (mlops-wb status), or use --wait to start after it")
+
+def lock_file(settings:Settings, project:str)->Path:
+    "The embedded store's run-lock file of `project`, beside its SQLite file."
+    db = Path(settings.tracking_uri[len("sqlite:///"):])
+    return db.parent/f".mlops_wb-run-{re.sub(r'[^A-Za-z0-9_.-]', '_', project)}.lock"
+
+@contextmanager
+def file_run_lock(
+    path:Path,                 # the lock file (created when missing)
+    refuse:Callable,           # refuse(holder) -> the exception to raise when the lock is taken
+    wait:bool=False,           # wait for the holder instead
+    notify:Callable|None=None, # called once with a line saying who it waits for
+    user:str="",               # recorded as the holder's user
+    poll:float=0.5,            # seconds between tries while waiting
+):                             # yields note(**kw): adds to what a refused run is told (e.g. run_id)
+    "Hold the exclusive lock on `path` for the block, the holder (host, pid, since) written into the file."
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        told = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                try: holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+                except ValueError: holder = {}
+                if not wait: raise refuse(holder) from None
+                if notify and not told: notify(f"waiting for the run lock: held by {_holder_text(holder)}")
+                told = True
+                time.sleep(poll)
+        me = dict(host=socket.gethostname(), pid=os.getpid(), since=_utc(time.time()), user=user)
+        def note(**kw):
+            me.update(kw)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+        note()
+        try: yield note
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally: os.close(fd)
+
+# %% ../nbs/08_pipeline.ipynb #71823300
+def _live_pipelines(client, exp_id:str, project:str, root:Path)->list:
+    "The project's RUNNING pipeline runs whose process may be alive, earliest first (dead ones are ended first)."
+    reap_dead_runs(client, exp_id, root)
+    f = f"tags.`{TAG_KIND}` = 'pipeline' and tags.`{TAG_PROJECT}` = '{_q(project)}' and attributes.status = 'RUNNING'"
+    runs = client.search_runs([exp_id], f, max_results=200)
+    return sorted((r for r in runs if not process_gone(r.data.tags)), key=lambda r: (r.info.start_time, r.info.run_id))
+
+def _run_holder(r)->dict:
+    t = r.data.tags
+    p = json.loads(t.get(TAG_PROCESS) or "{}")
+    return dict(host=p.get("host") or t.get(TAG_HOST), pid=p.get("pid") or t.get(TAG_PID), user=t.get("mlflow.user", ""),
+                since=_utc(r.info.start_time/1000), run_id=r.info.run_id)
+
+def _withdraw(rec:Recording):
+    "Remove a run that lost its claim (it did nothing); a login that may not delete runs ends it FAILED instead."
+    shutil.rmtree(rec.reports, ignore_errors=True)
+    try: rec.client.delete_run(rec.run_id)
+    except Exception:
+        rec.client.set_tag(rec.run_id, TAG_END_REASON, "withdrawn: another run of the project holds the run lock")
+        rec.client.set_terminated(rec.run_id, "FAILED")
+
+def claim_in_store(
+    client, exp_id:str, root:Path, settings:Settings, project:str,
+    start:Callable,             # start() -> the `Recording` of a new pipeline run
+    wait:bool=False,            # wait for the holder instead of refusing
+    notify:Callable|None=None,  # called once with a line saying who it waits for
+    poll:float=2.0,             # seconds between looks while waiting
+)->Recording:                   # the run that holds the lock
+    "Start a pipeline run that holds the project's run lock on a tracking server, or refuse (`RunLocked`) or wait."
+    told = False
+    while True:
+        live = _live_pipelines(client, exp_id, project, root)
+        if not live:
+            rec = start()
+            live = _live_pipelines(client, exp_id, project, root)
+            if not live or live[0].info.run_id == rec.run_id: return rec
+            _withdraw(rec)
+            live = [r for r in live if r.info.run_id != rec.run_id]
+        if not wait: raise _locked(settings, project, _run_holder(live[0]))
+        if notify and not told: notify(f"waiting for the run lock: held by {_holder_text(_run_holder(live[0]))}")
+        told = True
+        time.sleep(poll)
 
 # %% ../nbs/08_pipeline.ipynb #3b92c551
 def _explain(spec, root, sel, settings, lookup, emit, t0)->PipelineResult:
@@ -756,29 +867,10 @@ def _explain(spec, root, sel, settings, lookup, emit, t0)->PipelineResult:
     return PipelineResult(None, "EXPLAINED", [done[n] for n in sel.order], time.time() - t0)
 
 # %% ../nbs/08_pipeline.ipynb #65c6c084
-def run_pipeline(
-    root:str|Path|None=None,   # project root (default: found from the current folder)
-    no_cache:bool=False,       # execute every step even when a cached result exists
-    from_step:str|None=None,   # execute this step and everything downstream; reuse the rest when cached
-    only:str|None=None,        # execute just this step; every step not downstream of it must be cached
-    overrides:list|None=None,  # `STEP.KEY=VALUE` parameter overrides
-    explain:bool=False,        # dry run: say for each step whether it would run and why; record nothing
-    on_event:Callable|None=None, # called as on_event(kind, step_result) with kind 'start' or 'end'
-    timeout:float|None=None,   # seconds a single cell may run
-    tags:dict|None=None,       # extra tags for the pipeline run (e.g. the alert that started a retrain)
-)->PipelineResult:
-    "Run the project's pipeline; raises `StepFailed`, `GateFailed` or `RunInterrupted` after recording the runs."
-    t0 = time.time()
-    root = find_project_root(root) if root is None else Path(root).resolve()
-    settings, spec = load_settings(root), load_pipeline(root)
-    spec = apply_overrides(spec, root, overrides or [])
-    sel = select_steps(spec, no_cache, from_step, only)
-    emit = on_event or (lambda *a: None)
-    client, exp_id = connect(settings)
-    if explain: return _explain(spec, root, sel, settings, cache_lookup(client, exp_id, root), emit, t0)
-    rec = start_recording(client, exp_id, root, spec, sel.order, tags, user=acting_user(settings))
+def _walk(rec:Recording, spec, sel:Selection, settings, emit, t0)->tuple:
+    "Walk the steps of a recorded run and close it: (result, the failure that ended it or None)."
     results = {}
-    with _env(**_step_env(settings, root)), closing(KernelPool(root)) as pool:
+    with _env(**_step_env(settings, rec.root)), closing(KernelPool(rec.root)) as pool:
         try: failure = _run_steps(rec, spec, sel, settings, pool, results, emit)
         except KeyboardInterrupt: failure = _interrupted(rec, sel.order, results)
         except BaseException:
@@ -788,6 +880,54 @@ def run_pipeline(
     steps = [results.setdefault(n, StepResult(n, "not run", reason="an earlier step failed")) for n in sel.order]
     res = PipelineResult(rec.run_id, status, steps, time.time() - t0, report_dir=str(rec.reports))
     record_end(rec, res)
+    return res, failure
+
+def _no_store(settings:Settings)->bool:
+    "True when the embedded store's SQLite file does not exist yet."
+    return settings.embedded and not Path(settings.tracking_uri[len("sqlite:///"):]).exists()
+
+def run_pipeline(
+    root:str|Path|None=None,   # project root (default: found from the current folder)
+    no_cache:bool=False,       # execute every step even when a cached result exists
+    from_step:str|None=None,   # execute this step and everything downstream; reuse the rest when cached
+    only:str|None=None,        # execute just this step; every step not downstream of it must be cached
+    overrides:list|None=None,  # `STEP.KEY=VALUE` parameter overrides
+    explain:bool=False,        # dry run: say for each step whether it would run and why; record nothing
+    on_event:Callable|None=None, # on_event(kind, step_result), kind 'start' or 'end'; ('wait', line) while waiting
+    timeout:float|None=None,   # seconds a single cell may run
+    tags:dict|None=None,       # extra tags for the pipeline run (e.g. the alert that started a retrain)
+    wait:bool=False,           # another run of the project holds the lock: wait for it instead of refusing
+)->PipelineResult:
+    "Run the project's pipeline; raises `StepFailed`, `GateFailed`, `RunInterrupted`, `RunLocked` or `TrackingError`."
+    t0 = time.time()
+    root = find_project_root(root) if root is None else Path(root).resolve()
+    settings, spec = load_settings(root), load_pipeline(root)
+    spec = apply_overrides(spec, root, overrides or [])
+    sel = select_steps(spec, no_cache, from_step, only)
+    emit = on_event or (lambda *a: None)
+    if explain and _no_store(settings):   # nothing ran yet: a dry run creates no folder and no database
+        return _explain(spec, root, sel, settings, lambda step, key=None: None, emit, t0)
+    client, exp_id = connect(settings)
+    if explain: return _explain(spec, root, sel, settings, cache_lookup(client, exp_id, root), emit, t0)
+    notify = lambda line: emit("wait", line)
+    try:
+        user = acting_user(settings)
+        start = lambda: start_recording(client, exp_id, root, spec, sel.order, tags, user=user)
+        if settings.embedded:
+            lock = file_run_lock(lock_file(settings, spec.project), lambda h: _locked(settings, spec.project, h),
+                                 wait, notify, user)
+        else: lock = nullcontext(lambda **kw: None)   # the claim below is the lock
+        with lock as note:
+            rec = start() if settings.embedded else claim_in_store(client, exp_id, root, settings, spec.project, start,
+                                                                   wait, notify)
+            note(run_id=rec.run_id)
+            with Heartbeat(lambda: client.set_tag(rec.run_id, TAG_HEARTBEAT, f"{time.time():.0f}")):
+                res, failure = _walk(rec, spec, sel, settings, emit, t0)
+    except MlopsWbError: raise
+    except Exception as e:   # a store that stopped working: one line naming it, not the driver's traceback
+        te = store_error(e, settings.tracking_uri, (settings.artifact_root,))
+        if te is None: raise
+        raise te from None
     if failure is None: return res
     failure.result = res
     raise failure

@@ -6,33 +6,50 @@ Docs: https://mlops-wb.github.io/mlops-wb/tracking.html.md"""
 
 # %% ../nbs/02_tracking.ipynb #9080e0b2
 from __future__ import annotations
-import hashlib, json, logging, os, subprocess, sys
+import fcntl, hashlib, json, logging, os, re, socket, subprocess, sys, threading, time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.modules.setdefault("rfc3987_syntax", None)  # see below: keeps jsonschema from building a grammar at import
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline by design: no usage reports leave the machine
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no progress bars in logs and CLI output
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run at" line per run on a server
+# an unreachable or silent tracking server is an error within seconds, not minutes of retries (MLflow's defaults are
+# a 120 s timeout and 7 retries with a growing back-off); each stays settable in the environment
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 import mlflow
+import psutil
 from mlflow import MlflowClient
 from mlflow.entities import RunStatus
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import mlops_wb
-from .errors import MlopsWbError
+from .errors import MlopsWbError, Exit
 from .config import Settings
 from .step import file_lock
 from .tags import *
 
 # %% auto #0
-__all__ = ['TrackingError', 'experiment_id', 'connect', 'acting_user', 'git_info', 'library_hash']
+__all__ = ['TAG_PROCESS', 'TAG_HEARTBEAT', 'TAG_END_REASON', 'HEARTBEAT_S', 'LEASE_S', 'TrackingError', 'StoreFault',
+           'experiment_id', 'store_error', 'probe_server', 'process_identity', 'process_tags', 'process_gone',
+           'Heartbeat', 'mark_partial_report', 'reap_dead_runs', 'connect', 'acting_user', 'git_info', 'library_hash']
 
 # %% ../nbs/02_tracking.ipynb #cbe360fc
 for _n in ("alembic", "mlflow.store.db.utils", "mlflow.store.model_registry.abstract_store"):
     logging.getLogger(_n).setLevel(logging.WARNING)   # no migration chatter on every command
+# MLflow logs every database error with its traceback, then raises it; the raised error is reported (in one line
+# when it is a store fault, see `store_error`), so the log is only a second, longer copy
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 class TrackingError(MlopsWbError):
     "The tracking store cannot be reached or used."
+
+class StoreFault(TrackingError):
+    "The store is read-only, locked, full or does not answer: exit status 2, like bad input (fix the store or the URI)."
+    exit_code = Exit.BAD_INPUT
 
 def experiment_id(
     client,            # an `MlflowClient`
@@ -49,6 +66,242 @@ def experiment_id(
         if exp is None: raise
         return exp.experiment_id
 
+# %% ../nbs/02_tracking.ipynb #c66b175a
+_STORE_FAULTS = (   # (what an error says, what it means and what to do)
+    (("readonly database", "read-only file system", "permission denied", "unable to open database file"),
+     "cannot write {where}: make it and its folder writable by this user, or point tracking_uri at a writable store"),
+    (("database is locked", "database table is locked"),
+     "{where} is locked by another process; let it finish, then retry"),
+    (("disk i/o error",),
+     "cannot write {where} (an I/O error: a disk that failed or was remounted read-only); check it and retry"),
+    (("database or disk is full", "no space left on device", "disk quota exceeded"),
+     "the disk holding {where} is full; free some space and retry"),
+    (("connection refused", "max retries exceeded", "timed out", "name or service not known", "failed to establish",
+      "connectionerror", "connecttimeout", "readtimeout", "no route to host", "network is unreachable",
+      "temporary failure in name resolution", "remote end closed connection"),
+     "the tracking server does not answer; start it (mlops-wb server start DIR) or fix tracking_uri "
+     "(settings.ini or MLFLOW_TRACKING_URI)"),
+)
+
+def _chain(e):
+    seen = []
+    while e is not None and e not in seen and len(seen) < 10:
+        seen.append(e)
+        e = e.__cause__ or e.__context__
+    return seen
+
+def _first_line(e)->str:
+    s = str(e).strip()
+    return s.splitlines()[0][:200] if s else type(e).__name__
+
+def _under(path, folders)->bool:
+    p = Path(os.path.abspath(path))
+    return any(p == f or f in p.parents for f in folders)
+
+def store_error(
+    e:BaseException,     # what a call on the store raised
+    uri:str,             # the tracking URI it was made on
+    places:tuple=(),     # other local folders of the store (e.g. the embedded artifact root)
+)->StoreFault|None:      # one line naming the store and what to do; None when `e` is not a store fault
+    "The `StoreFault` to report for a store that is read-only, locked, full or unreachable; None for anything else."
+    if isinstance(e, MlopsWbError): return None
+    local = [Path(os.path.abspath(uri[len("sqlite:///"):])).parent] if uri.startswith("sqlite:///") else []
+    local += [Path(os.path.abspath(p)) for p in places if p]
+    # a file error is the store's only when the file is in the store (not, say, a kernel that cannot be started)
+    chain = [x for x in _chain(e) if not (isinstance(x, OSError) and x.filename and not _under(x.filename, local))]
+    text = " ".join(f"{type(x).__name__}: {x}" for x in chain).lower()
+    for needles, what in _STORE_FAULTS:
+        if not any(n in text for n in needles): continue
+        where = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else uri
+        fn = next((x.filename for x in chain if isinstance(x, OSError) and x.filename), None)
+        if fn and not uri.startswith("http"): where = str(fn)
+        return StoreFault(f"tracking store {uri}: {what.format(where=where)} "
+                          f"({type(chain[-1]).__name__}: {_first_line(chain[-1])})")
+    return None
+
+def probe_server(
+    uri:str,              # a tracking URI
+    timeout:float=5.0,    # seconds the TCP connect may take
+):
+    "Raise a `StoreFault` when `uri` is an http(s) server nothing answers on within `timeout` seconds."
+    from urllib.parse import urlparse
+    u = urlparse(uri)
+    if u.scheme not in ("http", "https"): return
+    port = u.port or (443 if u.scheme == "https" else 80)
+    try: socket.create_connection((u.hostname, port), timeout=timeout).close()
+    except OSError as e:
+        why = (f"no answer within {timeout:.0f} s" if isinstance(e, TimeoutError) or "timed out" in str(e)
+               else getattr(e, "strerror", None) or _first_line(e)).lower()
+        raise StoreFault(f"tracking store {uri}: the tracking server does not answer ({why}); start it (mlops-wb server start DIR) or fix tracking_uri "
+                            f"(settings.ini or MLFLOW_TRACKING_URI)") from None
+
+# %% ../nbs/02_tracking.ipynb #41896b67
+TAG_PROCESS = "mlops_wb.process"      # the run's process: JSON {host, boot, pidns, pid, started}
+TAG_HEARTBEAT = "mlops_wb.heartbeat"  # epoch seconds of the run's last sign of life (its lease)
+TAG_END_REASON = "mlops_wb.end_reason" # why the workbench ended a run its process had left RUNNING
+HEARTBEAT_S = float(os.environ.get("MLOPS_WB_HEARTBEAT_S", 30))  # seconds between heartbeats
+LEASE_S = float(os.environ.get("MLOPS_WB_LEASE_S", 180))         # a heartbeat older than this: the process is gone
+
+def _read(path:str)->str:
+    try: return Path(path).read_text().strip()
+    except OSError: return ""
+
+def process_identity(
+    pid:int|None=None, # a process; default this one
+)->dict:               # {host, boot, pidns, pid, started}
+    "What tells this process apart from any other, now or later: host, boot id, PID namespace, pid, start time."
+    p = psutil.Process(pid)
+    try: ns = str(os.stat(f"/proc/{p.pid}/ns/pid").st_ino)
+    except OSError: ns = ""
+    return dict(host=socket.gethostname(), boot=_read("/proc/sys/kernel/random/boot_id"), pidns=ns, pid=p.pid,
+                started=round(p.create_time(), 2))
+
+def process_tags()->dict:
+    "The tags that let a later look decide whether this process is gone: host, pid, identity, a first heartbeat."
+    me = process_identity()
+    return {TAG_HOST: me["host"], TAG_PID: str(me["pid"]), TAG_PROCESS: json.dumps(me), TAG_HEARTBEAT: f"{time.time():.0f}"}
+
+def _utc(t:float)->str: return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+def _pid_gone(pid:int, started:float|None)->bool:
+    try:
+        p = psutil.Process(pid)
+        return p.status() == psutil.STATUS_ZOMBIE or (started is not None and abs(p.create_time() - started) > 1)
+    except psutil.NoSuchProcess: return True
+    except psutil.Error: return False
+
+def process_gone(
+    tags:dict,              # a run's (or a lock's) tags
+    now:float|None=None,    # the time to judge the heartbeat at; default now
+    lease:float|None=None,  # seconds a heartbeat stays valid; default `LEASE_S`
+)->str|None:                # why its process is certainly gone; None when it may be alive
+    "Why the process behind `tags` is certainly gone (its pid, or a lapsed heartbeat); None when it may still run."
+    now, lease = time.time() if now is None else now, LEASE_S if lease is None else lease
+    try: p = json.loads(tags.get(TAG_PROCESS) or "null") or {}
+    except ValueError: p = {}
+    me = process_identity()
+    if p and all(p.get(k) == me[k] for k in ("host", "boot", "pidns")) and p.get("pid"):
+        if _pid_gone(int(p["pid"]), p.get("started")):
+            return f"its process (pid {p['pid']} on {p['host']}, started {_utc(p['started'])}) is gone"
+        return None
+    if not p and tags.get(TAG_HOST) == me["host"] and str(tags.get(TAG_PID, "")).isdigit():   # written before TAG_PROCESS
+        if not psutil.pid_exists(int(tags[TAG_PID])): return f"its process (pid {tags[TAG_PID]} on {me['host']}) is gone"
+    hb = tags.get(TAG_HEARTBEAT)
+    try: hb = float(hb) if hb else None
+    except ValueError: hb = None
+    if hb is not None and now - hb > lease:
+        where = f" on {p.get('host') or tags.get(TAG_HOST)}" if p or tags.get(TAG_HOST) else ""
+        return f"its process{where} sent no heartbeat for {now - hb:.0f} s (lease {lease:.0f} s; last at {_utc(hb)})"
+    return None
+
+# %% ../nbs/02_tracking.ipynb #a8499e5e
+class Heartbeat:
+    "Calls `beat()` every `every` seconds from a daemon thread until `close()`; failed beats are skipped."
+    def __init__(self,
+                 beat,                       # what to call: renews a lease, sets a tag
+                 every:float|None=None):     # seconds between beats; default `HEARTBEAT_S`
+        self.beat, self.every, self._stop = beat, HEARTBEAT_S if every is None else every, threading.Event()
+        self._t = threading.Thread(target=self._loop, daemon=True, name="mlops-wb-heartbeat")
+        self._t.start()
+
+    def _loop(self):
+        while not self._stop.wait(self.every):
+            try: self.beat()
+            except Exception: pass
+
+    def close(self):
+        "Stop beating (waits for a beat under way)."
+        self._stop.set()
+        self._t.join(10)
+
+    def __enter__(self): return self
+    def __exit__(self, *a): self.close()
+
+# %% ../nbs/02_tracking.ipynb #ada749c8
+def mark_partial_report(
+    root:Path,      # project root
+    pipeline:str,   # the pipeline run
+    step:str,       # the step that was running
+    why:str,        # what ended it
+)->Path|None:       # the marked notebook, or None when there was none (or it was unreadable and removed)
+    "Mark a killed step's executed notebook as partial: a banner cell at its top and an HTML page saying why."
+    from mlops_wb.step import atomic_write
+    d = Path(root)/"reports"/pipeline
+    nb, page = d/f"{step}.ipynb", d/f"{step}.html"
+    text = f"**This step did not finish: it was ended ({why}). What follows is partial.**"
+    html_text = (f"<!doctype html><html><head><meta charset='utf-8'><title>{step} (killed)</title></head><body>"
+                 f"<h1>{step}: killed</h1><p>{text.strip('*').replace('<', '&lt;')}</p>"
+                 f"<p>The partial notebook is <code>{step}.ipynb</code>.</p></body></html>")
+    if not nb.exists(): return None
+    try: doc = json.loads(nb.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        nb.unlink(missing_ok=True)   # cut off mid-write: nothing to read
+        return None
+    cells = doc.setdefault("cells", [])
+    if cells and "mlops_wb-partial" in cells[0].get("metadata", {}).get("tags", []): return nb
+    cells.insert(0, {"cell_type": "markdown", "metadata": {"tags": ["mlops_wb-partial"]}, "source": text})
+    atomic_write(nb, lambda t: t.write_text(json.dumps(doc, indent=1), encoding="utf-8"))
+    if not page.exists(): atomic_write(page, lambda t: t.write_text(html_text, encoding="utf-8"))
+    return nb
+
+def _verdict(client, running:dict, rid:str, memo:dict)->str|None:
+    "Why run `rid` is dead (its process, or its parent's end), or None."
+    if rid in memo: return memo[rid]
+    memo[rid] = None   # a cycle of parents cannot make a run dead
+    r = running.get(rid)
+    if r is None:      # not RUNNING when we looked: ended (or just created, then not a parent of a listed run)
+        try: st = client.get_run(rid).info.status
+        except Exception: st = "RUNNING"
+        memo[rid] = None if st == "RUNNING" else f"its parent run {rid} had ended ({st})"
+        return memo[rid]
+    t = r.data.tags
+    if TAG_PROCESS in t or TAG_HEARTBEAT in t or TAG_PID in t: why = process_gone(t)
+    elif t.get(MLFLOW_PARENT_RUN_ID): why = _verdict(client, running, t[MLFLOW_PARENT_RUN_ID], memo)
+    else: why = None
+    memo[rid] = why
+    return why
+
+def _note_killed_steps(client, ended:list):
+    "Add the killed steps to their pipeline runs' summaries (`TAG_SUMMARY`)."
+    by_pipe = {}
+    for r, why in ended:
+        t = r.data.tags
+        if t.get(TAG_KIND) == "step" and t.get(TAG_PIPELINE): by_pipe.setdefault(t[TAG_PIPELINE], []).append((r, why))
+    for pid, steps in by_pipe.items():
+        rows = json.loads(client.get_run(pid).data.tags.get(TAG_SUMMARY, "[]"))
+        have = {x.get("step") for x in rows}
+        rows += [dict(step=r.data.tags.get(TAG_STEP), status="killed",
+                      duration=round((time.time()*1000 - r.info.start_time)/1000, 2), run_id=r.info.run_id,
+                      reason=clip(why, SHORT_TEXT_MAX)) for r, why in steps if r.data.tags.get(TAG_STEP) not in have]
+        client.set_tag(pid, TAG_SUMMARY, clip(json.dumps(rows), TAG_VALUE_MAX))
+
+def reap_dead_runs(
+    client,                # an `MlflowClient`
+    exp_id:str,            # the workbench's experiment
+    root:Path|None=None,   # project root: its partial reports are marked
+    status:str="KILLED",   # what the dead runs become
+)->list:                   # [(run, why)] of the runs it ended
+    "End every RUNNING run of `exp_id` whose process is gone, and every RUNNING run below one that ended."
+    running = {r.info.run_id: r for r in client.search_runs([exp_id], "attributes.status = 'RUNNING'", max_results=5000)}
+    memo, ended = {}, []
+    for rid, r in running.items():
+        why = _verdict(client, running, rid, memo)
+        if why: ended.append((r, why))
+    depth = lambda r: 0 if not r.data.tags.get(MLFLOW_PARENT_RUN_ID) else 1 + (r.data.tags.get(TAG_KIND) == "trial")
+    now = _utc(time.time())
+    for r, why in sorted(ended, key=lambda x: -depth(x[0])):   # trials, then steps, then pipelines
+        rid = r.info.run_id
+        client.set_tag(rid, TAG_END_REASON, clip(f"ended {status} at {now} by mlops-wb: {why}", TAG_TEXT_MAX))
+        client.set_terminated(rid, status)
+        t = r.data.tags
+        if root is not None and t.get(TAG_KIND) == "step" and t.get(TAG_PIPELINE):
+            mark_partial_report(root, t[TAG_PIPELINE], t.get(TAG_STEP, "?"), why)
+        if root is not None and t.get(TAG_KIND) == "pipeline":
+            import shutil
+            shutil.rmtree(Path(root)/".mlops_wb"/"work"/rid, ignore_errors=True)   # its steps' unfinished outputs
+    _note_killed_steps(client, ended)
+    return ended
+
 # %% ../nbs/02_tracking.ipynb #3772636e
 @contextmanager
 def _store_lock(settings:Settings):
@@ -63,26 +316,34 @@ def _store_lock(settings:Settings):
 _NOT_SIGNED_IN = ("{uri} refused the login: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
                   "(or ~/.mlflow/credentials) to your account on the server")
 
+def _reap_quietly(client, exp_id:str, settings:Settings):
+    "End the dead runs `reap_dead_runs` finds; a store that cannot be written now leaves them for a later look."
+    try: reap_dead_runs(client, exp_id, settings.root)
+    except Exception: pass
+
 def connect(
     settings:Settings, # where tracking lives
 )->tuple[MlflowClient, str]: # a client and the id of the workbench's experiment
-    "A client on the project's tracking store and its experiment, created on first use."
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
+    "A client on the project's tracking store and its experiment (created on first use); dead runs in it are ended."
+    uri = settings.tracking_uri
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    probe_server(uri)
     try:
         with _store_lock(settings):   # two processes creating one SQLite store at once would both run its migrations
-            client = MlflowClient(settings.tracking_uri, settings.tracking_uri)
+            client = MlflowClient(uri, uri)
             exp = client.get_experiment_by_name(settings.experiment)
             if exp is None: return client, experiment_id(client, settings, settings.experiment)
     except MlopsWbError: raise
     except Exception as e:
-        if "error code 401" in str(e): raise TrackingError(_NOT_SIGNED_IN.format(uri=settings.tracking_uri)) from None
-        raise TrackingError(f"cannot use tracking store {settings.tracking_uri} (from settings.ini tracking_uri "
-                            f"or MLFLOW_TRACKING_URI): {type(e).__name__}: {e}") from e
+        if "error code 401" in str(e): raise TrackingError(_NOT_SIGNED_IN.format(uri=uri)) from None
+        raise (store_error(e, uri) or TrackingError(f"cannot use tracking store {uri} (from settings.ini tracking_uri "
+                                                    f"or MLFLOW_TRACKING_URI): {type(e).__name__}: {_first_line(e)}")) from None
     if exp.lifecycle_stage != "active":
-        raise TrackingError(f"experiment {settings.experiment!r} is deleted in {settings.tracking_uri}; restore it "
+        raise TrackingError(f"experiment {settings.experiment!r} is deleted in {uri}; restore it "
                             f"(mlflow experiments restore --experiment-id {exp.experiment_id}) "
                             f"or set another experiment")
+    _reap_quietly(client, exp.experiment_id, settings)
     return client, exp.experiment_id
 
 # %% ../nbs/02_tracking.ipynb #1ce2c68d

@@ -40,8 +40,8 @@ def test_killed_snapshot_write_leaves_no_partial_snapshot(tmp_path):
     assert [r.info.status for r in runs] == ["RUNNING"]            # the interrupted write, never FINISHED
     assert store.list() == [] and store.latest("dataset", "gate") is None   # so no snapshot is visible
 
-    st = cli(root, "status")                                       # the killed pipeline run is flagged, not "running"
-    assert "RUNNING (stale: its process is gone)" in st.stdout, st.stdout
+    st = cli(root, "status")                                       # the next look ends the killed pipeline run
+    assert "KILLED" in st.stdout and "RUNNING" not in st.stdout, st.stdout
 
     res = cli(root, "run")                                         # the next run succeeds
     assert res.returncode == 0, res.stdout + res.stderr

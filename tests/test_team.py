@@ -125,10 +125,11 @@ def test_approver_promotes_under_his_login(server):
 
 
 def test_two_registers_at_once(server):
-    """Both checkouts re-run only the register step at the same moment: two versions, the newest is @challenger."""
+    """Both checkouts re-run only the register step at the same moment, the second waiting for the project's run lock
+    (--wait): two versions, the newest is @challenger."""
     out = {}
     def go(key, user):
-        out[key] = cli(server[key], "run", "--from", "register", env=as_user(server, user), timeout=900)
+        out[key] = cli(server[key], "run", "--from", "register", "--wait", env=as_user(server, user), timeout=900)
     ts = [threading.Thread(target=go, args=a) for a in (("a", "alice"), ("b", "bob"))]
     for t in ts: t.start()
     for t in ts: t.join()
