@@ -23,7 +23,7 @@ __all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'DURATION_PATT
            'RULE_KINDS', 'PARAM_TYPES', 'find_project_root', 'Settings', 'candidate_model_name', 'load_settings',
            'parse_duration', 'DatasetSpec', 'StepSpec', 'ColumnRule', 'RowBounds', 'ValidationSpec', 'GateSpec',
            'RetrainSpec', 'ColumnPrep', 'CandidateSpec', 'TuningSpec', 'EvaluationSpec', 'PipelineSpec',
-           'context_params', 'step_order', 'drift_config', 'check_rules', 'check_params', 'load_pipeline',
+           'context_params', 'step_order', 'one_line', 'drift_config', 'check_rules', 'check_params', 'load_pipeline',
            'parse_override', 'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #c5942781
@@ -369,10 +369,14 @@ def step_order(spec:PipelineSpec)->list[str]:
     return order
 
 # %% ../nbs/00_config.ipynb #7dde2f75
+def one_line(x)->str:
+    "`x` as text on one visible line: itself, or its repr when it holds a newline or control character."
+    return str(x) if str(x).isprintable() else repr(str(x))
+
 def _key(loc):
     "A pydantic location as a YAML path: `steps[0].name`."
     out = ""
-    for p in loc: out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    for p in loc: out += f"[{p}]" if isinstance(p, int) else (f".{one_line(p)}" if out else one_line(p))
     return out or "(top level)"
 
 def _model_at(loc):
@@ -496,7 +500,7 @@ def _check_step(i, s, names, root, path, max_trials):
     "A `ConfigError` naming `steps[i]` when step `s` does not fit the project at `root`."
     nb = root/s.notebook
     if not nb.is_file():
-        raise ConfigError(f"{path}: steps[{i}].notebook: {s.notebook} not found; "
+        raise ConfigError(f"{path}: steps[{i}].notebook: {one_line(s.notebook)} not found; "
                           f"expected a notebook path relative to {root}")
     for j, d in enumerate(s.depends_on):
         if d not in names:
@@ -506,10 +510,10 @@ def _check_step(i, s, names, root, path, max_trials):
     declared = notebook_params(nb)
     for k in s.params:
         if k in RUNNER_PARAMS:
-            raise ConfigError(f"{path}: steps[{i}].params.{k}: set by the runner, cannot be set in {PIPELINE_FILE}")
+            raise ConfigError(f"{path}: steps[{i}].params.{one_line(k)}: set by the runner, cannot be set in {PIPELINE_FILE}")
         if k not in declared:
             allowed = ', '.join(p for p in declared if p not in RUNNER_PARAMS) or '(none)'
-            raise ConfigError(f"{path}: steps[{i}].params.{k}: not a parameter of {s.notebook}; "
+            raise ConfigError(f"{path}: steps[{i}].params.{one_line(k)}: not a parameter of {s.notebook}; "
                               f"expected one of: {allowed}")
     check_params(s.params, declared, str(path), ("steps", i, "params"), max_trials=max_trials)
 
@@ -534,6 +538,11 @@ def _check_monitoring(spec:PipelineSpec, path:Path):
         check_rules(spec.drift.get("alerts") or [])
     except ConfigError as e: raise ConfigError(f"{path}: {str(e).removeprefix(f'{PIPELINE_FILE}: ')}") from None
 
+def _yaml_problem(e:yaml.YAMLError)->str:
+    "A YAML error in one line: the problem and where (line, column)."
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
 def load_pipeline(
     root:str|Path, # project root holding `pipeline.yaml`
 )->PipelineSpec:
@@ -543,7 +552,7 @@ def load_pipeline(
     try: raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e: raise ConfigError(f"{path}: cannot be read: {e}") from e
     except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text: {e}") from e
-    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with keys project, dataset, steps; got {type(raw).__name__}")
     try: spec = PipelineSpec.model_validate(raw)
@@ -557,10 +566,11 @@ def parse_override(
     text:str, # `STEP.KEY=VALUE`, as given to `-p`
 )->tuple[str, str, Any]: # step, key, value
     "Split `STEP.KEY=VALUE` into (step, key, value), the value read as YAML."
+    shown = text if text.isprintable() else repr(text)   # a newline or control character stays visible, on one line
     head, sep, val = text.partition("=")
     step, dot, key = head.partition(".")
     if not (sep and dot and step and key):
-        raise ConfigError(f"-p {text}: expected STEP.KEY=VALUE, e.g. -p train.seed=7")
+        raise ConfigError(f"-p {shown}: expected STEP.KEY=VALUE, e.g. -p train.seed=7")
     try: v = yaml.safe_load(val)
     except yaml.YAMLError: v = val
     return step.strip(), key.strip(), v
@@ -573,6 +583,7 @@ def apply_overrides(
     spec = spec.model_copy(deep=True)
     for o in overrides:
         step, key, v = parse_override(o)
+        o = o if o.isprintable() else repr(o)
         if step not in spec.step_names:
             raise ConfigError(f"-p {o}: unknown step {step!r}; expected one of: {', '.join(spec.step_names)}")
         s = spec.step(step)

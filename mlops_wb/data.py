@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastcore.basics import patch
 
-from .config import PIPELINE_FILE, PipelineSpec, Settings, load_settings
+from .config import PIPELINE_FILE, PipelineSpec, Settings, load_settings, one_line
 from .errors import MlopsWbError, Exit
 from .step import file_digest
 from .tags import *
@@ -52,7 +52,7 @@ def resolve_source(
     "The files a path or glob `source` matches (sorted); `DataError` when none does."
     pat = source if Path(source).is_absolute() else str(Path(root)/source)
     files = sorted(Path(f) for f in glob.glob(pat) if Path(f).is_file())
-    if not files: raise DataError(f"{source}: no file matches (looked for {pat})")
+    if not files: raise DataError(f"{one_line(source)}: no file matches (looked for {one_line(pat)})")
     return files
 
 # %% ../nbs/03_data.ipynb #4d582b6f
@@ -218,7 +218,7 @@ def preflight(
     if missing:
         shown = ", ".join(cols[:12]) + (f", ... ({len(cols)} in all)" if len(cols) > 12 else "")
         raise DataError(f"{PIPELINE_FILE}: {'; '.join(missing[:5])}{' (and more)' if len(missing) > 5 else ''} "
-                        f"(dataset.source {spec.dataset.source}: columns {shown})")
+                        f"(dataset.source {one_line(spec.dataset.source)}: columns {one_line(shown)})")
     return cols
 
 # %% ../nbs/03_data.ipynb #3158137e
