@@ -66,8 +66,9 @@ def _dupes(names):
     return d
 
 def _csv_header(p:Path)->list[str]:
-    with open(p, newline="", encoding="utf-8", errors="strict") as f:
-        return next(csv.reader(f), [])
+    "The first record of a CSV file; only its bytes are decoded (a byte further on is the row reader's to report)."
+    with open(p, "rb") as f: line = f.readline()
+    return next(csv.reader([line.decode("utf-8-sig").rstrip("\r\n")]), [])   # as pandas does, a BOM is not part of a name
 
 def _check_unique(p:Path, names:list, where:str=""):
     if not _dupes(names): return
@@ -212,13 +213,16 @@ def preflight(
     root:str|Path=".", # project root
 )->list[str]:          # the source's columns
     "Before the first step: the source is readable and holds every column `pipeline.yaml` names; a `DataError` otherwise."
-    cols = source_columns(spec.dataset.source, root)
+    sources = [s.params["source"] for s in spec.steps if isinstance(s.params.get("source"), str)]
+    for src in sources[1:]: source_columns(src, root)   # a step that reads a source of its own: readable too
+    source = sources[0] if sources else spec.dataset.source   # what ingest reads: its `source` param, if set
+    cols = source_columns(source, root)
     have = set(cols)
     missing = [f"{k}: column {c!r} is not in the data" for k, c in named_columns(spec) if c not in have]
     if missing:
         shown = ", ".join(cols[:12]) + (f", ... ({len(cols)} in all)" if len(cols) > 12 else "")
         raise DataError(f"{PIPELINE_FILE}: {'; '.join(missing[:5])}{' (and more)' if len(missing) > 5 else ''} "
-                        f"(dataset.source {one_line(spec.dataset.source)}: columns {one_line(shown)})")
+                        f"(source {one_line(source)}: columns {one_line(shown)})")
     return cols
 
 # %% ../nbs/03_data.ipynb #3158137e

@@ -131,7 +131,8 @@ def test_a_p_override_is_applied_or_refused_with_the_key(project, step, key, val
         preflight(new, project)
     except Exception as e:
         refused_cleanly(e)
-        assert str(e).startswith(("-p ", PIPELINE_FILE)), str(e)   # names the override (or the key it broke)
+        # names the override, the key it broke, or (a source set by -p) the source and file
+        assert isinstance(e, DataError) or str(e).startswith(("-p ", PIPELINE_FILE)), str(e)
 
 
 # ---- data files ------------------------------------------------------------------------------------------------
