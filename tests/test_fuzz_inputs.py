@@ -223,3 +223,14 @@ def test_cli_run_refuses_bad_input_before_the_first_step(tmp_path, case):
     assert says in res.stderr and res.stderr.startswith("error: "), res.stderr
     assert "Traceback" not in res.stderr + res.stdout and "internal error" not in res.stderr
     assert not (p / "store").exists() and not list((p / "reports").glob("*/"))   # nothing ran, nothing recorded
+
+
+def test_a_serve_port_out_of_range_in_settings_is_refused(tmp_path):
+    "The port from settings.ini or MLOPS_WB_SERVE_PORT is held to the same range as `--port` (it used to serve, and hang)."
+    p = copy_project(tmp_path / "p")
+    env = {**os.environ, "MLOPS_WB_SERVE_PORT": "99999", "NO_COLOR": "1"}
+    env = {k: v for k, v in env.items() if not k.startswith("MLFLOW_")}
+    res = cli(p, "serve", timeout=120, env=env)
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert "environment variable MLOPS_WB_SERVE_PORT: serve_port must be a TCP port from 1 to 65535, got '99999'" in res.stderr
+    assert "serving" not in res.stdout
