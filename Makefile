@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlops-wb-installed
 
-.PHONY: run test lab setup lock sync-check layers nbtest docs pytest bench clean-store ui status postgres
+.PHONY: run test lab setup lock sync-check layers nbtest docs pytest bench clean-store ui status postgres fuzz
 
 run: $(STAMP)
 	$(BIN)/mlops-wb run
@@ -44,6 +44,11 @@ docs: $(STAMP)
 
 pytest: $(STAMP) $(VENV)/evidently/.installed $(VENV)/.chromium $(VENV)/.postgresql
 	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=20
+
+# The input fuzzing of tests/test_fuzz_inputs.py (pipeline.yaml, -p values, data files) with many more examples
+# than `make test` runs (hypothesis profile `fuzz`, random; FUZZ_EXAMPLES=N sets the count per test, default 1000).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest tests/test_fuzz_inputs.py -q --durations=10 -p no:cacheprovider
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is never used).
 $(VENV)/.chromium:

@@ -387,6 +387,9 @@ def _summary(con, res, root):
 def cmd_run(args, root)->int:
     "Run the pipeline with a live progress display."
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn   # rich's progress (~0.2 s)
+    from mlops_wb.config import apply_overrides, load_pipeline
+    from mlops_wb.data import preflight   # before the first step: -p values, the source, every column it must have
+    preflight(apply_overrides(load_pipeline(root), root, args.params), root)
     from mlops_wb.pipeline import run_pipeline   # the runner (MLflow, papermill: seconds): only for `run`
     con = _console()
     columns = SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()

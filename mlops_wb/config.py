@@ -10,20 +10,21 @@ import configparser, getpass, os, re
 from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from .errors import MlopsWbError, ConfigError
 from .notebook import notebook_params
 
 # %% auto #0
 __all__ = ['PIPELINE_FILE', 'SETTINGS_FILE', 'SETTINGS_DEFAULTS', 'DURATION_PATTERN', 'RUNNER_PARAMS', 'DRIFT_DEFAULTS',
-           'RULE_KINDS', 'find_project_root', 'Settings', 'candidate_model_name', 'load_settings', 'parse_duration',
-           'DatasetSpec', 'StepSpec', 'ColumnRule', 'RowBounds', 'ValidationSpec', 'GateSpec', 'RetrainSpec',
-           'ColumnPrep', 'CandidateSpec', 'TuningSpec', 'EvaluationSpec', 'PipelineSpec', 'context_params',
-           'step_order', 'drift_config', 'check_rules', 'load_pipeline', 'parse_override', 'apply_overrides']
+           'RULE_KINDS', 'PARAM_TYPES', 'find_project_root', 'Settings', 'candidate_model_name', 'load_settings',
+           'parse_duration', 'DatasetSpec', 'StepSpec', 'ColumnRule', 'RowBounds', 'ValidationSpec', 'GateSpec',
+           'RetrainSpec', 'ColumnPrep', 'CandidateSpec', 'TuningSpec', 'EvaluationSpec', 'PipelineSpec',
+           'context_params', 'step_order', 'one_line', 'drift_config', 'check_rules', 'check_params', 'load_pipeline',
+           'parse_override', 'apply_overrides']
 
 # %% ../nbs/00_config.ipynb #c5942781
 PIPELINE_FILE = "pipeline.yaml"
@@ -108,9 +109,12 @@ def _env_overrides(
 
 # %% ../nbs/00_config.ipynb #57fb36da
 def _port(value:str, where:str)->int:
-    "`value` as a port number; a `ConfigError` naming `where` otherwise."
-    try: return int(value)
-    except ValueError: raise ConfigError(f"{where}: serve_port must be an integer, got {value!r}") from None
+    "`value` as a TCP port (1 to 65535); a `ConfigError` naming `where` otherwise."
+    try: port = int(value)
+    except ValueError: port = None
+    if port is None or not 1 <= port <= 65535:
+        raise ConfigError(f"{where}: serve_port must be a TCP port from 1 to 65535, got {value!r}")
+    return port
 
 def _share(value:str, where:str)->float:
     "`value` as a share between 0 and 1; a `ConfigError` naming `where` otherwise."
@@ -176,8 +180,8 @@ def parse_duration(
 
 # %% ../nbs/00_config.ipynb #f91cb5c9
 class _Strict(BaseModel):
-    "A section of `pipeline.yaml`: an unknown key is an error."
-    model_config = ConfigDict(extra="forbid")
+    "A section of `pipeline.yaml`: an unknown key is an error, and so is a number that is not finite (`.inf`, `.nan`)."
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 class DatasetSpec(_Strict):
     "Where the rows come from and what to predict."
@@ -203,11 +207,24 @@ class ColumnRule(_Strict):
     min: float|None = None
     max: float|None = None
     categories: list|None = None
+    finite: bool|None = Field(None, description="false: a number column may hold inf and -inf (default: refused)")
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
 
 class RowBounds(_Strict):
     "Bounds on a snapshot's row count, declared under `validation.rows`; unset bounds come from `row_factor`."
-    min: int|None = None
-    max: int|None = None
+    min: int|None = Field(None, ge=0)
+    max: int|None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
 
 class ValidationSpec(_Strict):
     "The data gate: where expectations are learned from, how loosely, and rules declared by hand."
@@ -215,9 +232,15 @@ class ValidationSpec(_Strict):
                                                "snapshot), 'none', or a snapshot digest")
     range_tolerance: float = Field(0.1, ge=0)
     max_categories: int = Field(50, ge=1)
-    row_factor: tuple[float, float] = (0.1, 10.0)
+    row_factor: tuple[float, float] = Field((0.1, 10.0), description="[low, high] with 0 < low <= 1 <= high")
     rows: RowBounds = RowBounds()
     columns: dict[str, ColumnRule] = {}
+
+    @field_validator("row_factor")
+    @classmethod
+    def _factors(cls, v):
+        if not 0 < v[0] <= 1 <= v[1]: raise ValueError(f"expected [low, high] with 0 < low <= 1 <= high, got {list(v)}")
+        return v
 
 # %% ../nbs/00_config.ipynb #1fed5178
 class GateSpec(_Strict):
@@ -265,25 +288,33 @@ class CandidateSpec(_Strict):
 
 class TuningSpec(_Strict):
     "The search budget, per candidate: trials and/or seconds, cross-validation folds and the metric."
-    trials: int = Field(10, ge=1)
-    timeout: float|None = Field(None, gt=0, description="seconds per candidate; a time budget makes reruns differ "
-                                                       "in trial count")
-    cv: int = Field(3, ge=2)
+    trials: int = Field(10, ge=1, description="Optuna trials per candidate, at most `max_trials`")
+    max_trials: int = Field(1000, ge=1, description="the cap on `trials`: raise it on purpose for a longer search")
+    timeout: float|None = Field(None, gt=0, le=7*86400, description="seconds per candidate (at most a week); a time "
+                                                                     "budget makes reruns differ in trial count")
+    cv: int = Field(3, ge=2, le=100)
     metric: str = Field("auto", description="a scikit-learn scorer name; auto: roc_auc, f1_macro or "
                                             "neg_root_mean_squared_error")
     prune: bool = True
 
+    @model_validator(mode="after")
+    def _capped(self):
+        if self.trials > self.max_trials:
+            raise ValueError(f"trials {self.trials} is above max_trials {self.max_trials}; "
+                             f"raise tuning.max_trials to search that long on purpose")
+        return self
+
 class EvaluationSpec(_Strict):
     "What the evaluate step computes besides the metrics."
     slices: list[str] = Field([], description="columns whose values (or quartiles) get their own metrics")
-    importance_repeats: int = Field(5, ge=1)
+    importance_repeats: int = Field(5, ge=1, le=1000)
 
 # %% ../nbs/00_config.ipynb #05cecf30
 class PipelineSpec(_Strict):
     "The whole `pipeline.yaml`."
     project: str
     dataset: DatasetSpec
-    seed: int = 42
+    seed: int = Field(42, ge=0, le=2**32 - 1, description="random seed (numpy's range: 0 to 2**32-1)")
     steps: list[StepSpec] = Field(min_length=1)
     validation: ValidationSpec = ValidationSpec()
     preprocessing: dict[str, ColumnPrep] = {}
@@ -318,7 +349,7 @@ def context_params(
              features=ds.features, seed=spec.seed, validation=spec.validation.model_dump(mode="json"),
              preprocessing={k: v.model_dump(mode="json") for k, v in spec.preprocessing.items()},
              candidates=[c.model_dump(mode="json") for c in spec.candidates],
-             tuning=spec.tuning.model_dump(mode="json"), evaluation=spec.evaluation.model_dump(mode="json"),
+             tuning=spec.tuning.model_dump(mode="json", exclude={"max_trials"}), evaluation=spec.evaluation.model_dump(mode="json"),
              gate=spec.gate.model_dump(mode="json"), drift=spec.drift, retrain=spec.retrain.model_dump(mode="json"))
     if settings is not None:
         d.update(model_name=settings.model_name, candidate_model=settings.candidate_model,
@@ -338,10 +369,14 @@ def step_order(spec:PipelineSpec)->list[str]:
     return order
 
 # %% ../nbs/00_config.ipynb #7dde2f75
+def one_line(x)->str:
+    "`x` as text on one visible line: itself, or its repr when it holds a newline or control character."
+    return str(x) if str(x).isprintable() else repr(str(x))
+
 def _key(loc):
     "A pydantic location as a YAML path: `steps[0].name`."
     out = ""
-    for p in loc: out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    for p in loc: out += f"[{p}]" if isinstance(p, int) else (f".{one_line(p)}" if out else one_line(p))
     return out or "(top level)"
 
 def _model_at(loc):
@@ -362,18 +397,21 @@ def _model_at(loc):
         m = ann
     return m if isinstance(m, type) and issubclass(m, BaseModel) else None
 
-def _explain(path, err):
-    "One line per error in `err`, each naming `path` and the key."
+def _explain(path, err, prefix:tuple=()):
+    "One line per error in `err`, each naming `path` and the key (`prefix`: where the validated value sits)."
     lines = []
     for e in err.errors():
-        loc = tuple(e["loc"])
+        loc = prefix + tuple(e["loc"])
         if e["type"] == "extra_forbidden":
             m = _model_at(loc[:-1])
             exp = f"; expected one of: {', '.join(m.model_fields)}" if m else ""
             lines.append(f"{path}: {_key(loc)}: unknown key{exp}")
         elif e["type"] == "missing": lines.append(f"{path}: {_key(loc)}: required key is missing")
-        else: lines.append(f"{path}: {_key(loc)}: {e['msg']} (got {e.get('input')!r})")
+        elif e["type"] == "value_error": lines.append(f"{path}: {_key(loc)}: {e['msg'].removeprefix('Value error, ')}")
+        else: lines.append(f"{path}: {_key(loc)}: {e['msg']} (got {_clip(repr(e.get('input')))})")
     return "\n".join(lines)
+
+def _clip(text:str, n:int=80)->str: return text if len(text) <= n else text[:n - 1] + "…"
 
 # %% ../nbs/00_config.ipynb #cd0d5d60
 DRIFT_DEFAULTS = dict(small_sample=1000, p_value=0.05, distance=0.1, effect_floor=0.1, share=0.5,
@@ -406,12 +444,63 @@ def check_rules(
         if extra: raise ConfigError(f"{where} ({r['kind']}): unknown keys {sorted(extra)}")
     return list(rules or [])
 
+# %% ../nbs/00_config.ipynb #1661d467
+PARAM_TYPES = dict(   # step parameters with a meaning of their own, wherever they are set
+    validation_share=Annotated[float, Field(ge=0, lt=1)],   # split: share of rows for validation (0: none)
+    holdout_share=Annotated[float, Field(gt=0, lt=1)],      # split: share of rows held out
+    max_features=Annotated[int, Field(ge=1)],               # eda: columns profiled
+    model_name=str, candidate_model=str, experiment=str)    # from settings.ini
+
+def _field_type(f):
+    "A pydantic field's annotation with its constraints."
+    return Annotated[(f.annotation, *f.metadata)] if f.metadata else f.annotation
+
+def _param_adapter(name:str, default)->TypeAdapter|None:
+    "What a step parameter called `name` with notebook default `default` must be; None: anything."
+    for m in (PipelineSpec, DatasetSpec):
+        f = m.model_fields.get(name)
+        if f is None or name in ("steps", "dataset"): continue
+        ann = _field_type(f)
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel) or name in ("preprocessing", "candidates"):
+            return TypeAdapter(ann)   # a section: validated like the file (lax, e.g. a list for a pair)
+        return TypeAdapter(ann, config=ConfigDict(strict=True, allow_inf_nan=False))
+    if name in PARAM_TYPES: return TypeAdapter(PARAM_TYPES[name], config=ConfigDict(strict=True, allow_inf_nan=False))
+    t = {bool: bool, int: float, float: float, str: str, list: list, dict: dict}.get(type(default))
+    return None if t is None else TypeAdapter(t, config=ConfigDict(strict=True, allow_inf_nan=False))
+
+def check_params(
+    params:dict,        # name -> value, as set in pipeline.yaml or by -p
+    declared:dict,      # `notebook_params` of the step's notebook: name -> default
+    where:str,          # what the message starts with: the file, or the `-p` argument
+    prefix:tuple=(),    # the key of `params` under `where`, e.g. ('steps', 2, 'params')
+    only:str|None=None, # check just this parameter (and the split's shares together)
+    max_trials:int=TuningSpec().max_trials, # the cap a `tuning` parameter's trials are held to: pipeline.yaml's
+)->dict:                # `params`, unchanged
+    "A `ConfigError` naming `where` and the key when a parameter value does not fit its schema."
+    for k, v in params.items():
+        if only is not None and k != only: continue
+        if k == "tuning" and isinstance(v, dict):   # the cap is pipeline.yaml's; the step gets the budget only
+            if "max_trials" in v:
+                raise ConfigError(f"{where}: {_key((*prefix, k, 'max_trials'))}: the cap is set in {PIPELINE_FILE}'s "
+                                  f"tuning: section, not in a step's parameters")
+            v = {**v, "max_trials": max_trials}
+        a = _param_adapter(k, declared.get(k))
+        if a is None: continue
+        try: a.validate_python(v)
+        except ValidationError as e: raise ConfigError(_explain(where, e, (*prefix, k))) from None
+    shares = {**declared, **params}
+    v, h = shares.get("validation_share"), shares.get("holdout_share")
+    if isinstance(v, (int, float)) and isinstance(h, (int, float)) and v + h >= 1:
+        raise ConfigError(f"{where}: {_key((*prefix, 'validation_share + holdout_share'))}: {v} + {h} leaves no rows "
+                          f"to train on; expected a sum below 1")
+    return params
+
 # %% ../nbs/00_config.ipynb #97686911
-def _check_step(i, s, names, root, path):
+def _check_step(i, s, names, root, path, max_trials):
     "A `ConfigError` naming `steps[i]` when step `s` does not fit the project at `root`."
     nb = root/s.notebook
     if not nb.is_file():
-        raise ConfigError(f"{path}: steps[{i}].notebook: {s.notebook} not found; "
+        raise ConfigError(f"{path}: steps[{i}].notebook: {one_line(s.notebook)} not found; "
                           f"expected a notebook path relative to {root}")
     for j, d in enumerate(s.depends_on):
         if d not in names:
@@ -421,11 +510,12 @@ def _check_step(i, s, names, root, path):
     declared = notebook_params(nb)
     for k in s.params:
         if k in RUNNER_PARAMS:
-            raise ConfigError(f"{path}: steps[{i}].params.{k}: set by the runner, cannot be set in {PIPELINE_FILE}")
+            raise ConfigError(f"{path}: steps[{i}].params.{one_line(k)}: set by the runner, cannot be set in {PIPELINE_FILE}")
         if k not in declared:
             allowed = ', '.join(p for p in declared if p not in RUNNER_PARAMS) or '(none)'
-            raise ConfigError(f"{path}: steps[{i}].params.{k}: not a parameter of {s.notebook}; "
+            raise ConfigError(f"{path}: steps[{i}].params.{one_line(k)}: not a parameter of {s.notebook}; "
                               f"expected one of: {allowed}")
+    check_params(s.params, declared, str(path), ("steps", i, "params"), max_trials=max_trials)
 
 def _check_steps(spec, root, path):
     "Every step checked, then the order they run in; a cycle is a `ConfigError`."
@@ -434,7 +524,7 @@ def _check_steps(spec, root, path):
         if s.name in seen:
             raise ConfigError(f"{path}: steps[{i}].name: duplicate step name {s.name!r}; step names must be unique")
         seen.add(s.name)
-        _check_step(i, s, spec.step_names, root, path)
+        _check_step(i, s, spec.step_names, root, path, spec.tuning.max_trials)
     try: return list(TopologicalSorter({s.name: s.depends_on for s in spec.steps}).static_order())
     except CycleError as e:
         cycle = ' -> '.join(e.args[1])
@@ -448,6 +538,11 @@ def _check_monitoring(spec:PipelineSpec, path:Path):
         check_rules(spec.drift.get("alerts") or [])
     except ConfigError as e: raise ConfigError(f"{path}: {str(e).removeprefix(f'{PIPELINE_FILE}: ')}") from None
 
+def _yaml_problem(e:yaml.YAMLError)->str:
+    "A YAML error in one line: the problem and where (line, column)."
+    mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None) or str(e).splitlines()[0]
+    return f"{problem} (line {mark.line + 1}, column {mark.column + 1})" if mark else problem
+
 def load_pipeline(
     root:str|Path, # project root holding `pipeline.yaml`
 )->PipelineSpec:
@@ -457,7 +552,7 @@ def load_pipeline(
     try: raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as e: raise ConfigError(f"{path}: cannot be read: {e}") from e
     except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text: {e}") from e
-    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from e
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping with keys project, dataset, steps; got {type(raw).__name__}")
     try: spec = PipelineSpec.model_validate(raw)
@@ -471,10 +566,11 @@ def parse_override(
     text:str, # `STEP.KEY=VALUE`, as given to `-p`
 )->tuple[str, str, Any]: # step, key, value
     "Split `STEP.KEY=VALUE` into (step, key, value), the value read as YAML."
+    shown = text if text.isprintable() else repr(text)   # a newline or control character stays visible, on one line
     head, sep, val = text.partition("=")
     step, dot, key = head.partition(".")
     if not (sep and dot and step and key):
-        raise ConfigError(f"-p {text}: expected STEP.KEY=VALUE, e.g. -p train.seed=7")
+        raise ConfigError(f"-p {shown}: expected STEP.KEY=VALUE, e.g. -p train.seed=7")
     try: v = yaml.safe_load(val)
     except yaml.YAMLError: v = val
     return step.strip(), key.strip(), v
@@ -487,6 +583,7 @@ def apply_overrides(
     spec = spec.model_copy(deep=True)
     for o in overrides:
         step, key, v = parse_override(o)
+        o = o if o.isprintable() else repr(o)
         if step not in spec.step_names:
             raise ConfigError(f"-p {o}: unknown step {step!r}; expected one of: {', '.join(spec.step_names)}")
         s = spec.step(step)
@@ -495,4 +592,6 @@ def apply_overrides(
             raise ConfigError(f"-p {o}: {key!r} is not a parameter of {s.notebook}; "
                               f"expected one of: {', '.join(declared)}")
         s.params[key] = v
+        check_params(s.params, notebook_params(Path(root)/s.notebook), f"-p {o}", only=key,
+                     max_trials=spec.tuning.max_trials)
     return spec

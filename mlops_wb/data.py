@@ -13,18 +13,20 @@ from urllib.parse import urlparse, unquote
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from fastcore.basics import patch
 
-from .config import PipelineSpec, Settings, load_settings
+from .config import PIPELINE_FILE, PipelineSpec, Settings, load_settings, one_line
 from .errors import MlopsWbError, Exit
 from .step import file_digest
 from .tags import *
 
 # %% auto #0
-__all__ = ['DEMOS', 'SPLITS', 'DataError', 'load_demo', 'resolve_source', 'check_mixed_types', 'read_source', 'dtype_kind',
-           'frame_schema', 'source_manifest', 'frame_digest', 'SnapshotRef', 'snapshot_tags', 'snapshot_ref',
-           'SnapshotStore', 'SnapshotDamaged', 'split_frame', 'snapshot_source', 'split_info', 'diff_frames']
+__all__ = ['DEMOS', 'MAX_COLUMNS', 'SPLITS', 'DataError', 'load_demo', 'resolve_source', 'file_columns', 'check_mixed_types',
+           'read_source', 'source_columns', 'named_columns', 'preflight', 'dtype_kind', 'frame_schema',
+           'source_manifest', 'frame_digest', 'SnapshotRef', 'snapshot_tags', 'snapshot_ref', 'SnapshotStore',
+           'SnapshotDamaged', 'split_frame', 'snapshot_source', 'split_info', 'diff_frames']
 
 # %% ../nbs/03_data.ipynb #230173bf
 class DataError(MlopsWbError):
@@ -50,10 +52,12 @@ def resolve_source(
     "The files a path or glob `source` matches (sorted); `DataError` when none does."
     pat = source if Path(source).is_absolute() else str(Path(root)/source)
     files = sorted(Path(f) for f in glob.glob(pat) if Path(f).is_file())
-    if not files: raise DataError(f"{source}: no file matches (looked for {pat})")
+    if not files: raise DataError(f"{one_line(source)}: no file matches (looked for {one_line(pat)})")
     return files
 
 # %% ../nbs/03_data.ipynb #4d582b6f
+MAX_COLUMNS = 10_000   # columns a source may have; a wider file is refused (select the columns a model needs first)
+
 def _dupes(names):
     seen, d = set(), []
     for n in names:
@@ -62,31 +66,69 @@ def _dupes(names):
     return d
 
 def _csv_header(p:Path)->list[str]:
-    with open(p, newline="", encoding="utf-8", errors="strict") as f:
-        return next(csv.reader(f), [])
+    "The first record of a CSV file; only its bytes are decoded (a byte further on is the row reader's to report)."
+    with open(p, "rb") as f: line = f.readline()
+    return next(csv.reader([line.decode("utf-8-sig").rstrip("\r\n")]), [])   # as pandas does, a BOM is not part of a name
 
 def _check_unique(p:Path, names:list, where:str=""):
     if not _dupes(names): return
-    raise DataError(f"{p}: duplicate column names {_dupes(names)}{where}; every column needs a unique name")
+    raise DataError(f"{p}: duplicate column names {_dupes(names)[:10]}{where}; every column needs a unique name")
 
-def _parse(p:Path)->pd.DataFrame:
-    if p.suffix == ".parquet":
-        _check_unique(p, pq.read_schema(p).names)
-        return pd.read_parquet(p)
-    _check_unique(p, _csv_header(p), " in the header")
-    return pd.read_csv(p, encoding="utf-8", low_memory=False)
+def _unsupported(t:pa.DataType)->str|None:
+    "Why a Parquet column of type `t` cannot be a model's input, or None when it can."
+    if pa.types.is_dictionary(t): t = t.value_type
+    if pa.types.is_nested(t): return "nested (list, struct or map)"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t): return "raw bytes"
+    return None
 
-def _read_one(p:Path)->pd.DataFrame:
-    "The rows of one CSV or Parquet file, or a `DataError` naming the file and what is wrong with it."
+def _parquet_fields(p:Path)->list:
+    "The schema fields of a Parquet file's columns (a pandas index stored with it is not a column)."
+    sch = pq.read_schema(p)
+    idx = {c for c in (sch.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+    return [f for f in sch if f.name not in idx]
+
+def _header(p:Path)->list[str]:
+    if p.suffix == ".csv": return _csv_header(p)
+    fields = _parquet_fields(p)
+    for f in fields:
+        why = _unsupported(f.type)
+        if why: raise DataError(f"{p}: column {f.name!r} has type {f.type}, {why}; expected numbers, text, booleans "
+                                f"or datetimes: flatten it into columns of their own, or drop it")
+    return [f.name for f in fields]
+
+def file_columns(
+    p:Path, # a CSV or Parquet file
+)->list[str]: # its column names
+    "The columns of one file from its header or schema alone, checked; a `DataError` naming the file (and column) otherwise."
     if p.suffix not in (".csv", ".parquet"):
         raise DataError(f"{p}: unsupported file type {p.suffix!r}; expected .csv or .parquet")
     if p.stat().st_size == 0: raise DataError(f"{p}: the file is empty (0 bytes); expected a header row and data rows")
-    try: df = _parse(p)
+    try: names = _header(p)
     except UnicodeDecodeError as e:
         raise DataError(f"{p}: not UTF-8 text (byte {e.object[e.start:e.start+1]!r} at offset {e.start}); "
                         "re-save the file as UTF-8") from None
     except DataError: raise
-    except (ValueError, OSError, pd.errors.ParserError) as e:
+    except (ValueError, OSError, csv.Error, pa.ArrowException) as e:
+        raise DataError(f"{p}: cannot be read as {p.suffix[1:]}: {str(e).strip().splitlines()[0]}") from None
+    if not names: raise DataError(f"{p}: no header row; expected column names in the first line")
+    if len(names) > MAX_COLUMNS:
+        raise DataError(f"{p}: {len(names)} columns, more than the {MAX_COLUMNS} supported (mlops_wb.data.MAX_COLUMNS); "
+                        f"keep the columns a model needs in a narrower file")
+    _check_unique(p, names, " in the header" if p.suffix == ".csv" else "")
+    return names
+
+def _parse(p:Path)->pd.DataFrame:
+    if p.suffix == ".parquet": return pd.read_parquet(p)
+    return pd.read_csv(p, encoding="utf-8", low_memory=False)
+
+def _read_one(p:Path)->pd.DataFrame:
+    "The rows of one CSV or Parquet file, or a `DataError` naming the file and what is wrong with it."
+    file_columns(p)
+    try: df = _parse(p)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not UTF-8 text (byte {e.object[e.start:e.start+1]!r} at offset {e.start}); "
+                        "re-save the file as UTF-8") from None
+    except (ValueError, OSError, pd.errors.ParserError, pa.ArrowException) as e:
         raise DataError(f"{p}: cannot be read as {p.suffix[1:]}: {str(e).strip().splitlines()[0]}") from None
     if len(df) == 0: raise DataError(f"{p}: has a header ({len(df.columns)} columns) but no data rows")
     return df
@@ -132,6 +174,56 @@ def read_source(
     df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
     check_mixed_types(df, source)
     return df
+
+# %% ../nbs/03_data.ipynb #d68582b0
+def source_columns(
+    source:str,        # as for `read_source`
+    root:str|Path=".", # project root
+)->list[str]:          # the source's columns
+    "The columns of `source` from its files' headers alone, each file checked as ingest checks it."
+    if source.startswith("demo:"): return [str(c) for c in load_demo(source[5:]).columns]
+    files = resolve_source(source, root)
+    cols = file_columns(files[0])
+    for f in files[1:]:
+        c = file_columns(f)
+        if c != cols:
+            raise DataError(f"{f}: columns differ from {files[0].name}: missing {sorted(set(cols) - set(c))[:10]}, "
+                            f"extra {sorted(set(c) - set(cols))[:10]}; all files of a source need the same columns")
+    return cols
+
+def named_columns(
+    spec:PipelineSpec, # the loaded pipeline, overrides applied
+)->list[tuple[str, str]]: # (key in pipeline.yaml, column)
+    "Every column `pipeline.yaml` names, with the key that names it."
+    ds = spec.dataset
+    out = [("dataset.target", ds.target)] + ([("dataset.time_column", ds.time_column)] if ds.time_column else [])
+    out += [(f"dataset.features[{i}]", c) for i, c in enumerate(ds.features or [])]
+    out += [(f"preprocessing.{c}", c) for c in spec.preprocessing]
+    out += [(f"validation.columns.{c}", c) for c in spec.validation.columns]
+    out += [(f"evaluation.slices[{i}]", c) for i, c in enumerate(spec.evaluation.slices)]
+    for i, s in enumerate(spec.steps):
+        for k in ("target", "time_column"):
+            if isinstance(s.params.get(k), str): out.append((f"steps[{i}].params.{k}", s.params[k]))
+        feats = s.params.get("features")
+        if isinstance(feats, list): out += [(f"steps[{i}].params.features[{j}]", c) for j, c in enumerate(feats)]
+    return out
+
+def preflight(
+    spec:PipelineSpec, # the loaded pipeline, overrides applied
+    root:str|Path=".", # project root
+)->list[str]:          # the source's columns
+    "Before the first step: the source is readable and holds every column `pipeline.yaml` names; a `DataError` otherwise."
+    sources = [s.params["source"] for s in spec.steps if isinstance(s.params.get("source"), str)]
+    for src in sources[1:]: source_columns(src, root)   # a step that reads a source of its own: readable too
+    source = sources[0] if sources else spec.dataset.source   # what ingest reads: its `source` param, if set
+    cols = source_columns(source, root)
+    have = set(cols)
+    missing = [f"{k}: column {c!r} is not in the data" for k, c in named_columns(spec) if c not in have]
+    if missing:
+        shown = ", ".join(cols[:12]) + (f", ... ({len(cols)} in all)" if len(cols) > 12 else "")
+        raise DataError(f"{PIPELINE_FILE}: {'; '.join(missing[:5])}{' (and more)' if len(missing) > 5 else ''} "
+                        f"(source {one_line(source)}: columns {one_line(shown)})")
+    return cols
 
 # %% ../nbs/03_data.ipynb #3158137e
 def dtype_kind(

@@ -121,8 +121,9 @@ def _learn_column(s:pd.Series, range_tolerance:float, max_categories:int)->dict:
     "The rule one reference column teaches: its kind, nullability, padded range or categories."
     k = dtype_kind(s)
     r = dict(kind=k, nullable=bool(s.isna().any()))
-    if k == "number" and s.notna().any():
-        lo, hi = float(s.min()), float(s.max())
+    fin = s[~s.isin([np.inf, -np.inf])] if k == "number" else s   # a range is learned from finite values
+    if k == "number" and fin.notna().any():
+        lo, hi = float(fin.min()), float(fin.max())
         pad = (hi - lo) * range_tolerance
         r.update(min=lo - pad, max=hi + pad)
     if k in ("string", "bool"):
@@ -169,13 +170,21 @@ def _value_checks(c:str, r:dict, meta:dict)->list:
         meta[(c, "categories")] = (None, f"one of {sorted(cats)[:10]}{' ...' if len(cats) > 10 else ''}")
     return checks
 
+def _finite_check(c:str, r:dict, s:pd.Series, meta:dict)->list:
+    "The check that a number column holds no inf or -inf, unless its rule says `finite: false`."
+    if r.get("finite") is False or dtype_kind(s) != "number": return []
+    pos, neg = int((s == np.inf).sum()), int((s == -np.inf).sum())
+    meta[(c, "finite")] = (f"{pos + neg} non-finite values ({pos} inf, {neg} -inf)",
+                           "finite numbers (declare finite: false under validation.columns to allow inf)")
+    return [pa.Check(lambda s: ~s.isin([np.inf, -np.inf]), name="finite")]
+
 def _column_schema(c:str, r:dict, s:pd.Series|None, target:str|None, task:str, meta:dict)->pa.Column:
     "The pandera column for column `c` under rule `r` (`s`: its values, None when missing)."
     checks = []
     if r.get("kind") and s is not None and dtype_kind(s) != r["kind"]:
         checks.append(pa.Check(lambda s, k=r["kind"]: dtype_kind(s) == k, name="kind"))
         meta[(c, "kind")] = (f"kind {dtype_kind(s)} (dtype {s.dtype})", f"kind {r['kind']}")
-    elif s is not None: checks += _value_checks(c, r, meta)
+    elif s is not None: checks += _value_checks(c, r, meta) + _finite_check(c, r, s, meta)
     some = pa.Check(lambda s: bool(s.notna().any()) if len(s) else True, name="not entirely null", ignore_na=False)
     checks.append(some)
     meta[(c, "not entirely null")] = ("every value is null", "at least one non-null value")

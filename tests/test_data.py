@@ -57,12 +57,13 @@ def _write(kind):
 
 
 BAD = {  # kind -> (failing step, words the error must contain, (column, rule) in the validation report or None)
-    "empty file": ("ingest", ["data/data.csv", "the file is empty"], None),
+    # "preflight": found from the header before the first step (exit 2, nothing recorded)
+    "empty file": ("preflight", ["data/data.csv", "the file is empty"], None),
     "header only": ("ingest", ["header (4 columns) but no data rows"], None),
-    "duplicate column names": ("ingest", ["duplicate column names ['x']"], None),
+    "duplicate column names": ("preflight", ["duplicate column names ['x']"], None),
     "non-UTF-8 bytes": ("ingest", ["not UTF-8 text", "re-save the file as UTF-8"], None),
     "mixed types": ("ingest", ["column 'x' mixes numbers and text", "'abc' (row 7)"], None),
-    "missing target column": ("validate", ["label: required column: observed column missing"], ("label", "required column")),
+    "missing target column": ("preflight", ["pipeline.yaml: dataset.target: column 'label' is not in the data"], None),
     "missing feature column": ("validate", ["color: required column: observed column missing"], ("color", "required column")),
     "wrong dtype": ("validate", ["x: kind: observed kind string", "allowed kind number"], ("x", "kind")),
     "all-null column": ("validate", ["size: not entirely null"], ("size", "not entirely null")),
@@ -75,14 +76,18 @@ def test_bad_input_stops_with_clear_error_and_no_snapshot(gate_project, kind):
     root = gate_project
     step, words, report_key = BAD[kind]
     before = {r.info.run_id for r in _snapshots(root)}
+    client, exp = client_for(root)
+    runs_before = len(client.search_runs([exp], "", max_results=1000))
     (root / "data" / "data.csv").write_bytes(_write(kind))
     res = cli(root, "run")
-    assert res.returncode == 1, res.stdout + res.stderr
+    assert res.returncode == (2 if step == "preflight" else 1), res.stdout + res.stderr
     line = [l for l in res.stderr.splitlines() if l.startswith("error:")][0]
-    assert f"step '{step}' failed" in line, line
+    if step != "preflight": assert f"step '{step}' failed" in line, line
     for w in words: assert w in line, (w, line)
     assert {r.info.run_id for r in _snapshots(root)} == before     # no snapshot, not even a partial one
-    client, exp = client_for(root)
+    if step == "preflight":   # refused before the first step: no pipeline run, no step run
+        assert len(client.search_runs([exp], "", max_results=1000)) == runs_before
+        return
     run = client.search_runs([exp], f"tags.`mlops_wb.step` = '{step}'", max_results=1, order_by=["attributes.start_time DESC"])[0]
     assert run.info.status == "FAILED"
     if report_key:
