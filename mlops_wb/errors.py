@@ -43,7 +43,8 @@ SECRET_ENV = ("MLOPS_WB_ALERT_WEBHOOK", "MLOPS_WB_SERVE_TOKEN", "MLFLOW_TRACKING
 MASK = "****"
 _MIN_SECRET = 4          # shorter values are not searched for: replacing "ab" everywhere would garble every message
 _REMEMBERED: set = set()
-_LOGIN = re.compile(r"(?P<pre>[a-zA-Z][\w+.-]*://[^\s:/@'\"]*):(?P<pw>[^\s@/'\"]+)@")
+_LOGIN = re.compile(r"(?P<pre>[a-zA-Z][\w+.-]*://[^\s:/@'\"]*):(?P<pw>(?!\*+@)[^\s@/'\"]+)@")   # *** is masked already
+_PW_PARAM = re.compile(r"(?i)([?&]password=)(?!\*+(&|\s|$))[^&\s'\"]+")
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
 
 def redact_url(
@@ -90,7 +91,8 @@ def redact(
     pairs = sorted({p for v, whole in known for p in _parts(v, whole)}, key=lambda p: -len(p[0]))
     for find, repl in pairs:
         if find in s: s = s.replace(find, repl)
-    return _BEARER.sub(rf"\g<1>{MASK}", _LOGIN.sub(rf"\g<pre>:{MASK}@", s))
+    s = _PW_PARAM.sub(rf"\g<1>{MASK}", _LOGIN.sub(rf"\g<pre>:{MASK}@", s))
+    return _BEARER.sub(rf"\g<1>{MASK}", s)
 
 # %% ../nbs/00a_errors.ipynb #78ee0ed3
 class MlopsWbError(Exception):
