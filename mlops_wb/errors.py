@@ -45,7 +45,7 @@ _MIN_SECRET = 4          # shorter values are not searched for: replacing "ab" e
 _REMEMBERED: set = set()
 _LOGIN = re.compile(r"(?P<pre>[a-zA-Z][\w+.-]*://[^\s:/@'\"]*):(?P<pw>(?!\*+@)[^\s@/'\"]+)@")   # *** is masked already
 _PW_PARAM = re.compile(r"(?i)([?&]password=)(?!\*+(&|\s|$))[^&\s'\"]+")
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s'\",;]+")
+_BEARER = re.compile(r"(Bearer\s+)(?!<)[\w.~+/=-]{4,}")   # an Authorization header's token, not "Bearer <token>"
 
 def redact_url(
     url:str, # a URL whose path, query or password is secret
@@ -63,7 +63,7 @@ def _parts(value:str, whole:bool)->list[tuple[str, str]]:
     "(text to find, what replaces it) for one secret value, longest first."
     v = str(value or "").strip()
     if len(v) < _MIN_SECRET: return []
-    if "://" not in v: return [(v, MASK)]
+    if "://" not in v: return [(v, MASK)] if whole else []   # a store that is a file path is no secret
     try: u = urlsplit(v)
     except ValueError: return [(v, MASK)]
     out = [(v, redact_url(v) if whole else _LOGIN.sub(rf"\g<pre>:{MASK}@", v))]
