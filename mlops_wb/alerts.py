@@ -13,6 +13,7 @@ from .config import check_rules
 from .evaluate import LOWER_IS_BETTER
 from .tracking import experiment_id
 from .tags import *
+from .errors import redact, remember_secret
 
 # %% auto #0
 __all__ = ['Alert', 'evaluate_rules', 'post_webhook', 'slack_payload', 'record_alerts', 'alert_log']
@@ -93,10 +94,10 @@ def post_webhook(
         try:
             r = requests.post(url, json=payload, timeout=timeout)
             if r.status_code < 300: return True, None, i + 1
-            err = f"HTTP {r.status_code}: {clip(r.text, SHORT_TEXT_MAX)}"
+            err = f"HTTP {r.status_code}: {clip(redact(r.text, url), SHORT_TEXT_MAX)}"
             # a client error will not get better; a server error or 429 (too many requests) may
             if r.status_code < 500 and r.status_code != 429: return False, err, i + 1
-        except requests.RequestException as e: err = clip(f"{type(e).__name__}: {e}", SHORT_TEXT_MAX)
+        except requests.RequestException as e: err = clip(redact(f"{type(e).__name__}: {e}", url), SHORT_TEXT_MAX)
         if i < tries - 1: time.sleep(backoff * 2 ** i)
     return False, err, tries
 
@@ -116,6 +117,7 @@ def _alert_tags(a:Alert, model:str, version:str, monitoring_run_id:str|None)->di
 def _deliver(settings, a:Alert, model:str, version:str, report_path:str|None, tries:int, backoff:float)->dict:
     "How delivering `a` went: delivery (delivered, failed or none), attempts and the last error."
     if not settings.alert_webhook: return dict(delivery="none", attempts=0, error=None)
+    remember_secret(settings.alert_webhook)   # from settings.ini too: nothing this process prints later shows it
     ok, err, n = post_webhook(settings.alert_webhook, slack_payload(a, model, version, report_path), tries, backoff)
     return dict(delivery="delivered" if ok else "failed", attempts=n, error=err)
 

@@ -6,10 +6,13 @@ Docs: https://mlops-wb.github.io/mlops-wb/errors.html.md"""
 
 # %% ../nbs/00a_errors.ipynb #9dce8348
 from __future__ import annotations
+import os, re
 from enum import IntEnum
+from urllib.parse import urlsplit
 
 # %% auto #0
-__all__ = ['EXIT_MEANINGS', 'EXIT_HELP', 'Exit', 'MlopsWbError', 'ConfigError', 'GateFailed']
+__all__ = ['EXIT_MEANINGS', 'EXIT_HELP', 'SECRET_ENV', 'MASK', 'Exit', 'redact_url', 'remember_secret', 'redact', 'MlopsWbError',
+           'ConfigError', 'GateFailed']
 
 # %% ../nbs/00a_errors.ipynb #ed44f362
 class Exit(IntEnum):
@@ -34,10 +37,68 @@ EXIT_MEANINGS = {
 
 EXIT_HELP = "exit status:\n" + "\n".join(f"  {int(c):<4} {m}" for c, m in EXIT_MEANINGS.items())
 
+# %% ../nbs/00a_errors.ipynb #b722da46
+SECRET_ENV = ("MLOPS_WB_ALERT_WEBHOOK", "MLOPS_WB_SERVE_TOKEN", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+              "MLOPS_WB_INFERENCE_LOG", "MLFLOW_TRACKING_URI")  # settings whose values (or URL passwords) are secret
+MASK = "****"
+_MIN_SECRET = 4          # shorter values are not searched for: replacing "ab" everywhere would garble every message
+_REMEMBERED: set = set()
+_LOGIN = re.compile(r"(?P<pre>[a-zA-Z][\w+.-]*://[^\s:/@'\"]*):(?P<pw>(?!\*+@)[^\s@/'\"]+)@")   # *** is masked already
+_PW_PARAM = re.compile(r"(?i)([?&]password=)(?!\*+(&|\s|$))[^&\s'\"]+")
+_BEARER = re.compile(r"(Bearer\s+)(?!<)[\w.~+/=-]{4,}")   # an Authorization header's token, not "Bearer <token>"
+
+def redact_url(
+    url:str, # a URL whose path, query or password is secret
+)->str:      # scheme, user and host kept: `https://hooks.example/…/****`
+    "`url` as text may show it: scheme and host (and user name); password, path and query masked."
+    try: u = urlsplit(str(url))
+    except ValueError: return MASK
+    if not u.scheme or not u.netloc: return MASK
+    host = u.netloc.rsplit("@", 1)[-1]
+    user = u.username + (f":{MASK}" if u.password else "") + "@" if u.username else ""
+    secret_path = (u.path not in ("", "/")) or u.query or u.fragment
+    return f"{u.scheme}://{user}{host}" + (f"/…/{MASK}" if secret_path else "")
+
+def _parts(value:str, whole:bool)->list[tuple[str, str]]:
+    "(text to find, what replaces it) for one secret value, longest first."
+    v = str(value or "").strip()
+    if len(v) < _MIN_SECRET: return []
+    if "://" not in v: return [(v, MASK)] if whole else []   # a store that is a file path is no secret
+    try: u = urlsplit(v)
+    except ValueError: return [(v, MASK)]
+    out = [(v, redact_url(v) if whole else _LOGIN.sub(rf"\g<pre>:{MASK}@", v))]
+    if u.password and len(u.password) >= _MIN_SECRET: out.append((u.password, MASK))
+    rest = v[len(f"{u.scheme}://{u.netloc}"):]
+    if whole and len(rest) >= _MIN_SECRET and rest != "/": out.append((rest, f"/…/{MASK}"))   # requests: "url: /path"
+    return out
+
+def remember_secret(*values:str):
+    "Have every later `redact` in this process mask `values` (tokens, or URLs whose path is secret, like a webhook)."
+    _REMEMBERED.update(str(v) for v in values if v and len(str(v)) >= _MIN_SECRET)
+
+def _env_secrets()->list[tuple[str, bool]]:
+    "(value, whole) of each secret setting in the environment: a URL of a store keeps its path (a database name)."
+    return [(os.environ[k], k not in ("MLOPS_WB_INFERENCE_LOG", "MLFLOW_TRACKING_URI")) for k in SECRET_ENV
+            if os.environ.get(k)]
+
+def redact(
+    text,          # any text (not a string: its str())
+    *secrets:str,  # more secret values to mask, besides the remembered ones and SECRET_ENV's
+)->str:
+    "`text` with every known secret masked, and the password of any `scheme://user:password@host` too."
+    s = str(text)
+    known = [(v, True) for v in (*secrets, *_REMEMBERED)] + _env_secrets()
+    pairs = sorted({p for v, whole in known for p in _parts(v, whole)}, key=lambda p: -len(p[0]))
+    for find, repl in pairs:
+        if find in s: s = s.replace(find, repl)
+    s = _PW_PARAM.sub(rf"\g<1>{MASK}", _LOGIN.sub(rf"\g<pre>:{MASK}@", s))
+    return _BEARER.sub(rf"\g<1>{MASK}", s)
+
 # %% ../nbs/00a_errors.ipynb #78ee0ed3
 class MlopsWbError(Exception):
-    "Base of every error mlops-wb raises on purpose; `exit_code` is the CLI's exit status."
+    "Base of every error mlops-wb raises on purpose; `exit_code` is the CLI's exit status. Its text is `redact`ed."
     exit_code = Exit.FAILED
+    def __str__(self): return redact(super().__str__())
 
 class ConfigError(MlopsWbError):
     "Bad input: a project file (`pipeline.yaml`, `settings.ini`), a data file or a command-line argument."

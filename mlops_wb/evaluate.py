@@ -235,11 +235,11 @@ def score_champion(
     task:str,                     # 'binary', 'multiclass' or 'regression'
 )->dict|None:
     "{version, metrics, error} of `name@champion` re-scored on `df`; None when there is no champion."
-    import mlflow   # 3 s; only a step that compares with the registry needs it
+    from mlops_wb.models import load_model   # 3 s (MLflow); only a step that compares with the registry needs it
     try: mv = client.get_model_version_by_alias(name, "champion")
     except Exception: return None
     try:
-        model = mlflow.sklearn.load_model(f"models:/{name}/{mv.version}")
+        model = load_model(f"models:/{name}/{mv.version}")
         return {"version": str(mv.version), "metrics": evaluate_model(model, df, target, task)}
     except Exception as e:
         return {"version": str(mv.version), "metrics": {}, "error": f"{type(e).__name__}: {clip(e, 300)}"}

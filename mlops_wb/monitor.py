@@ -26,6 +26,7 @@ from .tracking import mlflow, connect, experiment_id
 from .tags import *
 from .evaluate import model_task, prediction_metrics
 from .registry import get_version
+from .models import load_model
 from .alerts import evaluate_rules, record_alerts
 from .inference_log import LOG_COLUMNS, InferenceLog, log_exists, read_inference_log, read_service_log
 from .inference_log import mask_location
@@ -521,7 +522,7 @@ def load_current(
     now:float|None=None,               # default the current time
 )->dict:                               # current, preds, source, t0, t1, performance, service, task, labels
     "The current window: rows, predictions, labelled performance and (from the log) the server's figures."
-    model = mlflow.sklearn.load_model(f"models:/{mv.name}/{mv.version}")
+    model = load_model(f"models:/{mv.name}/{mv.version}")
     baseline = dict(client.get_run(mv.run_id).data.metrics)
     every_s = parse_duration(every, "--every")
     if data is None:

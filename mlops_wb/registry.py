@@ -8,8 +8,9 @@ Docs: https://mlops-wb.github.io/mlops-wb/registry.html.md"""
 from __future__ import annotations
 import importlib.metadata as md
 import json
-import random, time
+import random, tempfile, time
 import io
+from pathlib import Path
 from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +24,7 @@ from .config import candidate_model_name
 from .tracking import mlflow, MlflowClient, experiment_id, acting_user
 from .tags import *
 from .data import SnapshotStore
+from .trust import TRUSTED_TYPES, file_sha256
 
 # %% auto #0
 __all__ = ['ALIAS_CHALLENGER', 'ALIAS_CHAMPION', 'model_requirements', 'register_model', 'point_alias_at_newest', 'RegistryError',
@@ -35,7 +37,7 @@ ALIAS_CHALLENGER, ALIAS_CHAMPION = "challenger", "champion"
 
 def model_requirements()->list[str]:
     "Pinned requirements of a logged scikit-learn model: the versions installed here."
-    return [f"{p}=={md.version(p)}" for p in ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "cloudpickle")]
+    return [f"{p}=={md.version(p)}" for p in ("mlflow", "scikit-learn", "pandas", "numpy", "scipy", "skops")]
 
 def register_model(
     model,                  # a fitted scikit-learn Pipeline
@@ -50,15 +52,22 @@ def register_model(
     sig = infer_signature(example, model.predict(example))
     with mlflow.start_run(run_id=run_id):
         info = mlflow.sklearn.log_model(model, name="model", signature=sig, input_example=example.head(3),
-                                        serialization_format="cloudpickle", pip_requirements=model_requirements())
+                                        serialization_format="skops", skops_trusted_types=TRUSTED_TYPES,
+                                        pip_requirements=model_requirements())
     client = MlflowClient()
-    vtags = {k: str(v) for k, v in (tags or {}).items()} | ({TAG_REGISTERED_AS: alias} if alias else {})
+    vtags = ({k: str(v) for k, v in (tags or {}).items()} | ({TAG_REGISTERED_AS: alias} if alias else {})
+             | {TAG_MODEL_SHA: _logged_sha(info.model_uri)})
     mv = _create_version(info.model_uri, name, vtags)
     if description: client.update_model_version(name, mv.version, description)
     if alias: point_alias_at_newest(client, name, alias, mv.version)
     return str(mv.version)
 
 # %% ../nbs/07_registry.ipynb #fb813d5a
+def _logged_sha(model_uri:str)->str:
+    "sha256 of the `model.skops` of the logged model at `model_uri`, as the artifact store holds it."
+    with tempfile.TemporaryDirectory() as d:
+        return file_sha256(Path(mlflow.artifacts.download_artifacts(model_uri, dst_path=d))/"model.skops")
+
 def _create_version(uri:str, name:str, tags:dict, attempts:int=5):
     "`mlflow.register_model`, retried with a short random wait when a concurrent writer took the version number."
     for i in range(attempts):

@@ -31,6 +31,7 @@ from .errors import ConfigError
 from .config import Settings
 from .tracking import connect
 from .registry import get_version
+from .models import load_model
 from .inference_log import InferenceLog, mask_location, open_store
 
 # %% auto #0
@@ -394,7 +395,7 @@ def load_slot(
     info = mlflow.models.get_model_info(uri)
     if info.signature is None:
         raise ConfigError(f"{name} version {mv.version} has no signature; it cannot be validated against")
-    model = mlflow.sklearn.load_model(uri)
+    model = load_model(uri)
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] or None
     schema = InputSchema.from_signature(info.signature)
     schema.optional |= profile_optional(client, mv.run_id)
@@ -1099,7 +1100,7 @@ def score_file(
     mv = get_version(client, ref)
     uri = f"models:/{mv.name}/{mv.version}"
     schema = InputSchema.from_signature(mlflow.models.get_model_info(uri).signature)
-    model = mlflow.sklearn.load_model(uri)
+    model = load_model(uri)
     total, chunks = read_chunks(inp, chunk_rows)
     w, n, t0 = ChunkWriter(out), 0, time.time()
     try:

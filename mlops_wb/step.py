@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 from .errors import MlopsWbError
+from .trust import UntrustedArtifact, dump_skops, load_skops
 
 # %% auto #0
 __all__ = ['atomic_write', 'file_lock', 'file_digest', 'digest_outputs', 'StepError', 'StepIO']
@@ -69,12 +70,16 @@ def _read_table(p:Path):
     import pandas as pd   # deferred: about 2.5 s, paid only by a step that reads a table
     return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
 
-def _read_joblib(p:Path):
-    "An object written with joblib."
-    import joblib         # deferred: about 1 s, paid only by a step that reads a model
-    return joblib.load(p)
+def _read_skops(p:Path, what:str|None=None):
+    "An object written with skops, built only from trusted types."
+    return load_skops(p, what)
 
-_READERS = {".parquet": _read_table, ".csv": _read_table, ".joblib": _read_joblib,
+def _refuse_pickle(p:Path, what:str|None=None):
+    raise UntrustedArtifact(f"{what or p}: a pickle ({p.suffix}), which runs code when loaded; mlops-wb does not "
+                            f"load it. Run the step that wrote it again (mlops-wb run --from <step>)")
+
+_READERS = {".parquet": _read_table, ".csv": _read_table, ".skops": _read_skops,
+            ".joblib": _refuse_pickle, ".pkl": _refuse_pickle, ".pickle": _refuse_pickle,
             ".json": lambda p: json.loads(Path(p).read_text(encoding="utf-8")),
             ".txt": lambda p: Path(p).read_text(encoding="utf-8")}
 
@@ -94,8 +99,7 @@ def _write_output(
     if isinstance(obj, str):
         fn = name if Path(name).suffix in (".html", ".md", ".txt", ".csv") else f"{name}.txt"
         return atomic_write(outputs/fn, lambda t: t.write_text(obj, encoding="utf-8"))
-    import joblib             # deferred: about 1 s, paid only by a step that saves a model
-    return atomic_write(outputs/f"{name}.joblib", lambda t: joblib.dump(obj, t))
+    return atomic_write(outputs/f"{name}.skops", lambda t: dump_skops(obj, t))
 
 # %% ../nbs/01_step.ipynb #7d74fadd
 class _StepOutputs:
@@ -106,7 +110,7 @@ class _StepOutputs:
         self.outputs.mkdir(parents=True, exist_ok=True)
 
     def save(self, name:str, obj:Any)->Path:
-        "Write `obj` as output `name`: a DataFrame as Parquet, a dict or list as JSON, a str as text, else joblib."
+        "Write `obj` as output `name`: a DataFrame as Parquet, a dict or list as JSON, a str as text, else skops."
         return _write_output(self.outputs, name, obj)
 
     def save_snapshot(self, name:str, df, store, **kw):
@@ -147,10 +151,11 @@ class StepIO(_StepOutputs):
         return Path(self.upstream[step][name])
 
     def load(self, step:str, name:str)->Any:
-        "Read output `name` of upstream `step` by its file type (parquet, csv, json, joblib, txt)."
+        "Read output `name` of upstream `step` by its file type (parquet, csv, json, skops, txt)."
         p = self.path(step, name)
         reader = _READERS.get(p.suffix)
         if reader is None: raise StepError(f"{p}: no reader for {p.suffix!r} files; read it with StepIO.path")
+        if reader in (_read_skops, _refuse_pickle): return reader(p, f"output {name!r} of step {step!r} ({p})")
         return reader(p)
 
     def load_snapshot(self, step:str, name:str, store):

@@ -6,6 +6,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/tags.html.md"""
 
 # %% ../nbs/00c_tags.ipynb #15375b00
 from __future__ import annotations
+from .errors import redact
 
 # %% auto #0
 __all__ = ['TAG_KIND', 'TAG_PIPELINE', 'TAG_STEP', 'TAG_STEPS', 'TAG_SUMMARY', 'TAG_NOTEBOOK', 'TAG_NOTEBOOK_HASH',
@@ -14,9 +15,9 @@ __all__ = ['TAG_KIND', 'TAG_PIPELINE', 'TAG_STEP', 'TAG_STEPS', 'TAG_SUMMARY', '
            'TAG_OUTPUTS', 'TAG_KEY_PARTS', 'TAG_REASON', 'TAG_SNAPSHOT_DIGEST', 'TAG_ROWS', 'TAG_FILE_SHA', 'TAG_NAME',
            'TAG_SOURCE', 'TAG_SCHEMA', 'TAG_ABANDONED', 'TAG_FAMILY', 'TAG_TRIAL', 'TAG_TRIAL_STATE',
            'TAG_DATASET_DIGEST', 'TAG_TRAIN_DIGEST', 'TAG_HOLDOUT_DIGEST', 'TAG_GATE', 'TAG_GATE_PASSED',
-           'TAG_REGISTERED_AS', 'TAG_CANDIDATE', 'TAG_REPRODUCED', 'TAG_MODEL', 'TAG_MODEL_VERSION', 'TAG_WINDOW',
-           'TAG_DATASET_DRIFT', 'TAG_ALERTS', 'TAG_LAST_MONITORING', 'TAG_RULE', 'TAG_MESSAGE', 'TAG_COLUMN',
-           'TAG_MONITORING_RUN', 'TAG_DELIVERY', 'TAG_DELIVERY_ERROR', 'TAG_RETRAIN', 'TAG_RETRAIN_RUN',
+           'TAG_REGISTERED_AS', 'TAG_CANDIDATE', 'TAG_REPRODUCED', 'TAG_MODEL_SHA', 'TAG_MODEL', 'TAG_MODEL_VERSION',
+           'TAG_WINDOW', 'TAG_DATASET_DRIFT', 'TAG_ALERTS', 'TAG_LAST_MONITORING', 'TAG_RULE', 'TAG_MESSAGE',
+           'TAG_COLUMN', 'TAG_MONITORING_RUN', 'TAG_DELIVERY', 'TAG_DELIVERY_ERROR', 'TAG_RETRAIN', 'TAG_RETRAIN_RUN',
            'TAG_RETRAIN_VERSION', 'TAG_RETRAIN_RESULT', 'TAG_RETRAIN_REASON', 'TAG_TRIGGER', 'TAG_TRIGGER_ALERT',
            'TAG_TRIGGER_RULE', 'TAG_VALUE_MAX', 'TAG_TEXT_MAX', 'PARAM_VALUE_MAX', 'SHORT_TEXT_MAX', 'clip']
 
@@ -68,6 +69,7 @@ TAG_GATE_PASSED = "mlops_wb.gate_passed"
 TAG_REGISTERED_AS = "mlops_wb.registered_as"   # the alias a version was registered for (the newest one holds it)
 TAG_CANDIDATE = "mlops_wb.candidate_version"   # on a server: the version of <model>-candidates a promoted copy is
 TAG_REPRODUCED = "mlops_wb.reproduced"
+TAG_MODEL_SHA = "mlops_wb.model_sha256"      # sha256 of the model file (model.skops) when it was logged
 
 # %% ../nbs/00c_tags.ipynb #a568438e
 TAG_MODEL = "mlops_wb.model"
@@ -101,5 +103,5 @@ def clip(
     value,                    # any value; not a string: its str()
     limit:int=TAG_TEXT_MAX,   # characters kept
 )->str:
-    "`value` as text of at most `limit` characters, for a tag, a parameter or a table cell."
-    return str(value)[:limit]
+    "`value` as text of at most `limit` characters, for a tag, a parameter or a table cell; secrets `redact`ed."
+    return redact(value)[:limit]

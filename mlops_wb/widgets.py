@@ -13,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import ipywidgets as W
 from IPython.display import display
-import mlflow.sklearn
+from .models import load_model
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from .errors import MlopsWbError
 from .config import (PIPELINE_FILE, RUNNER_PARAMS, load_settings, load_pipeline, find_project_root,
@@ -388,7 +388,7 @@ def side_by_side(
     ho = holdout_of(client, root, name, a)
     if ho is None:
         return {"metrics": None, "figure": None, "note": f"version {a}'s holdout snapshot is not in this store"}
-    models = {f"version {v}": mlflow.sklearn.load_model(f"models:/{name}/{v}") for v in (a, b)}
+    models = {f"version {v}": load_model(f"models:/{name}/{v}") for v in (a, b)}
     mets, f = score_on_holdout(models, ho, spec.dataset.target)
     return {"metrics": mets, "figure": f, "note": f"both scored on version {a}'s holdout ({len(ho)} rows)"}
 
