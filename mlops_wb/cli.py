@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, faulthandler, functools, json, os, signal, subprocess, sys, threading
 from datetime import datetime, timezone
 from pathlib import Path
-from .errors import MlopsWbError, ConfigError, Exit, EXIT_HELP
+from .errors import MlopsWbError, ConfigError, Exit, EXIT_HELP, redact
 from .config import find_project_root, load_settings
 
 # %% auto #0
@@ -352,7 +352,7 @@ def main(
         if fault is not None:   # the store is read-only, locked, full or unreachable: bad input, not a bug
             print(f"error: {fault}", file=sys.stderr)
             return fault.exit_code
-        print(f"internal error: {type(e).__name__}: {e} (set MLOPS_WB_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(f"internal error: {type(e).__name__}: {redact(e)} (set MLOPS_WB_DEBUG=1 for the traceback)", file=sys.stderr)
         return Exit.FAILED
 
 # %% ../nbs/09_cli.ipynb #f502ecc5

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from .errors import MlopsWbError, ConfigError
+from .errors import MlopsWbError, ConfigError, remember_secret
 from .notebook import notebook_params
 
 # %% auto #0
@@ -145,6 +145,7 @@ def load_settings(
     if not uri.startswith("sqlite:"): _no_local_identity(raw, uri)
     log = vals["inference_log"]   # a postgresql:// URL stays text; a file is resolved under the project
     if "://" not in log: log = (root/log).resolve()
+    remember_secret(vals["alert_webhook"], vals["serve_token"])   # masked in every later message, tag and param
     return Settings(root=root, tracking_uri=uri,
                     artifact_root=(root/vals["artifact_root"]).resolve() if uri.startswith("sqlite:") else None,
                     experiment=vals["experiment"], model_name=vals["model_name"], serve_host=vals["serve_host"],

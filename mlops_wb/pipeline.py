@@ -23,7 +23,7 @@ from .config import (PIPELINE_FILE, PipelineSpec, Settings, RUNNER_PARAMS, apply
                              find_project_root, load_pipeline, load_settings, step_order)
 from .notebook import notebook_hash, notebook_params
 from .step import atomic_write, digest_outputs, file_digest
-from .data import source_manifest
+from .data import source_manifest, preflight
 from .tags import *
 from .tracking import (connect, git_info, library_hash, acting_user, process_tags, process_gone, reap_dead_runs,
                                store_error, Heartbeat, StoreFault, TAG_HEARTBEAT, TAG_END_REASON, TAG_PROCESS)
@@ -903,6 +903,7 @@ def run_pipeline(
     root = find_project_root(root) if root is None else Path(root).resolve()
     settings, spec = load_settings(root), load_pipeline(root)
     spec = apply_overrides(spec, root, overrides or [])
+    preflight(spec, root)   # the source and every column it names, before anything is recorded (retrain runs too)
     sel = select_steps(spec, no_cache, from_step, only)
     emit = on_event or (lambda *a: None)
     if explain and _no_store(settings):   # nothing ran yet: a dry run creates no folder and no database
