@@ -186,7 +186,8 @@ def output_paths(
     local = _local_dir(run.info.artifact_uri)
     if local is not None:
         paths = {n: local/"outputs"/m["file"] for n, m in manifest.items()}
-        ok = all(p.is_file() and p.stat().st_size == manifest[n]["bytes"] for n, p in paths.items())
+        ok = all(p.is_file() and p.stat().st_size == manifest[n]["bytes"] and file_digest(p) == manifest[n]["sha256"]
+                 for n, p in paths.items())   # the size first (cheap), then the digest the run recorded
         return {n: str(p) for n, p in paths.items()} if ok else None
     dst = root/".mlops_wb"/"cache"/run.info.run_id
     paths = {n: dst/"outputs"/m["file"] for n, m in manifest.items()}
