@@ -19,7 +19,7 @@ class Exit(IntEnum):
     "The exit statuses of `mlops-wb`; `EXIT_HELP` says what each means."
     OK = 0
     FAILED = 1        # a pipeline step failed, or an internal error
-    BAD_INPUT = 2     # pipeline.yaml, settings.ini, a data file or a command-line argument
+    BAD_INPUT = 2     # pipeline.yaml, settings.ini, a data file, a command-line argument, or an unusable store
     GATE_FAILED = 3
     REFUSED = 4
     DIFFERS = 5
@@ -28,7 +28,8 @@ class Exit(IntEnum):
 EXIT_MEANINGS = {
     Exit.OK: "success",
     Exit.FAILED: "a pipeline step failed (the error line names the step, cell, exception and executed notebook)",
-    Exit.BAD_INPUT: "bad input: pipeline.yaml, settings.ini, a data file or a command-line argument (nothing ran)",
+    Exit.BAD_INPUT: ("bad input: pipeline.yaml, settings.ini, a data file or a command-line argument (nothing ran); "
+                     "or the store is unusable (read-only, locked, full, unreachable) or another run holds the project's lock"),
     Exit.GATE_FAILED: "the quality gate failed (nothing registered)",
     Exit.REFUSED: "promotion or rollback refused (not an approver, no reason, gate failed without --force)",
     Exit.DIFFERS: "reproduce: the rebuilt model's metrics or data differ from the registered version's",
