@@ -766,7 +766,8 @@ def _print_monitoring(r:dict):
                    for k, v in p["current"].items()]
         print(f"performance on {p['rows']} labelled rows: " + ", ".join(figures))
     if (sv := r["service"]) and sv["requests"]:
-        print(f"server: {sv['requests']} requests, error rate {sv['error_rate']:.1%}, "
+        print(f"server: {sv['requests']} requests, error rate {sv['error_rate']:.1%} (server errors), "
+              f"client errors {sv.get('client_error_rate') or 0:.1%}, {sv.get('client_aborts', 0)} aborted by the client, "
               f"p99 latency {_fmt(sv['latency_p99_ms'], '.1f')} ms")
     for a in r["alerts"]:
         print(f"ALERT {a['rule']['kind']}: {a['message']} (alert {a['id']}, webhook: {a['delivery']}"

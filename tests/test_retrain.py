@@ -62,7 +62,7 @@ def test_drift_alert_starts_one_retrain_and_links_it(tmp_path):
     assert res.returncode == 0, res.stderr + res.stdout
     out = res.stdout
     assert "dataset drift: YES" in out and "ALERT dataset_drift" in out and "ALERT metric_drop" in out, out
-    assert "server: 13 requests, error rate 7.7%" in out, out            # 12 scored, 1 refused
+    assert "server: 13 requests, error rate 0.0% (server errors), client errors 7.7%, 0 aborted" in out, out  # 12 scored, 1 refused
     assert "performance on 240 labelled rows: accuracy" in out and "retrain: started by alert" in out, out
     assert {p["rule"]["kind"] for p in _Receiver.got} == {"dataset_drift", "metric_drop"} and all("text" in p for p in _Receiver.got)
 
