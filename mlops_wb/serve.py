@@ -987,7 +987,8 @@ def is_loopback(host:str)->bool:
 def check_exposure(host:str, token:str):
     "A `ConfigError` for a server listening beyond loopback without a token (its admin routes would answer anyone)."
     if token or is_loopback(host): return
-    raise ConfigError(f"--host {host}: listening beyond this machine needs a token, or anyone who can reach "
+    raise ConfigError(f"serve host {host} (--host, serve_host or MLOPS_WB_SERVE_HOST): listening beyond this machine "
+                      "needs a token, or anyone who can reach "
                       "the port can score and reload models; set serve_token in settings.ini or "
                       "MLOPS_WB_SERVE_TOKEN, or serve on 127.0.0.1")
 

@@ -397,7 +397,7 @@ def test_beyond_loopback_needs_a_token(tmp_path):
     import subprocess
     res = subprocess.run([str(CLI), "--project", str(root), "serve", "--host", "0.0.0.0", "--port", str(free_port())],
                          cwd=root, env=clean_env(), capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "--host 0.0.0.0: listening beyond this machine needs a token" in res.stderr, res
+    assert res.returncode == 2 and "serve host 0.0.0.0 (--host, serve_host or MLOPS_WB_SERVE_HOST): listening beyond this machine needs a token" in res.stderr, res
     assert "serving" not in res.stdout     # with a token it starts there: `slow_server` listens on 0.0.0.0
 
 
