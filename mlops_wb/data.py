@@ -6,7 +6,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/data.html.md"""
 
 # %% ../nbs/03_data.ipynb #e9dc54f2
 from __future__ import annotations
-import csv, glob, hashlib, json, shutil, tempfile
+import csv, glob, hashlib, json, os, shutil, tempfile
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from urllib.parse import urlparse, unquote
@@ -340,8 +340,13 @@ class SnapshotStore:
 # %% ../nbs/03_data.ipynb #fa92a870
 @patch
 def _tmp_dir(self:SnapshotStore)->Path:
+    "The project's scratch folder for snapshot writes; the folders of writers that died are removed."
+    import psutil
     d = self.settings.root/".mlops_wb"/"tmp"
     d.mkdir(parents=True, exist_ok=True)
+    for old in d.glob("snapshot-*-*"):   # snapshot-<pid>-<random>: a write in progress, or one killed mid-way
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)): shutil.rmtree(old, ignore_errors=True)
     return d
 
 @patch
@@ -355,14 +360,17 @@ def put(self:SnapshotStore,
     digest = frame_digest(df)
     found = self.find(digest)
     if found is not None: return SnapshotRef(**{**found.to_dict(), "name": name})
+    from mlops_wb.tracking import TAG_HEARTBEAT, process_tags, reap_dead_runs   # MLflow: only for a write
+    reap_dead_runs(self.client, self.exp_id)   # writes whose process died are ended KILLED, with the reason
     for stale in self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` = '{digest}' and attributes.status = 'RUNNING'", 20):
         self.client.set_tag(stale.info.run_id, TAG_ABANDONED, "write never completed")
         self.client.set_terminated(stale.info.run_id, "FAILED")
     schema = frame_schema(df)
     tags = snapshot_tags(digest, len(df), schema, source, name, project)
+    tags |= {k: v for k, v in process_tags().items() if k != TAG_HEARTBEAT}   # who writes it (no lease: a long upload stays alive)
     rid = self.client.create_run(self.exp_id, run_name=f"snapshot-{digest[:12]}", tags=tags).info.run_id
     try:
-        with tempfile.TemporaryDirectory(prefix="snapshot-", dir=self._tmp_dir()) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"snapshot-{os.getpid()}-", dir=self._tmp_dir()) as tmp:
             f = Path(tmp)/"data.parquet"
             df.to_parquet(f, index=False)
             sha = file_digest(f)

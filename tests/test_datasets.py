@@ -50,7 +50,8 @@ def test_killed_snapshot_write_leaves_no_partial_snapshot(tmp_path):
     assert file_digest(store.path(snaps[0])) == snaps[0].file_sha256
     assert snaps[0].digest == frame_digest(read_source("data/big.csv", root))
     stale = store.client.get_run(writing[0].info.run_id)
-    assert stale.info.status == "FAILED" and stale.data.tags["mlops_wb.abandoned"]
+    assert stale.info.status == "KILLED" and "is gone" in stale.data.tags["mlops_wb.end_reason"]   # its writer, by pid
+    assert list((root / ".mlops_wb" / "tmp").glob("snapshot-*")) == []   # and the killed write's scratch folder is gone
 
 
 def _tips_fixture(path: Path):
