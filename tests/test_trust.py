@@ -2,7 +2,7 @@
 changes a registered model's file, leaves an old cloudpickle model whose pickle runs code, or swaps a step's output
 for a skops file that names a function: each is refused with a message naming the artifact, and the code in it
 never runs."""
-import io, os, pickle, zipfile
+import io, os, pickle, re, zipfile
 from pathlib import Path
 
 import pytest
@@ -83,11 +83,18 @@ def test_a_step_output_swapped_in_the_store_is_refused(tmp_path):
     assert res.returncode == 0, res.stderr
     out = next((root / "store").rglob("outputs/model.skops"))     # step a's output, as the store keeps it
     assert not list((root / "store").rglob("*.joblib"))           # nothing pickled
-    out.write_bytes(_evil_skops(out.stat().st_size))              # same size: the runner reuses a's run
+    out.write_bytes(_evil_skops(out.stat().st_size))              # same size, other content
 
-    res = cli(root, "run", "-p", "b.x=2")                         # b runs again on a's stored output
-    assert res.returncode == 1, res.stdout + res.stderr
-    assert "cached" in res.stdout and "a" in res.stdout, res.stdout
-    err = res.stdout + res.stderr
-    assert "output 'model' of step 'a'" in err and "names types that are not trusted: posix.system" in err, err
+    # the tampered file never reaches a step: its sha256 is not the one a's run recorded, so a runs again
+    res = cli(root, "run", "-p", "b.x=2")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert re.search(r"│ a\s+│ ran ", res.stdout) and re.search(r"│ b\s+│ ran ", res.stdout), res.stdout
+
+    # and a skops file naming types that are not trusted is refused when a step reads it, whatever its digest
+    from mlops_wb.step import StepIO
+    from mlops_wb.trust import UntrustedArtifact
+    evil = tmp_path / "outputs" / "model.skops"; evil.parent.mkdir()
+    evil.write_bytes(_evil_skops())
+    with pytest.raises(UntrustedArtifact, match=r"output 'model' of step 'a'.*names types that are not trusted: posix.system"):
+        StepIO(tmp_path / "b", {"a": {"model": str(evil)}}).load("a", "model")
     assert "Traceback" not in res.stderr, res.stderr
