@@ -108,21 +108,20 @@ def _env_overrides(
             for k in SETTINGS_DEFAULTS if env.get(_env_name(k))}
 
 # %% ../nbs/00_config.ipynb #57fb36da
+def _checked(value:str, where:str, cast, ok, expected:str):
+    "`value` read by `cast` and accepted by `ok`; a `ConfigError` naming `where` and what was `expected` otherwise."
+    try: v = cast(value)
+    except ValueError: v = None
+    if v is None or not ok(v): raise ConfigError(f"{where}: {expected}, got {value!r}")
+    return v
+
 def _port(value:str, where:str)->int:
     "`value` as a TCP port (1 to 65535); a `ConfigError` naming `where` otherwise."
-    try: port = int(value)
-    except ValueError: port = None
-    if port is None or not 1 <= port <= 65535:
-        raise ConfigError(f"{where}: serve_port must be a TCP port from 1 to 65535, got {value!r}")
-    return port
+    return _checked(value, where, int, lambda p: 1 <= p <= 65535, "serve_port must be a TCP port from 1 to 65535")
 
 def _share(value:str, where:str)->float:
     "`value` as a share between 0 and 1; a `ConfigError` naming `where` otherwise."
-    try: share = float(value)
-    except ValueError: share = None
-    if share is None or not 0 <= share <= 1:
-        raise ConfigError(f"{where}: serve_canary must be a share between 0 and 1, got {value!r}")
-    return share
+    return _checked(value, where, float, lambda x: 0 <= x <= 1, "serve_canary must be a share between 0 and 1")
 
 def _resolve_uri(uri, root):
     "A relative `sqlite:///` URI made absolute under `root`; any other URI unchanged."
