@@ -44,6 +44,20 @@ non_negative_float = bounded(float, lambda x: x >= 0, "a number of 0 or more", "
 # the help of a command ending in the table of exit statuses
 _WITH_EXITS = dict(epilog=EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
 
+def _add_cluster_options(p):
+    "`--workers` and `--memory-limit`: the shape of the LocalCluster a command starts when dask_scheduler = local."
+    p.add_argument("--workers", type=positive_int, metavar="N",
+                   help="with dask_scheduler = local: worker processes (default: dask_workers, else one per core)")
+    p.add_argument("--memory-limit", metavar="SIZE",
+                   help="with dask_scheduler = local: memory limit per worker, e.g. 2GiB (default: dask_memory_limit)")
+
+def _cluster(args, root):
+    "The `ClusterSpec` of the project's settings and the command's --workers and --memory-limit."
+    from mlops_wb.config import _memory_limit
+    from mlops_wb.cluster import cluster_spec
+    limit = _memory_limit(args.memory_limit, "--memory-limit") if getattr(args, "memory_limit", None) else None
+    return cluster_spec(root, getattr(args, "workers", None), limit)
+
 def _add_pipeline_commands(sub):
     "`run`, `status` and `lineage`."
     r = sub.add_parser(
@@ -59,6 +73,7 @@ def _add_pipeline_commands(sub):
     r.add_argument("--explain", action="store_true", help="say for each step whether it would run and why; run nothing")
     r.add_argument("--wait", action="store_true",
                    help="another run of this project holds the store's run lock: wait for it instead of refusing")
+    _add_cluster_options(r)
     s = sub.add_parser(
         "status", help="recent pipeline runs, or one run's steps",
         description="Recent pipeline runs with each step's state; with RUN_ID, that run's steps in detail.")
@@ -171,6 +186,7 @@ def _add_serving_commands(sub):
     sc.add_argument("input", metavar="IN")
     sc.add_argument("output", metavar="OUT")
     sc.add_argument("--chunk-rows", type=positive_int, default=50_000, help="rows scored at a time (default 50000)")
+    _add_cluster_options(sc)
 
 # %% ../nbs/09_cli.ipynb #c326d6fa
 def _add_monitor(sub):
@@ -198,6 +214,7 @@ def _add_monitor(sub):
     mo.add_argument("--chunks", type=int, default=10,
                     help="--backtest on a file without a time column: this many windows (default 10)")
     mo.add_argument("--json", action="store_true")
+    _add_cluster_options(mo)
 
 def _add_tool_commands(sub):
     "`dashboard` and `ui`."
@@ -397,8 +414,8 @@ def cmd_run(args, root)->int:
         try:
             show = functools.partial(_print_step, con, prog, {})
             res = run_pipeline(root, no_cache=args.no_cache, from_step=args.from_step, only=args.only,
-                               overrides=args.params, explain=args.explain, wait=args.wait,
-                               on_event=lambda kind, r: con.print(r) if kind == "wait" else show(kind, r))
+                               overrides=args.params, explain=args.explain, wait=args.wait, cluster=_cluster(args, root),
+                               on_event=lambda kind, r: con.print(r) if kind in ("wait", "cluster") else show(kind, r))
         except MlopsWbError as e:
             res = getattr(e, "result", None)
             if res is not None: _summary(con, res, root)

@@ -44,7 +44,8 @@ def find_project_root(
 SETTINGS_DEFAULTS = dict(
     tracking_uri="sqlite:///store/mlflow.db", artifact_root="store/artifacts", experiment="mlops-wb",
     model_name="mlops-wb-model", serve_host="127.0.0.1", serve_port="8808", serve_token="",
-    approvers="", user="", alert_webhook="", serve_canary="0", inference_log="store/inference.db")
+    approvers="", user="", alert_webhook="", serve_canary="0", inference_log="store/inference.db",
+    dask_scheduler="", dask_workers="", dask_memory_limit="auto")
 
 def _env_name(key): return "MLFLOW_TRACKING_URI" if key == "tracking_uri" else f"MLOPS_WB_{key.upper()}"
 
@@ -64,6 +65,9 @@ class Settings:
     alert_webhook: str
     serve_canary: float      # share of scoring requests sent to @challenger
     inference_log: Path|str  # SQLite file of every scored row, or a postgresql:// URL (kept as text)
+    dask_scheduler: str = ""        # '' in-process; 'local' a LocalCluster per command; or a scheduler address
+    dask_workers: int|None = None   # workers of a `local` cluster; None: one per core
+    dask_memory_limit: str = "auto" # memory limit per worker of a `local` cluster ('2GiB'; auto: memory / workers)
 
     @property
     def embedded(self)->bool:
@@ -123,6 +127,29 @@ def _share(value:str, where:str)->float:
     "`value` as a share between 0 and 1; a `ConfigError` naming `where` otherwise."
     return _checked(value, where, float, lambda x: 0 <= x <= 1, "serve_canary must be a share between 0 and 1")
 
+def _workers(value:str, where:str)->int|None:
+    "`value` as a worker count (1 to 256), or None when empty; a `ConfigError` naming `where` otherwise."
+    if not value: return None
+    return _checked(value, where, int, lambda n: 1 <= n <= 256, "dask_workers must be a whole number from 1 to 256")
+
+def _memory_limit(value:str, where:str)->str:
+    "`value` as a memory limit per worker ('2GiB', '500MB', 'auto'); a `ConfigError` naming `where` otherwise."
+    if value.lower() == "auto": return "auto"
+    from dask.utils import parse_bytes   # dask (~0.1 s): only for a limit that is set
+    def cast(v):
+        try: return parse_bytes(v)
+        except (ValueError, TypeError): raise ValueError(v)
+    _checked(value, where, cast, lambda b: b >= 64 * 2**20,
+             "dask_memory_limit must be 'auto' or a size of at least 64MiB, such as 2GiB or 500MB")
+    return value
+
+def _scheduler(value:str, where:str)->str:
+    "`value` as '', 'local' or a scheduler address (tcp://host:port, tls://..., host:port)."
+    v = value.strip()
+    if v in ("", "local") or re.fullmatch(r"((tcp|tls|ucx|inproc)://)?[A-Za-z0-9_.\-\[\]:]+:\d{1,5}", v): return v
+    raise ConfigError(f"{where}: dask_scheduler must be empty (in-process), 'local' (a LocalCluster) or a "
+                      f"scheduler address such as tcp://10.0.0.5:8786, got {value!r}")
+
 def _resolve_uri(uri, root):
     "A relative `sqlite:///` URI made absolute under `root`; any other URI unchanged."
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
@@ -151,7 +178,9 @@ def load_settings(
                     serve_port=_port(*raw["serve_port"]), serve_token=vals["serve_token"],
                     approvers=tuple(a.strip() for a in vals["approvers"].split(",") if a.strip()),
                     user=vals["user"] or getpass.getuser(), alert_webhook=vals["alert_webhook"],
-                    serve_canary=_share(*raw["serve_canary"]), inference_log=log)
+                    serve_canary=_share(*raw["serve_canary"]), inference_log=log,
+                    dask_scheduler=_scheduler(*raw["dask_scheduler"]), dask_workers=_workers(*raw["dask_workers"]),
+                    dask_memory_limit=_memory_limit(*raw["dask_memory_limit"]))
 
 # %% ../nbs/00_config.ipynb #9b971656
 def _no_local_identity(raw:dict, uri:str):

@@ -24,6 +24,7 @@ from .config import (PIPELINE_FILE, PipelineSpec, Settings, RUNNER_PARAMS, apply
 from .notebook import notebook_hash, notebook_params
 from .step import atomic_write, digest_outputs, file_digest
 from .data import source_manifest, preflight
+from .cluster import ClusterSpec, cluster_spec, run_with_cluster
 from .tags import *
 from .tracking import (connect, git_info, library_hash, acting_user, process_tags, process_gone, reap_dead_runs,
                                store_error, Heartbeat, StoreFault, TAG_HEARTBEAT, TAG_END_REASON, TAG_PROCESS)
@@ -898,6 +899,7 @@ def run_pipeline(
     timeout:float|None=None,   # seconds a single cell may run
     tags:dict|None=None,       # extra tags for the pipeline run (e.g. the alert that started a retrain)
     wait:bool=False,           # another run of the project holds the lock: wait for it instead of refusing
+    cluster:ClusterSpec|None=None, # where data work runs (default: the project's dask_* settings)
 )->PipelineResult:
     "Run the project's pipeline; raises `StepFailed`, `GateFailed`, `RunInterrupted`, `RunLocked` or `TrackingError`."
     t0 = time.time()
@@ -923,8 +925,9 @@ def run_pipeline(
             rec = start() if settings.embedded else claim_in_store(client, exp_id, root, settings, spec.project, start,
                                                                    wait, notify)
             note(run_id=rec.run_id)
-            with Heartbeat(lambda: client.set_tag(rec.run_id, TAG_HEARTBEAT, f"{time.time():.0f}")):
-                res, failure = _walk(rec, spec, sel, settings, emit, t0)
+            with (Heartbeat(lambda: client.set_tag(rec.run_id, TAG_HEARTBEAT, f"{time.time():.0f}")),
+                  run_with_cluster(cluster or cluster_spec(settings), root, lambda line: emit("cluster", line))):
+                res, failure = _walk(rec, spec, sel, settings, emit, t0)   # step kernels share the cluster
     except MlopsWbError: raise
     except Exception as e:   # a store that stopped working: one line naming it, not the driver's traceback
         te = store_error(e, settings.tracking_uri, (settings.artifact_root,))
