@@ -24,9 +24,10 @@ from .tags import *
 
 # %% auto #0
 __all__ = ['DEMOS', 'MAX_COLUMNS', 'SPLITS', 'DataError', 'load_demo', 'resolve_source', 'file_columns', 'check_mixed_types',
-           'read_source', 'source_columns', 'named_columns', 'preflight', 'dtype_kind', 'frame_schema',
-           'source_manifest', 'frame_digest', 'SnapshotRef', 'snapshot_tags', 'snapshot_ref', 'SnapshotStore',
-           'SnapshotDamaged', 'split_frame', 'snapshot_source', 'split_info', 'diff_frames']
+           'read_source', 'to_dask', 'read_source_dd', 'source_columns', 'named_columns', 'preflight', 'dtype_kind',
+           'frame_schema', 'source_manifest', 'is_dask', 'partition_results', 'frame_digest', 'SnapshotRef',
+           'snapshot_tags', 'snapshot_ref', 'SnapshotStore', 'parts_digest', 'SnapshotDamaged', 'split_frame',
+           'split_frame_dd', 'snapshot_source', 'split_info', 'diff_frames']
 
 # %% ../nbs/03_data.ipynb #230173bf
 class DataError(MlopsWbError):
@@ -49,8 +50,13 @@ def resolve_source(
     source:str,        # a path or glob of CSV/Parquet files
     root:str|Path=".", # what a relative `source` is relative to
 )->list[Path]:         # the matching files, sorted
-    "The files a path or glob `source` matches (sorted); `DataError` when none does."
+    "The files a path, glob or folder `source` matches (sorted); `DataError` when none does."
     pat = source if Path(source).is_absolute() else str(Path(root)/source)
+    if Path(pat).is_dir():   # a folder, or a partitioned (hive-style `key=value/`) Parquet dataset: its data files
+        files = sorted(f for f in Path(pat).rglob("*") if f.is_file() and f.suffix in (".parquet", ".csv")
+                       and not any(s.startswith((".", "_")) for s in f.relative_to(pat).parts))
+        if not files: raise DataError(f"{one_line(source)}: the folder holds no .parquet or .csv file (looked in {one_line(pat)})")
+        return files
     files = sorted(Path(f) for f in glob.glob(pat) if Path(f).is_file())
     if not files: raise DataError(f"{one_line(source)}: no file matches (looked for {one_line(pat)})")
     return files
@@ -175,6 +181,77 @@ def read_source(
     check_mixed_types(df, source)
     return df
 
+# %% ../nbs/03_data.ipynb #8dac0480
+def _file_scan(p:Path)->dict:
+    "What one file holds, read as `read_source` reads it: rows, dtypes, and number/text counts of its text columns."
+    df = _read_one(p)
+    mixed = {}
+    for c in df.columns:
+        v = df[c].dropna()
+        if _is_typed(df[c]):
+            mixed[c] = (len(v), len(v) if pd.api.types.is_numeric_dtype(df[c]) else 0, [])
+            continue
+        num = pd.to_numeric(v.astype(str), errors="coerce")
+        bad = v[num.isna()]
+        mixed[c] = (len(v), int(num.notna().sum()), list(bad.head(3).items()))
+    return dict(rows=len(df), dtypes=dict(df.dtypes), mixed=mixed)
+
+def _common_dtype(ts:list):
+    "The dtype `pd.concat` gives a column whose files hold dtypes `ts`."
+    if all(t == ts[0] for t in ts): return ts[0]
+    return pd.concat([pd.Series([], dtype=t) for t in ts]).dtype if all(
+        pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in ts) else np.dtype(object)
+
+def _read_part(p:Path, dtypes:dict)->pd.DataFrame:
+    df = _read_one(p)
+    diff = {c: t for c, t in dtypes.items() if df[c].dtype != t}
+    return df.astype(diff) if diff else df
+
+def _dask_frame(fn, items:list, meta:pd.DataFrame, **kw):
+    "A dask frame of one partition per item, `fn(item, **kw)`, with the dtypes of `meta`."
+    import dask, dask.dataframe as dd
+    with dask.config.set({"dataframe.convert-string": False}):   # text as pandas reads it (str), not pyarrow strings
+        return dd.from_map(fn, items, meta=meta, enforce_metadata=False, **kw)
+
+def to_dask(
+    df:pd.DataFrame,  # rows
+    npartitions:int=1,
+):                    # a dask DataFrame of the same rows and dtypes
+    "`df` as a dask frame in `npartitions` partitions, its dtypes kept (text stays `str`, not pyarrow strings)."
+    import dask, dask.dataframe as dd
+    with dask.config.set({"dataframe.convert-string": False}):
+        return dd.from_pandas(df, npartitions=npartitions, sort=False)
+
+def read_source_dd(
+    source:str,        # as for `read_source`
+    root:str|Path=".", # project root
+):                     # a dask DataFrame, one partition per file
+    "The rows of `source` as a dask DataFrame, checked as `read_source` checks them, never loaded whole."
+    import dask
+    if source.startswith("demo:"): return to_dask(load_demo(source[5:]))
+    files = resolve_source(source, root)
+    cols = file_columns(files[0])
+    for f in files[1:]:
+        c = file_columns(f)
+        if c != cols:
+            raise DataError(f"{f}: columns differ from {files[0].name}: missing {sorted(set(cols) - set(c))}, "
+                            f"extra {sorted(set(c) - set(cols))}; all files of a source need the same columns")
+    scans = dask.compute(*[dask.delayed(_file_scan)(f) for f in files])
+    dtypes = {c: _common_dtype([s["dtypes"][c] for s in scans]) for c in cols}
+    for c in cols:   # check_mixed_types over all rows, from the files' counts
+        if _is_typed(pd.Series([], dtype=dtypes[c])): continue
+        nonnull, num = sum(s["mixed"][c][0] for s in scans), sum(s["mixed"][c][1] for s in scans)
+        if not nonnull or not 0.5 <= num/nonnull < 1: continue
+        ex, off = [], 0
+        for s in scans:
+            ex += [(off + i, x) for i, x in s["mixed"][c][2]]
+            off += s["rows"]
+        ex = ", ".join(f"{x!r} (row {i})" for i, x in ex[:3])
+        raise DataError(f"{source}: column {c!r} mixes numbers and text: {num/nonnull:.1%} of its values are numbers, "
+                        f"{nonnull - num} are not, e.g. {ex}; fix those values or make the column all text")
+    meta = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in dtypes.items()})
+    return _dask_frame(_read_part, files, meta, dtypes=dtypes)
+
 # %% ../nbs/03_data.ipynb #d68582b0
 def source_columns(
     source:str,        # as for `read_source`
@@ -258,12 +335,45 @@ def source_manifest(
     return out
 
 # %% ../nbs/03_data.ipynb #b74c0b78
+def _row_hashes(part:pd.DataFrame)->bytes:
+    "8 bytes per row: pandas' hash of each row of `part`, its index ignored."
+    return pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes()
+
+def is_dask(df)->bool:
+    "Whether `df` is a dask DataFrame (rows in partitions) rather than a pandas one."
+    return type(df).__module__.startswith("dask")
+
+def partition_results(
+    ddf,           # a dask DataFrame
+    fn,            # called on each partition (a pandas frame), on the workers
+    window:int=0,  # partitions in flight at once (0: two per worker thread)
+):                 # yields fn(partition) in partition order
+    "fn of each partition, in order, streaming: at most `window` results are held at a time."
+    import dask
+    parts = [dask.delayed(fn)(p) for p in ddf.to_delayed()]
+    try:
+        from distributed import default_client
+        client = default_client()
+    except (ImportError, ValueError): client = None
+    if client is None:
+        for p in parts: yield dask.compute(p)[0]
+        return
+    window = window or 2*max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+    futs = []
+    for i, p in enumerate(parts):
+        futs.append(client.compute(p))
+        if len(futs) >= window: yield futs.pop(0).result()
+    while futs: yield futs.pop(0).result()
+
 def frame_digest(
-    df:pd.DataFrame, # rows to hash
+    df, # rows to hash: a pandas or a dask DataFrame
 )->str:              # 64 hex digits
-    "sha256 of a frame's content: column names, dtypes and row hashes (the index is ignored)."
+    "sha256 of a frame's content: column names, dtypes and row hashes (the index and partitioning are ignored)."
     h = hashlib.sha256(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
-    h.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
+    if not is_dask(df):
+        h.update(_row_hashes(df))
+        return h.hexdigest()
+    for b in partition_results(df, _row_hashes): h.update(b)   # partition order; 8 bytes a row per partition
     return h.hexdigest()
 
 # %% ../nbs/03_data.ipynb #ea63ce5d
@@ -356,7 +466,7 @@ def put(self:SnapshotStore,
         name:str="dataset", # a label: dataset, train, validation, holdout
         project:str="",     # the project that stored it
        )->SnapshotRef:
-    "Store `df` under its content digest; storing the same content again returns the existing snapshot."
+    "Store `df` (pandas: one file; dask: one file a partition) under its content digest; the same content again returns the existing snapshot."
     digest = frame_digest(df)
     found = self.find(digest)
     if found is not None: return SnapshotRef(**{**found.to_dict(), "name": name})
@@ -366,15 +476,22 @@ def put(self:SnapshotStore,
     for stale in self._runs(f"tags.`{TAG_SNAPSHOT_DIGEST}` = '{digest}' and attributes.status = 'RUNNING'", 20):
         self.client.set_tag(stale.info.run_id, TAG_ABANDONED, "write never completed")
         self.client.set_terminated(stale.info.run_id, "FAILED")
-    schema = frame_schema(df)
-    tags = snapshot_tags(digest, len(df), schema, source, name, project)
+    dask_ = is_dask(df)
+    schema = frame_schema(df._meta if dask_ else df)
+    rows = sum(partition_results(df, len)) if dask_ else len(df)
+    tags = snapshot_tags(digest, rows, schema, source, name, project)
     tags |= {k: v for k, v in process_tags().items() if k != TAG_HEARTBEAT}   # who writes it (no lease: a long upload stays alive)
     rid = self.client.create_run(self.exp_id, run_name=f"snapshot-{digest[:12]}", tags=tags).info.run_id
     try:
         with tempfile.TemporaryDirectory(prefix=f"snapshot-{os.getpid()}-", dir=self._tmp_dir()) as tmp:
-            f = Path(tmp)/"data.parquet"
-            df.to_parquet(f, index=False)
-            sha = file_digest(f)
+            if dask_:   # data/part-NNNNN.parquet, written by the workers (the scratch folder must be theirs too)
+                df.to_parquet(Path(tmp)/"data", write_index=False, write_metadata_file=False,
+                              name_function=lambda i: f"part-{i:05d}.parquet")
+                sha = parts_digest(Path(tmp)/"data")
+            else:
+                f = Path(tmp)/"data.parquet"
+                df.to_parquet(f, index=False)
+                sha = file_digest(f)
             (Path(tmp)/"schema.json").write_text(json.dumps(schema, indent=1))
             self.client.log_artifacts(rid, tmp)
         self.client.set_tag(rid, TAG_FILE_SHA, sha)
@@ -382,22 +499,38 @@ def put(self:SnapshotStore,
     except BaseException:
         self.client.set_terminated(rid, "FAILED")
         raise
-    return SnapshotRef(digest, len(df), schema, source, rid, sha, name)
+    return SnapshotRef(digest, rows, schema, source, rid, sha, name)
+
+def parts_digest(
+    folder:Path, # a partitioned snapshot's `data/` folder
+)->str:          # 64 hex digits
+    "sha256 of the sorted list of `<file> <sha256>` lines of the folder's Parquet files: what the snapshot's file tag holds."
+    lines = "".join(f"{f.name} {file_digest(f)}\n" for f in sorted(folder.glob("*.parquet")))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 # %% ../nbs/03_data.ipynb #328f128d
 class SnapshotDamaged(DataError):
     "A stored snapshot's file is missing or damaged: the store is at fault, not the input (exit status 1)."
     exit_code = Exit.FAILED
 
+def _snapshot_data(base:Path)->Path|None:
+    "The snapshot's data in its artifact folder `base`: data.parquet, or the data/ folder of a partitioned one."
+    for p in (base/"data.parquet", base/"data"):
+        if p.exists(): return p
+    return None
+
 def _download(client, ref:SnapshotRef, cache:Path)->Path:
-    "Download the snapshot's Parquet file into `cache`/<digest>, checked against its sha256 first."
-    p = cache/ref.digest/"data.parquet"
+    "Download the snapshot's Parquet file (or partition files) into `cache`/<digest>, checked against its sha256 first."
+    names = {a.path for a in client.list_artifacts(ref.run_id)} if hasattr(client, "list_artifacts") else {"data.parquet"}
+    name = "data.parquet" if "data.parquet" in names or "data" not in names else "data"
+    p = cache/ref.digest/name
     if p.exists(): return p
     part = p.parent.with_name(ref.digest + ".part")
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
-    client.download_artifacts(ref.run_id, "data.parquet", str(part))
-    if file_digest(part/"data.parquet") != ref.file_sha256:
+    client.download_artifacts(ref.run_id, name, str(part))
+    got = file_digest(part/name) if name == "data.parquet" else parts_digest(part/name)
+    if got != ref.file_sha256:
         raise SnapshotDamaged(f"snapshot {ref.short}: download is damaged")
     cache.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(p.parent, ignore_errors=True)
@@ -408,19 +541,38 @@ def _download(client, ref:SnapshotRef, cache:Path)->Path:
 def path(self:SnapshotStore,
          ref:SnapshotRef|str, # a snapshot, or its digest or a prefix of it
         )->Path:
-    "A local path of the snapshot's Parquet file (downloaded and checked once when the store is remote)."
+    "A local path of the snapshot's Parquet file, or `data/` folder of partition files (downloaded and checked once when the store is remote)."
     ref = ref if isinstance(ref, SnapshotRef) else self.find(ref)
     if ref is None: raise DataError("no such snapshot")
     u = urlparse(self.client.get_run(ref.run_id).info.artifact_uri)
-    if u.scheme in ("file", ""): p = Path(unquote(u.path))/"data.parquet"
+    if u.scheme in ("file", ""):
+        base = Path(unquote(u.path))
+        p = _snapshot_data(base) or base/"data.parquet"
     else: p = _download(self.client, ref, self.settings.root/".mlops_wb"/"cache"/"snapshots")
-    if not p.is_file(): raise SnapshotDamaged(f"snapshot {ref.short}: its file {p} is missing from the artifact store")
+    if not p.exists(): raise SnapshotDamaged(f"snapshot {ref.short}: its file {p} is missing from the artifact store")
     return p
+
+def _snapshot_files(p:Path)->list[Path]:
+    return [p] if p.is_file() else sorted(p.glob("*.parquet"))
 
 @patch
 def load(self:SnapshotStore, ref:SnapshotRef|str)->pd.DataFrame:
-    "The snapshot's rows."
-    return pd.read_parquet(self.path(ref))
+    "The snapshot's rows as one pandas frame (a partitioned snapshot's files concatenated in order)."
+    files = _snapshot_files(self.path(ref))
+    if len(files) == 1: return pd.read_parquet(files[0])
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+def _read_row_group(item:tuple)->pd.DataFrame:
+    f, i = item
+    return pq.ParquetFile(f).read_row_group(i).to_pandas()
+
+@patch
+def load_dd(self:SnapshotStore, ref:SnapshotRef|str):
+    "The snapshot's rows as a dask frame, one partition per Parquet row group, single-file or partitioned."
+    files = _snapshot_files(self.path(ref))
+    items = [(f, i) for f in files for i in range(pq.ParquetFile(f).num_row_groups)]
+    if not items: return _dask_frame(pd.read_parquet, files[:1], pd.read_parquet(files[0]))
+    return _dask_frame(_read_row_group, items, _read_row_group(items[0]).iloc[:0])
 
 # %% ../nbs/03_data.ipynb #4b732879
 SPLITS = ("train", "validation", "holdout")   # the parts of a split, in this order
@@ -458,6 +610,41 @@ def split_frame(
         tr, va = train_test_split(rest, test_size=validation/(1-holdout), random_state=seed, stratify=strat)
     else: tr, va = rest, rest.iloc[:0]
     return {k: v.reset_index(drop=True) for k, v in zip(SPLITS, (tr, va, ho))}
+
+# %% ../nbs/03_data.ipynb #84471f91
+def _uniform(part:pd.DataFrame, seed:int)->np.ndarray:
+    "A number in [0, 1) per row, from the row's content and the seed."
+    h = pd.util.hash_pandas_object(part, index=False).to_numpy()
+    h = pd.util.hash_array(h ^ np.uint64((seed * 0x9E3779B97F4A7C15) % 2**64))   # the seed mixed in
+    return (h >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+def _take(part:pd.DataFrame, lo:float, hi:float, seed:int, time_column:str|None)->pd.DataFrame:
+    u = part[time_column] if time_column else _uniform(part, seed)
+    keep = (u >= lo) & (u < hi) if hi is not None else (u >= lo)
+    return part[np.asarray(keep)]
+
+def split_frame_dd(
+    ddf, target:str|None=None,    # rows (a dask frame); the label column (unused: no stratification)
+    validation:float=0.2,         # share of rows for validation (0 for none)
+    holdout:float=0.2,            # share of rows held out for the final evaluation
+    seed:int=PipelineSpec.model_fields["seed"].default, # random seed (pipeline.yaml `seed`)
+    time_column:str|None=None,    # when given: split by time (quantile thresholds)
+)->dict:                          # {'train', 'validation', 'holdout'}: dask frames
+    "Deterministic, partition-independent train/validation/holdout split of a dask frame."
+    if not (0 < holdout < 1 and 0 <= validation < 1 and validation + holdout < 1):
+        raise DataError(f"split shares must be in [0, 1) with validation + holdout < 1; "
+                        f"got validation={validation}, holdout={holdout}")
+    a, b = 1 - validation - holdout, 1 - holdout
+    if time_column:
+        if time_column not in ddf.columns:
+            raise DataError(f"time_column {time_column!r} is not a column; "
+                            f"columns are: {', '.join(map(str, ddf.columns[:20]))}")
+        q = ddf[time_column].quantile([a, b]).compute().tolist()
+        cuts = [(-np.inf, q[0]), (q[0], q[1]), (q[1], None)]
+        if pd.api.types.is_datetime64_any_dtype(ddf[time_column].dtype):
+            cuts = [(pd.Timestamp.min, q[0]), (q[0], q[1]), (q[1], None)]
+    else: cuts = [(0.0, a), (a, b), (b, None)]
+    return {k: ddf.map_partitions(_take, lo, hi, seed, time_column, meta=ddf._meta) for k, (lo, hi) in zip(SPLITS, cuts)}
 
 # %% ../nbs/03_data.ipynb #a10d4a79
 def snapshot_source(
