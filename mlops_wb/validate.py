@@ -15,7 +15,7 @@ from pandera.errors import SchemaErrors
 from fastcore.basics import patch
 from .config import ValidationSpec
 from .errors import MlopsWbError
-from .data import SnapshotRef, SnapshotStore, dtype_kind
+from .data import SnapshotRef, SnapshotStore, dtype_kind, is_dask, partition_results
 from .tags import clip
 
 # %% auto #0
@@ -111,7 +111,8 @@ class Expectations:
         self.columns_, self.rows_, self.reference_ = {}, [1, None], None
 
     def fit(self, df:pd.DataFrame, reference:str|None=None)->"Expectations":
-        "Learn column rules and row bounds from `df` (the reference snapshot `reference`)."
+        "Learn column rules and row bounds from `df`, pandas or dask (the reference snapshot `reference`)."
+        if is_dask(df): return _fit_dd(self, df, reference)
         self.columns_ = {str(c): _learn_column(df[c], self.range_tolerance, self.max_categories) for c in df.columns}
         self.reference_ = reference
         self.rows_ = [max(1, math.floor(len(df) * self.row_factor[0])), math.ceil(len(df) * self.row_factor[1])]
@@ -228,7 +229,8 @@ def validate(self:Expectations,
              df:pd.DataFrame,    # rows to check
              max_examples:int=5, # offending rows listed per failure
             )->ValidationReport:
-    "Check `df`; the report lists every broken rule with observed vs allowed values and offending rows."
+    "Check `df` (pandas or dask); the report lists every broken rule with observed vs allowed values and offending rows."
+    if is_dask(df): return _validate_dd(self, df, max_examples)
     rules, meta = self.rules(), {}
     for c in df.columns: rules.setdefault(str(c), {})   # always-on rules cover every column
     cols = {c: _column_schema(c, r, df[c] if c in df.columns else None, self.target, self.task, meta)
@@ -240,7 +242,128 @@ def validate(self:Expectations,
     except SchemaErrors as e: failures = _failures(e.failure_cases, df, meta, [lo, hi], max_examples)
     return ValidationReport(not failures, len(df), len(df.columns), self.reference_, failures)
 
-# %% ../nbs/04_validate.ipynb #c29ec6c3
+# %% ../nbs/04_validate.ipynb #30c553cb
+def _fit_part(part:pd.DataFrame, cap:int)->dict:
+    "One partition's share of what `fit` learns."
+    out = {}
+    for c in part.columns:
+        s, k = part[c], dtype_kind(part[c])
+        r = dict(kind=k, nulls=bool(s.isna().any()))
+        if k == "number":
+            fin = s[~s.isin([np.inf, -np.inf])]
+            if fin.notna().any(): r.update(min=float(fin.min()), max=float(fin.max()))
+        if k in ("string", "bool"): r["cats"] = set(s.dropna().astype(str).unique()[:cap])
+        out[str(c)] = r
+    return dict(rows=len(part), cols=out)
+
+def _fit_dd(self:Expectations, ddf, reference:str|None)->Expectations:
+    "`Expectations.fit` of a dask frame, from mergeable per-partition partials."
+    cap, rows, acc = self.max_categories + 1, 0, {}
+    for p in partition_results(ddf, lambda d: _fit_part(d, cap)):
+        rows += p["rows"]
+        for c, r in p["cols"].items():
+            a = acc.setdefault(c, dict(kind=r["kind"], nulls=False, cats=set()))
+            a["nulls"] |= r["nulls"]
+            if "min" in r:
+                a["min"] = min(a.get("min", r["min"]), r["min"]); a["max"] = max(a.get("max", r["max"]), r["max"])
+            if "cats" in r and len(a["cats"]) < cap: a["cats"] = set(sorted(a["cats"] | r["cats"])[:cap]) if len(a["cats"] | r["cats"]) > cap else a["cats"] | r["cats"]
+    self.columns_ = {}
+    for c in map(str, ddf.columns):
+        a = acc[c]
+        r = dict(kind=a["kind"], nullable=a["nulls"])
+        if "min" in a:
+            pad = (a["max"] - a["min"]) * self.range_tolerance
+            r.update(min=a["min"] - pad, max=a["max"] + pad)
+        if a["kind"] in ("string", "bool") and len(a["cats"]) <= self.max_categories: r["categories"] = sorted(a["cats"])
+        self.columns_[c] = r
+    self.reference_ = reference
+    self.rows_ = [max(1, math.floor(rows * self.row_factor[0])), math.ceil(rows * self.row_factor[1])]
+    return self
+
+def _masks(s:pd.Series, r:dict, kind_ok:bool)->dict:
+    "rule -> the rows of `s` that break it (element-wise rules of rule `r`)."
+    m = {}
+    if not kind_ok: return m
+    if r.get("min") is not None or r.get("max") is not None:
+        lo = -math.inf if r.get("min") is None else r["min"]
+        hi = math.inf if r.get("max") is None else r["max"]
+        m["range"] = s.notna() & ~s.between(lo, hi)
+    if r.get("categories") is not None: m["categories"] = s.notna() & ~s.astype(str).isin(set(map(str, r["categories"])))
+    if r.get("finite") is not False and dtype_kind(s) == "number": m["finite"] = s.isin([np.inf, -np.inf])
+    return m
+
+def _validate_part(part:pd.DataFrame, rules:dict, kinds_ok:dict, target:str|None, n:int)->dict:
+    "One partition's failures: per (column, rule) the count and the first `n` (position, value)."
+    out = {"rows": len(part), "cols": {}}
+    for c in rules:
+        if c not in part.columns: continue
+        s = part[c].reset_index(drop=True)
+        masks = {"nullable": s.isna(), **_masks(s, rules[c], kinds_ok[c])}
+        d = {k: (int(v.sum()), [(int(i), s.iat[i]) for i in np.flatnonzero(v.to_numpy())[:n]]) for k, v in masks.items()}
+        if "finite" in masks: d["inf"] = int((s == np.inf).sum())
+        d["notnull"] = bool(s.notna().any())
+        if c == target: d["uniques"] = list(s.dropna().unique()[:52])
+        out["cols"][c] = d
+    return out
+
+def _validate_dd(self:Expectations, ddf, max_examples:int)->ValidationReport:
+    "`Expectations.validate` of a dask frame, from per-partition counts and first offending rows."
+    from mlops_wb.validate import detect_task
+    rules, meta = self.rules(), ddf._meta
+    for c in meta.columns: rules.setdefault(str(c), {})
+    kinds_ok = {c: not (r.get("kind") and c in meta.columns and dtype_kind(meta[c]) != r["kind"]) for c, r in rules.items()}
+    n, rows, acc = max_examples, 0, {}
+    for p in partition_results(ddf, lambda d: _validate_part(d, rules, kinds_ok, self.target, n)):
+        for c, d in p["cols"].items():
+            a = acc.setdefault(c, {"notnull": False, "uniques": []})
+            for k, v in d.items():
+                if k == "notnull": a[k] |= v
+                elif k == "uniques": a[k] += [u for u in v if u not in a[k]][:52 - len(a[k])]
+                elif k == "inf": a[k] = a.get(k, 0) + v
+                else:
+                    cnt, ex = a.get(k, (0, []))
+                    a[k] = (cnt + v[0], (ex + [(rows + i, x) for i, x in v[1]])[:n])
+        rows += p["rows"]
+    failures, row = [], lambda c, ex: [{"row": i, c: _j(x)} for i, x in ex]
+    for c, r in rules.items():
+        if c not in meta.columns:
+            failures.append(dict(column=c, rule="required column", observed="column missing", allowed="column present", rows=[]))
+            continue
+        a, s = acc.get(c, {"notnull": False, "uniques": []}), meta[c]
+        nullable = False if c == self.target else r.get("nullable", True)
+        if not nullable and a.get("nullable", (0, []))[0]:
+            cnt, ex = a["nullable"]
+            failures.append(dict(column=c, rule="nullable", observed=f"{cnt} null values", allowed="no nulls", rows=row(c, ex)))
+        if not kinds_ok[c]:
+            failures.append(dict(column=c, rule="kind", observed=f"kind {dtype_kind(s)} (dtype {s.dtype})",
+                                 allowed=f"kind {r['kind']}", rows=[]))
+        else:
+            vm = {}
+            _value_checks(c, r, vm)
+            for k in ("range", "categories"):
+                if (c, k) in vm and a.get(k, (0, []))[0]:
+                    cnt, ex = a[k]
+                    failures.append(dict(column=c, rule=k, observed=f"{cnt} values break it, e.g. {[_j(x) for _, x in ex][:n]}",
+                                         allowed=vm[(c, k)][1], rows=row(c, ex)))
+            if "finite" in a and a["finite"][0]:
+                cnt, ex = a["finite"]
+                failures.append(dict(column=c, rule="finite", observed=f"{cnt} non-finite values ({a['inf']} inf, {cnt - a['inf']} -inf)",
+                                     allowed="finite numbers (declare finite: false under validation.columns to allow inf)", rows=row(c, ex)))
+        if rows and not a["notnull"]:
+            failures.append(dict(column=c, rule="not entirely null", observed="every value is null",
+                                 allowed="at least one non-null value", rows=[]))
+        if c == self.target:
+            u = pd.Series(a["uniques"], dtype=s.dtype) if a["uniques"] else s.iloc[:0]
+            if resolve_task(u, self.task) != "regression" and len(a["uniques"]) < 2:
+                failures.append(dict(column=c, rule="two classes", observed=f"{len(a['uniques'])} class: {[_j(x) for x in a['uniques'][:3]]}",
+                                     allowed="at least 2 classes", rows=[]))
+    lo, hi = self.row_bounds()
+    if not (lo <= rows and (hi is None or rows <= hi)):
+        failures.append(dict(column=None, rule="row count", observed=f"{rows} rows",
+                             allowed=f"between {lo} and {hi if hi is not None else 'any number of'} rows", rows=[]))
+    return ValidationReport(not failures, rows, len(meta.columns), self.reference_, failures)
+
+# %% ../nbs/04_validate.ipynb #de3eff9a
 def expectations_for(
     validation:dict|ValidationSpec,  # `pipeline.yaml`'s `validation:` section
     target:str|None=None,            # label column
