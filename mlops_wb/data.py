@@ -24,8 +24,8 @@ from .tags import *
 
 # %% auto #0
 __all__ = ['DEMOS', 'MAX_COLUMNS', 'SPLITS', 'DataError', 'load_demo', 'resolve_source', 'file_columns', 'check_mixed_types',
-           'read_source', 'to_dask', 'read_source_dd', 'source_columns', 'named_columns', 'preflight', 'dtype_kind',
-           'frame_schema', 'source_manifest', 'is_dask', 'partition_results', 'frame_digest', 'SnapshotRef',
+           'read_source', 'is_dask', 'partition_results', 'to_dask', 'read_source_dd', 'source_columns',
+           'named_columns', 'preflight', 'dtype_kind', 'frame_schema', 'source_manifest', 'frame_digest', 'SnapshotRef',
            'snapshot_tags', 'snapshot_ref', 'SnapshotStore', 'parts_digest', 'SnapshotDamaged', 'split_frame',
            'split_frame_dd', 'snapshot_source', 'split_info', 'diff_frames']
 
@@ -182,6 +182,36 @@ def read_source(
     return df
 
 # %% ../nbs/03_data.ipynb #8dac0480
+def _row_hashes(part:pd.DataFrame)->bytes:
+    "8 bytes per row: pandas' hash of each row of `part`, its index ignored."
+    return pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes()
+
+def is_dask(df)->bool:
+    "Whether `df` is a dask DataFrame (rows in partitions) rather than a pandas one."
+    return type(df).__module__.startswith("dask")
+
+def partition_results(
+    ddf,           # a dask DataFrame
+    fn,            # called on each partition (a pandas frame), on the workers
+    window:int=0,  # partitions in flight at once (0: two per worker thread)
+):                 # yields fn(partition) in partition order
+    "fn of each partition, in order, streaming: at most `window` results are held at a time."
+    import dask
+    parts = [dask.delayed(fn)(p) for p in ddf.to_delayed()]
+    try:
+        from distributed import default_client
+        client = default_client()
+    except (ImportError, ValueError): client = None
+    if client is None:
+        for p in parts: yield dask.compute(p)[0]
+        return
+    window = window or 2*max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+    futs = []
+    for i, p in enumerate(parts):
+        futs.append(client.compute(p))
+        if len(futs) >= window: yield futs.pop(0).result()
+    while futs: yield futs.pop(0).result()
+
 def _file_scan(p:Path)->dict:
     "What one file holds, read as `read_source` reads it: rows, dtypes, and number/text counts of its text columns."
     df = _read_one(p)
@@ -324,47 +354,18 @@ def _relative(f:Path, root:Path)->str: return str(f.relative_to(root) if f.is_re
 def source_manifest(
     source:str,                 # as for `read_source`
     root:str|Path=".",          # project root
-    df:pd.DataFrame|None=None,  # the rows read from `source`: adds `rows` and `schema`
+    df=None,                    # the rows read from `source` (pandas or dask): adds `rows` and `schema`
 )->dict:                        # {source, files: [{path, sha256, bytes}], rows, schema}
     "What a source is made of: each file's path and sha256 (empty for demo data), to key caches and lineage."
     root = Path(root).resolve()
     files = [] if source.startswith("demo:") else resolve_source(source, root)
     out = {"source": source,
            "files": [dict(path=_relative(f, root), sha256=file_digest(f), bytes=f.stat().st_size) for f in files]}
-    if df is not None: out.update(rows=len(df), schema=frame_schema(df))
+    if df is not None and is_dask(df): out.update(rows=sum(partition_results(df, len)), schema=frame_schema(df._meta))
+    elif df is not None: out.update(rows=len(df), schema=frame_schema(df))
     return out
 
 # %% ../nbs/03_data.ipynb #b74c0b78
-def _row_hashes(part:pd.DataFrame)->bytes:
-    "8 bytes per row: pandas' hash of each row of `part`, its index ignored."
-    return pd.util.hash_pandas_object(part, index=False).to_numpy().tobytes()
-
-def is_dask(df)->bool:
-    "Whether `df` is a dask DataFrame (rows in partitions) rather than a pandas one."
-    return type(df).__module__.startswith("dask")
-
-def partition_results(
-    ddf,           # a dask DataFrame
-    fn,            # called on each partition (a pandas frame), on the workers
-    window:int=0,  # partitions in flight at once (0: two per worker thread)
-):                 # yields fn(partition) in partition order
-    "fn of each partition, in order, streaming: at most `window` results are held at a time."
-    import dask
-    parts = [dask.delayed(fn)(p) for p in ddf.to_delayed()]
-    try:
-        from distributed import default_client
-        client = default_client()
-    except (ImportError, ValueError): client = None
-    if client is None:
-        for p in parts: yield dask.compute(p)[0]
-        return
-    window = window or 2*max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
-    futs = []
-    for i, p in enumerate(parts):
-        futs.append(client.compute(p))
-        if len(futs) >= window: yield futs.pop(0).result()
-    while futs: yield futs.pop(0).result()
-
 def frame_digest(
     df, # rows to hash: a pandas or a dask DataFrame
 )->str:              # 64 hex digits

@@ -158,7 +158,7 @@ class StepIO(_StepOutputs):
         if reader in (_read_skops, _refuse_pickle): return reader(p, f"output {name!r} of step {step!r} ({p})")
         return reader(p)
 
-    def load_snapshot(self, step:str, name:str, store):
-        "(reference, rows) of snapshot `name` written by upstream `step`."
+    def load_snapshot(self, step:str, name:str, store, lazy:bool=False):
+        "(reference, rows) of snapshot `name` written by upstream `step`; `lazy`: the rows as a dask frame."
         ref = self.load(step, f"{name}.snapshot")
-        return ref, store.load(ref["digest"])
+        return ref, (store.load_dd if lazy else store.load)(ref["digest"])

@@ -20,7 +20,7 @@ from .tags import clip
 
 # %% auto #0
 __all__ = ['ROWS_SHOWN_MAX', 'detect_task', 'resolve_task', 'ValidationFailed', 'ValidationReport', 'Expectations',
-           'expectations_for']
+           'expectations_for', 'resolve_task_dd']
 
 # %% ../nbs/04_validate.ipynb #705f9a88
 def detect_task(
@@ -242,7 +242,7 @@ def validate(self:Expectations,
     except SchemaErrors as e: failures = _failures(e.failure_cases, df, meta, [lo, hi], max_examples)
     return ValidationReport(not failures, len(df), len(df.columns), self.reference_, failures)
 
-# %% ../nbs/04_validate.ipynb #30c553cb
+# %% ../nbs/04_validate.ipynb #425c0f8d
 def _fit_part(part:pd.DataFrame, cap:int)->dict:
     "One partition's share of what `fit` learns."
     out = {}
@@ -363,7 +363,7 @@ def _validate_dd(self:Expectations, ddf, max_examples:int)->ValidationReport:
                              allowed=f"between {lo} and {hi if hi is not None else 'any number of'} rows", rows=[]))
     return ValidationReport(not failures, rows, len(meta.columns), self.reference_, failures)
 
-# %% ../nbs/04_validate.ipynb #de3eff9a
+# %% ../nbs/04_validate.ipynb #8ac2e4e4
 def expectations_for(
     validation:dict|ValidationSpec,  # `pipeline.yaml`'s `validation:` section
     target:str|None=None,            # label column
@@ -371,10 +371,22 @@ def expectations_for(
     features:list|None=None,         # `dataset.features`
     store:SnapshotStore|None=None,   # where the reference snapshot is
     ref:SnapshotRef|None=None,       # the reference snapshot, or None
+    lazy:bool=False,                 # fit to the snapshot as a dask frame (`SnapshotStore.load_dd`)
 )->Expectations:
     "The expectations `validation:` declares, fitted to the reference snapshot `ref` when there is one."
     v = validation.model_dump(mode="json") if isinstance(validation, ValidationSpec) else validation
     v = {**_SPEC.model_dump(mode="json"), **v}
     ex = Expectations(target, task, v["range_tolerance"], v["max_categories"], v["row_factor"],
                       declared=v["columns"], rows=v["rows"], features=features)
-    return ex if ref is None else ex.fit(store.load(ref), reference=ref.digest)
+    if ref is None: return ex
+    return ex.fit(store.load_dd(ref) if lazy else store.load(ref), reference=ref.digest)
+
+def resolve_task_dd(
+    ddf, target:str, # rows (a dask frame) and the label column
+    task:str,        # `dataset.task`
+)->str:
+    "`resolve_task` of a dask frame's target, from its first 52 distinct values (all `detect_task` needs)."
+    if task != "auto": return task
+    u = []
+    for p in partition_results(ddf, lambda d: d[target].dropna().unique()[:52]): u += [x for x in p if x not in u][:52 - len(u)]
+    return detect_task(pd.Series(u, dtype=ddf._meta[target].dtype))
