@@ -805,8 +805,10 @@ def cmd_monitor(args, root)->int:
         if args.json: print(json.dumps(r, indent=1, default=str))
         else: _print_backtest(r)
         return 0
-    r = monitor_and_retrain(root, retrain=not args.no_retrain, ref=ref, data=args.data, since=args.since,
-                            window=args.window, labels=args.labels, every=args.every).to_dict()
+    from mlops_wb.cluster import run_with_cluster   # a cluster only when dask_scheduler is set
+    with run_with_cluster(_cluster(args, root), root):   # --data by partition; a retrain's steps share it
+        r = monitor_and_retrain(root, retrain=not args.no_retrain, ref=ref, data=args.data, since=args.since,
+                                window=args.window, labels=args.labels, every=args.every).to_dict()
     if args.json: print(json.dumps(r, indent=1, default=str))
     else: _print_monitoring(r)
     return 0

@@ -20,7 +20,8 @@ from scipy.spatial import distance as _dist
 from .errors import MlopsWbError, ConfigError
 from .config import (DRIFT_DEFAULTS, drift_config, check_rules, parse_duration, DURATION_PATTERN,
                              load_settings, load_pipeline)   # the `drift:` and alert-rule schemas are config's
-from .data import dtype_kind, read_source
+from .data import dtype_kind, read_source, read_source_dd
+from .cluster import get_client
 from .step import atomic_write
 from .tracking import mlflow, connect, experiment_id
 from .tags import *
@@ -32,11 +33,13 @@ from .inference_log import LOG_COLUMNS, InferenceLog, log_exists, read_inference
 from .inference_log import mask_location
 
 # %% auto #0
-__all__ = ['BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift', 'column_drift',
-           'DriftReport', 'dataset_drift', 'MonitorError', 'load_profile', 'parse_when', 'drift_html', 'read_labels',
-           'join_labels', 'window_performance', 'file_window', 'log_window', 'load_current', 'log_monitoring_run',
-           'write_reports', 'finish_monitoring_run', 'MonitorResult', 'run_monitor', 'monitor_version',
-           'backtest_rates', 'file_windows', 'log_windows', 'BacktestResult', 'backtest']
+__all__ = ['GRID_POINTS', 'KS_EXACT_MAX', 'OVERLAY_ROWS', 'BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi',
+           'psi_level', 'ColumnDrift', 'column_drift', 'DriftReport', 'dataset_drift', 'drift_partial',
+           'merge_partials', 'drift_from_partial', 'MonitorError', 'load_profile', 'parse_when', 'drift_html',
+           'read_labels', 'join_labels', 'window_performance', 'file_window', 'partitioned_drift', 'log_window',
+           'load_current', 'log_monitoring_run', 'write_reports', 'finish_monitoring_run', 'MonitorResult',
+           'run_monitor', 'monitor_version', 'backtest_rates', 'file_windows', 'log_windows', 'BacktestResult',
+           'backtest']
 
 # %% ../nbs/12_monitor.ipynb #36e5a684
 def _num(s): return pd.to_numeric(s, errors="coerce").astype("float64")
@@ -126,6 +129,7 @@ class ColumnDrift:
     rows: int = 0
     problem: str|None = None     # a column that could not be (fully) compared, and why
     bins: dict|None = None       # {labels, reference, current}: shares per stored bin or category (for overlays)
+    bound: float|None = None     # the partitioned Wasserstein distance's error bound (`drift_from_partial`)
 
 def _bin_labels(edges:np.ndarray)->list[str]:
     "A label per bin of the stored edges."
@@ -246,6 +250,177 @@ def dataset_drift(
         pred = asdict(column_drift("prediction", profile["prediction"], pd.Series(np.asarray(predictions)), cfg))
     drift = bool(compared) and share >= cfg["share"]
     return DriftReport(cols, share, drift, pred, missing, extra, int(len(current)), cfg)
+
+# %% ../nbs/12_monitor.ipynb #77574192
+GRID_POINTS = 2000     # points added between the reference's first and last quantile for the partitioned distance
+KS_EXACT_MAX = 10_000  # scipy's ks_2samp computes exact p-values up to this many values (MAX_AUTO_N)
+
+def _grid(prof:dict)->tuple:
+    "The reference quantile function `q` and the sorted evaluation grid (its points plus `GRID_POINTS` between)."
+    q = np.sort(np.asarray(prof.get("quantiles") or prof["sample"], dtype=float))
+    g = np.unique(np.concatenate([q, np.linspace(q[0], q[-1], GRID_POINTS)])) if len(q) > 1 else np.unique(q)
+    return q, g
+
+def _column_partial(prof:dict, s:pd.Series, cfg:dict)->dict:
+    "The mergeable statistics of one partition of a column against its profile."
+    x = s.dropna()
+    if prof["kind"] != "numeric":
+        vc = x.astype(str).value_counts()
+        known = np.array([int(vc.get(k, 0)) for k in prof["shares"] if k != "<other>"], dtype=np.int64)
+        return dict(n=int(len(x)), known=known)
+    v = _num(x)
+    bad = int(v.isna().sum())
+    v = np.sort(v.dropna().to_numpy())
+    edges = np.asarray(prof["edges"])
+    p = dict(n=int(len(v)), total=int(len(x)), bad=bad,
+             bins=np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1).astype(np.int64))
+    if prof["rows"] <= cfg["small_sample"]:
+        pts = np.unique(np.asarray(prof["sample"], dtype=float))
+        p |= dict(le=np.searchsorted(v, pts, side="right").astype(np.int64),
+                  lt=np.searchsorted(v, pts, side="left").astype(np.int64),
+                  values=v if len(v) <= KS_EXACT_MAX else None)
+    else:
+        _, g = _grid(prof)
+        cell = np.searchsorted(g, v, side="right")
+        p |= dict(cell_n=np.bincount(cell, minlength=len(g) + 1).astype(np.int64),
+                  cell_sum=np.bincount(cell, weights=v, minlength=len(g) + 1))
+    return p
+
+def drift_partial(
+    profile:dict,            # the reference profile
+    df:pd.DataFrame,         # one partition of the current rows
+    predictions=None,        # the model's predictions on `df`, when the profile has the reference's
+    cfg:dict|None=None,      # drift settings; missing keys from `DRIFT_DEFAULTS`
+)->dict:                     # {rows, columns: {name: partial}, present, prediction?}
+    "The mergeable drift statistics of one partition of current rows."
+    cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
+    out = {"rows": int(len(df)), "present": [str(c) for c in df.columns],
+           "columns": {c: _column_partial(p, df[c], cfg) for c, p in profile["columns"].items() if c in df.columns}}
+    if predictions is not None and "prediction" in profile:
+        out["prediction"] = _column_partial(profile["prediction"], pd.Series(np.asarray(predictions)), cfg)
+    return out
+
+def _merge_column(a:dict, b:dict)->dict:
+    out = {}
+    for k, v in a.items():
+        if k == "values":
+            w = b.get("values")
+            out[k] = (np.sort(np.concatenate([v, w])) if v is not None and w is not None
+                      and len(v) + len(w) <= KS_EXACT_MAX else None)
+        else: out[k] = v + b[k]
+    return out
+
+def merge_partials(
+    a:dict, b:dict,   # two partials (`drift_partial`, or merged ones) of the same profile
+)->dict:              # the partial of both partitions' rows
+    "Two partials as one: counts and sums added (associative and commutative)."
+    out = {"rows": a["rows"] + b["rows"], "present": a["present"],
+           "columns": {c: _merge_column(a["columns"][c], b["columns"][c]) for c in a["columns"]}}
+    if "prediction" in a: out["prediction"] = _merge_column(a["prediction"], b["prediction"])
+    return out
+
+# %% ../nbs/12_monitor.ipynb #b147fad6
+def _wasserstein(prof:dict, p:dict)->tuple:
+    "The Wasserstein distance of the current values in `p` to the reference quantile function, and its error bound."
+    q, g = _grid(prof)
+    n, cn, cs = p["n"], p["cell_n"].astype(float), p["cell_sum"]
+    lo = (cn[0] * g[0] - cs[0]) / n                 # below the reference's first quantile (its CDF is 0): exact
+    hi = (cs[-1] - cn[-1] * g[-1]) / n              # at or above its last (its CDF is 1): exact
+    Fp = np.searchsorted(q, g[:-1], side="right") / len(q)   # the reference CDF on each inner cell [g_i, g_i+1)
+    C = np.cumsum(cn)[:-1] / n                      # the current CDF at the start of each cell: C[i] = F(g_i)
+    a, b = C[:-1], C[1:]                            # cell i = [g_i, g_i+1): F goes from a[i] to b[i] (left limit)
+    m, s, width = cn[1:-1], cs[1:-1], np.diff(g)
+    inside = (m * g[1:] - s) / n                    # the integral of F - a over the cell, from the values' sum
+    above, below = Fp <= a, Fp >= b
+    w = np.where(above, width * (a - Fp) + inside, 0.0) + np.where(below & ~above, width * (Fp - a) - inside, 0.0)
+    cross = ~above & ~below
+    mu = np.divide(s, m, out=(g[:-1] + g[1:]) / 2, where=m > 0)   # crossing cells: the values at their mean
+    w = w + np.where(cross, (mu - g[:-1]) * np.abs(Fp - a) + (g[1:] - mu) * np.abs(Fp - b), 0.0)
+    return float(lo + hi + w.sum()), float(np.sum(np.where(cross, width * (b - a), 0.0)))
+
+def _ks_from_counts(prof:dict, p:dict, cfg:dict)->tuple:
+    "KS statistic and p-value of the current values in `p` against the reference sample, as scipy's ks_2samp."
+    sample = np.asarray(prof["sample"], dtype=float)
+    if p["values"] is not None:
+        r = _st.ks_2samp(sample, p["values"])
+        return float(r.statistic), float(r.pvalue)
+    ref = np.sort(sample)
+    pts = np.unique(ref)
+    F = np.searchsorted(ref, pts, side="right") / len(ref)       # reference CDF at (and after) each point
+    n = p["n"]
+    G, Gm = p["le"] / n, p["lt"] / n                             # current CDF at each point, and just below it
+    gaps = [np.abs(F - G), np.abs(F[:-1] - Gm[1:]), [Gm[0], 1 - G[-1]]]
+    d = float(max(np.max(np.abs(x)) if len(x) else 0.0 for x in gaps))
+    big, small_ = sorted([float(len(ref)), float(n)], reverse=True)
+    return d, float(np.clip(_st.distributions.kstwo.sf(d, np.round(big * small_ / (big + small_))), 0, 1))
+
+def _numeric_from_partial(name:str, prof:dict, p:dict, cfg:dict)->ColumnDrift:
+    "`_numeric_drift` from a merged partial."
+    problem = f"{p['bad']} of {p['total']} values are not numbers (mistyped); compared the rest" if p["bad"] else None
+    res = ColumnDrift(name, "numeric", rows=p["n"], problem=problem)
+    if p["n"] == 0:
+        res.problem = "no numeric values to compare"
+        return res
+    if "le" in p:
+        stat, pv = _ks_from_counts(prof, p, cfg)
+        res.test, res.statistic, res.p_value, res.effect, res.threshold = "ks", stat, pv, stat, cfg["p_value"]
+        res.drifted = bool(res.p_value < cfg["p_value"] and res.effect >= cfg["effect_floor"])
+    else:
+        w, bound = _wasserstein(prof, p)
+        w, res.bound = w / (prof["std"] or 1.0), bound / (prof["std"] or 1.0)
+        res.test, res.statistic, res.effect, res.threshold = "wasserstein", w, w, cfg["distance"]
+        res.drifted = bool(w >= cfg["distance"])
+    edges, counts = np.asarray(prof["edges"]), p["bins"]
+    res.psi = psi(prof["shares"], counts / p["n"])
+    res.bins = {"labels": _bin_labels(edges), "reference": list(prof["shares"]), "current": (counts / p["n"]).tolist()}
+    return res
+
+def _categorical_from_partial(name:str, prof:dict, p:dict, cfg:dict)->ColumnDrift:
+    "`_categorical_drift` from a merged partial."
+    res = ColumnDrift(name, "categorical", rows=p["n"])
+    if p["n"] == 0:
+        res.problem = "no values to compare"
+        return res
+    known = [k for k in prof["shares"] if k != "<other>"]
+    cur_counts = {k: int(c) for k, c in zip(known, p["known"])}
+    rest = int(p["n"] - sum(cur_counts.values()))
+    cats = known + (["<other>"] if rest or "<other>" in prof["shares"] else [])
+    if rest: cur_counts["<other>"] = rest
+    ref_sh = np.array([prof["shares"].get(k, 0.0) for k in cats])
+    cur_sh = np.array([cur_counts.get(k, 0) for k in cats]) / p["n"]
+    if prof["rows"] <= cfg["small_sample"]: _chi2_drift(res, prof, cats, cur_counts, ref_sh, cfg)
+    else:
+        js = float(_dist.jensenshannon(ref_sh, cur_sh))
+        res.test, res.statistic, res.effect, res.threshold = "jensenshannon", js, js, cfg["distance"]
+        res.drifted = bool(js >= cfg["distance"])
+    res.psi = psi(ref_sh, cur_sh)
+    res.bins = {"labels": cats, "reference": ref_sh.tolist(), "current": cur_sh.tolist()}
+    return res
+
+def _column_from_partial(name:str, prof:dict, p:dict, cfg:dict)->dict:
+    f = _numeric_from_partial if prof["kind"] == "numeric" else _categorical_from_partial
+    res = f(name, prof, p, cfg)
+    if res.psi is not None: res.psi_level = psi_level(res.psi, cfg)
+    return asdict(res)
+
+def drift_from_partial(
+    profile:dict,        # the reference profile
+    part:dict,           # the merged partial of every current partition
+    cfg:dict|None=None,  # drift settings; missing keys from `DRIFT_DEFAULTS`
+)->DriftReport:
+    "The `DriftReport` of the rows a merged partial describes (as `dataset_drift` of them in one frame)."
+    cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
+    ref_cols = profile["columns"]
+    missing = [c for c in ref_cols if c not in part["present"]]
+    extra = [c for c in part["present"] if c not in ref_cols]
+    cols = [asdict(ColumnDrift(c, prof["kind"], problem="missing in the current data")) if c in missing
+            else _column_from_partial(c, prof, part["columns"][c], cfg) for c, prof in ref_cols.items()]
+    compared = [c for c in cols if c["test"] is not None]
+    share = sum(c["drifted"] for c in compared) / len(compared) if compared else 0.0
+    pred = None
+    if "prediction" in part and "prediction" in profile:
+        pred = _column_from_partial("prediction", profile["prediction"], part["prediction"], cfg)
+    return DriftReport(cols, share, bool(compared) and share >= cfg["share"], pred, missing, extra, part["rows"], cfg)
 
 # %% ../nbs/12_monitor.ipynb #460ed1fe
 class MonitorError(MlopsWbError):
@@ -461,6 +636,7 @@ def file_window(
 )->dict:                         # current, preds, source, t0, t1, performance, service, task, labels
     "The rows of a file with the version's predictions and, when the file has the target column, their performance."
     task, classes, target = model_task(model), getattr(model, "classes_", None), spec.dataset.target
+    if get_client(root) is not None: return _partitioned_window(root, data, model, spec, features, baseline, every_s)
     current = read_source(data, root)
     y = current.pop(target) if target in current.columns else None
     preds = proba = None
@@ -473,6 +649,69 @@ def file_window(
         perf = window_performance(y, preds, task, proba, classes, times, every_s, baseline)
     return dict(current=current, preds=preds, source=str(data), t0=None, t1=None, performance=perf, service=None,
                 task=task, labels=y)
+
+# %% ../nbs/12_monitor.ipynb #b3e25632
+OVERLAY_ROWS = 50_000   # rows of a partitioned window kept for the report's overlay figures
+
+def _partitioned_window(root, data, model, spec, features, baseline, every_s)->dict:
+    "`file_window` of data read by partition on the cluster: the drift report itself, and the labelled performance."
+    task, classes, target = model_task(model), getattr(model, "classes_", None), spec.dataset.target
+    ddf = read_source_dd(data, root)
+    return dict(partitioned=ddf, model=model, features=features, target=target, source=str(data), t0=None, t1=None,
+                service=None, task=task, labels=None, preds=None, baseline=baseline, every_s=every_s, classes=classes)
+
+def _finish_partitioned(profile:dict, cur:dict, cfg:dict)->DriftReport:
+    "The drift report and performance of a partitioned window (`_partitioned_window`), filled into `cur`."
+    ddf = cur.pop("partitioned")
+    report, lab = partitioned_drift(profile, ddf, cur["model"], cur["features"], cur["target"], cfg)
+    perf = None
+    if lab is not None:
+        proba = lab[[c for c in lab.columns if c.startswith("p") and c[1:].isdigit()]].to_numpy() if cur["classes"] is not None else None
+        perf = window_performance(lab["y"], lab["pred"].to_numpy(), cur["task"], proba if proba is not None and proba.size else None,
+                                  cur["classes"], None, None, cur["baseline"])
+    cur["performance"] = perf
+    cur["current"] = ddf.partitions[0].head(OVERLAY_ROWS, compute=True)
+    return report
+
+# %% ../nbs/12_monitor.ipynb #23682dff
+def _merge_all(parts:list)->dict:
+    out = parts[0]
+    for p in parts[1:]: out = merge_partials(out, p)
+    return out
+
+def _partition_stats(profile, df, model, features, classes, target, cfg):
+    "One partition: its drift partial and, when it has the target, its labels, predictions and probabilities."
+    y = df.pop(target) if target in df.columns else None
+    preds = proba = None
+    if model is not None and all(c in df.columns for c in features): preds, proba = _predict(model, df[features], classes)
+    lab = None
+    if y is not None and preds is not None:
+        lab = pd.DataFrame({"y": y.to_numpy(), "pred": np.asarray(preds)})
+        if proba is not None: lab = pd.concat([lab, pd.DataFrame(np.asarray(proba), columns=[f"p{i}" for i in range(np.asarray(proba).shape[1])])], axis=1)
+    return drift_partial(profile, df, preds, cfg), lab
+
+def partitioned_drift(
+    profile:dict,              # the reference profile
+    ddf,                       # the current rows as a dask DataFrame
+    model=None,                # the version's model: predictions per partition (prediction drift, performance)
+    features:list|None=None,   # the columns the model reads
+    target:str|None=None,      # the label column, when the rows have it
+    cfg:dict|None=None,        # drift settings
+    split_every:int=8,         # partials merged per task of the reduction tree
+)->tuple:                      # (DriftReport, labelled frame y/pred/p* or None)
+    "Drift of a partitioned frame from per-partition partials merged in a tree on the workers; one pass over the data."
+    import dask
+    cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
+    classes = getattr(model, "classes_", None)
+    prof_d, model_d = dask.delayed(profile, pure=True), dask.delayed(model, pure=True)   # sent once, not per task
+    stats = [dask.delayed(_partition_stats, nout=2)(prof_d, p, model_d, features or [], classes, target, cfg)
+             for p in ddf.to_delayed()]
+    parts, labs = [s[0] for s in stats], [s[1] for s in stats]
+    while len(parts) > 1:
+        parts = [dask.delayed(_merge_all)(parts[i:i + split_every]) for i in range(0, len(parts), split_every)]
+    merged, *labs = dask.compute(parts[0], *labs)
+    labs = [l for l in labs if l is not None]
+    return drift_from_partial(profile, merged, cfg), (pd.concat(labs, ignore_index=True) if labs else None)
 
 # %% ../nbs/12_monitor.ipynb #e5851ebc
 def _window_times(since:str|None, window:str|None, now:float)->tuple:
@@ -643,8 +882,9 @@ def monitor_version(
     mv = get_version(client, ref or f"{settings.model_name}@champion")
     profile = load_profile(client, mv)
     cur = load_current(root, client, settings, spec, mv, profile, data, since, window, labels, every)
+    if "partitioned" in cur: report = _finish_partitioned(profile, cur, cfg)   # on the cluster, by partition
+    else: report = dataset_drift(profile, cur["current"], cur["preds"], cfg)
     current, perf, service = cur["current"], cur["performance"], cur["service"]
-    report = dataset_drift(profile, current, cur["preds"], cfg)
     if data is None:   # the log's own columns are not extra features
         report.extra_columns = [c for c in report.extra_columns if c not in LOG_COLUMNS]
     run_id = log_monitoring_run(client, settings, mv, report, cur)
@@ -654,7 +894,7 @@ def monitor_version(
                       performance=perf, service=service)
     jpath, hpath = write_reports(root/"reports"/"monitor", run_id, doc, page)
     alerts = finish_monitoring_run(client, settings, mv, rules, doc, jpath, hpath)
-    window = current.assign(**{spec.dataset.target: cur["labels"].to_numpy()}) if perf else None
+    window = current.assign(**{spec.dataset.target: cur["labels"].to_numpy()}) if perf and cur["labels"] is not None else None
     return MonitorResult(doc, str(hpath), str(jpath), alerts, mv, window)
 
 # %% ../nbs/12_monitor.ipynb #8627bd34
