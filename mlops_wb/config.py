@@ -325,6 +325,11 @@ class TuningSpec(_Strict):
     metric: str = Field("auto", description="a scikit-learn scorer name; auto: roc_auc, f1_macro or "
                                             "neg_root_mean_squared_error")
     prune: bool = True
+    parallel: int = Field(1, ge=1, le=256, description="concurrent trials per candidate: on the Dask cluster's "
+                                                      "workers when there is one, else in threads; 1: sequential "
+                                                      "and bit-for-bit reproducible")
+    max_rows: int = Field(1_000_000, ge=0, description="train on a seeded sample of this many rows when the train "
+                                                      "split is larger (stratified for classification); 0: no cap")
 
     @model_validator(mode="after")
     def _capped(self):

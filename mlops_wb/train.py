@@ -25,7 +25,7 @@ from .tags import *
 # %% auto #0
 __all__ = ['FAMILIES', 'DEFAULT_SPACES', 'TrainError', 'preprocessing_groups', 'build_preprocessor', 'search_space',
            'make_estimator', 'fixed_params', 'suggest', 'build_model', 'fit_model', 'default_metric', 'tuning_scorer',
-           'cv_folds', 'Trial', 'tune_family', 'TuneResult', 'tune', 'trial_logger']
+           'cv_folds', 'Trial', 'tune_family', 'cap_rows', 'TuneResult', 'tune', 'trial_logger']
 
 # %% ../nbs/05_train.ipynb #6770c5a7
 class TrainError(MlopsWbError):
@@ -262,10 +262,15 @@ def tune_family(
     seed:int=_SEED,
     columns:dict|None=None,         # per-column preprocessing overrides
     on_trial=None,                  # called with each finished `Trial`
+    parallel:int=1,                 # concurrent trials (pipeline.yaml's `tuning.parallel`)
+    client=None,                    # a `distributed.Client`: run the `parallel` trials on its workers
 )->tuple[dict, list]:               # {score, params, trials, pruned, seconds} and the family's `Trial`s
     "Tune one candidate family with a seeded Optuna study over `folds`."
     space = search_space(family, task, params)
     base = build_model(X, family, task, fixed_params(space), seed, columns)
+    if parallel > 1:
+        return _tune_parallel(X, y, family, base, space, folds, scorer, trials, timeout, prune, seed, on_trial,
+                              parallel, client)
     seen = []
     def record(study, ft):
         seen.append(Trial.from_optuna(family, ft))
@@ -274,13 +279,89 @@ def tune_family(
     t0 = time.time()
     study.optimize(_objective(base, space, X, y, folds, scorer, prune), n_trials=trials, timeout=timeout,
                    callbacks=[record], catch=(ValueError,))
+    return _study_best(study, family, space, t0), seen
+
+def _study_best(study, family:str, space:dict, t0:float)->dict:
+    "{score, params, trials, pruned, seconds} of a finished study; a `TrainError` when no trial completed."
     if not any(t.state.name == "COMPLETE" for t in study.trials):
         errs = [t.user_attrs["error"] for t in study.trials if "error" in t.user_attrs]
         first = f"; first error: {errs[0]}" if errs else ""
         raise TrainError(f"candidate {family}: no trial completed ({len(study.trials)} tried){first}")
-    best = dict(score=study.best_value, params={**fixed_params(space), **study.best_params}, trials=len(study.trials),
+    return dict(score=study.best_value, params={**fixed_params(space), **study.best_params}, trials=len(study.trials),
                 pruned=sum(t.state.name == "PRUNED" for t in study.trials), seconds=time.time() - t0)
-    return best, seen
+
+# %% ../nbs/05_train.ipynb #8fc2cf29
+def _trial_shares(trials:int, parallel:int)->list:
+    "How many trials each of the `parallel` tasks runs: `trials` split as evenly as possible, no empty task."
+    n = min(trials, parallel)
+    return [trials // n + (i < trials % n) for i in range(n)]
+
+def _optimize_share(study_name:str, storage, X, y, folds:list, base:Pipeline, space:dict, scorer,
+                    prune:bool, n_trials:int, timeout:float|None, seed:int)->int:
+    "Run `n_trials` of the shared study on a worker, with a TPE sampler of its own seed; how many it ran."
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    proto = _study(seed, prune)
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=proto.sampler, pruner=proto.pruner)
+    n0 = len(study.trials)
+    study.optimize(_objective(base, space, X, y, folds, scorer, prune), n_trials=n_trials, timeout=timeout,
+                   catch=(ValueError,))
+    return len(study.trials) - n0
+
+def _tune_parallel(X, y, family:str, base:Pipeline, space:dict, folds:list, scorer, trials:int,
+                   timeout:float|None, prune:bool, seed:int, on_trial, parallel:int, client)->tuple[dict, list]:
+    "`tune_family` with `parallel` concurrent trials: on `client`'s workers (one shared `DaskStorage`), else threads."
+    import optuna, uuid
+    t0, seen, logged = time.time(), [], set()
+    def record(ft):
+        if ft.number in logged or not ft.state.is_finished(): return
+        logged.add(ft.number)
+        t = Trial.from_optuna(family, ft)
+        if ft.duration is not None: t.seconds = ft.duration.total_seconds()
+        seen.append(t)
+        if on_trial: on_trial(t)
+    if client is None:   # threads of this process
+        study = _study(seed, prune)
+        study.optimize(_objective(base, space, X, y, folds, scorer, prune), n_trials=trials, timeout=timeout,
+                       n_jobs=parallel, callbacks=[lambda s, ft: record(ft)], catch=(ValueError,))
+        return _study_best(study, family, space, t0), seen
+    from distributed import wait
+    from optuna_integration import DaskStorage
+    storage = DaskStorage(client=client)
+    name = f"{family}-{uuid.uuid4().hex[:12]}"
+    study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    Xf, yf, ff = client.scatter([X, y, folds], broadcast=True, hash=False)   # the data go to each worker once
+    futs = [client.submit(_optimize_share, name, storage, Xf, yf, ff, base, space, scorer, prune, n, timeout,
+                          seed + i, pure=False) for i, n in enumerate(_trial_shares(trials, parallel))]
+    while futs:
+        try: done = wait(futs, timeout=1, return_when="FIRST_COMPLETED").done
+        except TimeoutError: done = set()   # none finished yet: log the trials that have
+        for ft in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number): record(ft)
+        for f in done: f.result()   # a worker's error (other than a trial's ValueError) ends the search here
+        futs = [f for f in futs if f not in done]
+    for ft in study.get_trials(deepcopy=False): record(ft)
+    return _study_best(study, family, space, t0), sorted(seen, key=lambda t: t.number)
+
+# %% ../nbs/05_train.ipynb #da6026e1
+def cap_rows(
+    df,                  # training rows: a pandas frame, or a dask frame (sampled on the cluster, then collected)
+    target:str,          # label column
+    task:str,            # 'binary', 'multiclass' or 'regression': stratified for classification
+    max_rows:int,        # the cap; 0: no cap
+    seed:int=_SEED,
+)->pd.DataFrame:
+    "`df` when it has at most `max_rows` rows (or `max_rows` is 0), else a seeded sample of `max_rows` rows in order."
+    if not isinstance(df, pd.DataFrame):   # a dask frame: never collect it whole when it is over the cap
+        n = int(df.shape[0].compute()) if max_rows else None
+        if max_rows and n > max_rows:
+            df = df.sample(frac=min(1.0, 1.1 * max_rows / n), random_state=seed)
+        df = df.compute()
+    if not max_rows or len(df) <= max_rows: return df
+    from sklearn.model_selection import train_test_split
+    pos, y = np.arange(len(df)), df[target]
+    strat = y if task != "regression" and y.value_counts().min() >= 2 and y.nunique() <= max_rows else None
+    keep, _ = train_test_split(pos, train_size=max_rows, stratify=strat, random_state=seed)
+    return df.iloc[np.sort(keep)]
 
 # %% ../nbs/05_train.ipynb #b25bbcad
 @dataclass
@@ -294,6 +375,7 @@ class TuneResult:
     best: dict        # family -> {score, params, trials, pruned, seconds}
     trials: list
     seconds: float
+    sampled_from: int|None = None   # the train split's rows when `max_rows` capped them, else None
     def summary(self)->dict: return {k: v for k, v in asdict(self).items() if k not in ("model", "trials")}
 
 def tune(
@@ -305,8 +387,13 @@ def tune(
     seed:int=_SEED,
     columns:dict|None=None,       # per-column preprocessing overrides
     on_trial=None,                # called with each finished `Trial`
+    parallel:int=_TUNING.parallel, # concurrent trials per family (see "Trials in parallel")
+    max_rows:int=_TUNING.max_rows, # train on a seeded sample of this many rows when `df` is larger; 0: all
+    client=None,                  # a `distributed.Client` for `parallel` > 1; None: threads
 )->TuneResult:
     "Tune every candidate family with Optuna (seeded TPE) and refit the best one by cross-validated score."
+    n_all = len(df)
+    df = cap_rows(df, target, task, max_rows, seed)
     X, y = df.drop(columns=[target]), df[target]
     metric = default_metric(task) if metric == "auto" else metric
     scorer = tuning_scorer(metric)
@@ -315,12 +402,12 @@ def tune(
     for cand in candidates:
         fam = cand["family"]
         best[fam], seen = tune_family(X, y, fam, task, cand.get("params"), folds, scorer, trials, timeout, prune, seed,
-                                      columns, on_trial)
+                                      columns, on_trial, parallel, client)
         all_trials += seen
     fam = max(best, key=lambda f: best[f]["score"])   # ties: the earlier (usually simpler) family
     model = clone(build_model(X, fam, task, best[fam]["params"], seed, columns)).fit(X, y)
     return TuneResult(model, fam, best[fam]["params"], metric, best[fam]["score"], best, all_trials,
-                      time.time() - t_all)
+                      time.time() - t_all, n_all if len(df) < n_all else None)
 
 # %% ../nbs/05_train.ipynb #0addfc04
 def trial_logger(
