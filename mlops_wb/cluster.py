@@ -159,5 +159,9 @@ def run_with_cluster(
         os.environ[SCHEDULER_ENV] = client.scheduler.address
         try: yield client
         finally:
+            for sp, c in list(_CLIENT.items()):   # clients `get_client` made of this cluster go first (no reconnect tries)
+                if sp.scheduler == client.scheduler.address:
+                    c.close()
+                    del _CLIENT[sp]
             if old is None: os.environ.pop(SCHEDULER_ENV, None)
             else: os.environ[SCHEDULER_ENV] = old
