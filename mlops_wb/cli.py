@@ -726,7 +726,13 @@ def cmd_score(args, root)->int:
     from mlops_wb.serve import score_file
     s, client = _connect(root)
     ref = _model_ref(args.model)
-    r = score_file(client, ref, Path(args.input), Path(args.output), args.chunk_rows, progress=sys.stderr.isatty())
+    spec = _cluster(args, root)
+    if spec.enabled:   # by partition on the cluster, into a folder of Parquet parts
+        from mlops_wb.cluster import dask_cluster
+        from mlops_wb.serve import score_partitioned
+        with dask_cluster(spec, root) as dc:
+            r = score_partitioned(client, ref, args.input, Path(args.output), dc, progress=sys.stderr.isatty())
+    else: r = score_file(client, ref, Path(args.input), Path(args.output), args.chunk_rows, progress=sys.stderr.isatty())
     print(f"scored {r.rows} rows with {r.model} version {r.version} in {r.seconds:.1f}s -> {r.output}")
     return 0
 

@@ -15,7 +15,7 @@ from .errors import MlopsWbError, Exit
 
 # %% auto #0
 __all__ = ['SCHEDULER_ENV', 'CONNECT_TIMEOUT_S', 'ClusterError', 'ClusterSpec', 'cluster_spec', 'describe', 'dask_cluster',
-           'get_client', 'run_with_cluster']
+           'get_client', 'run_with_cluster', 'WorkerKilled', 'cluster_errors']
 
 # %% ../nbs/02b_cluster.ipynb #04fc554d
 SCHEDULER_ENV = "MLOPS_WB_DASK_SCHEDULER"   # the runner sets it for the step kernels to the address of its cluster
@@ -165,3 +165,29 @@ def run_with_cluster(
                     del _CLIENT[sp]
             if old is None: os.environ.pop(SCHEDULER_ENV, None)
             else: os.environ[SCHEDULER_ENV] = old
+
+# %% ../nbs/02b_cluster.ipynb #763fb0f3
+class WorkerKilled(MlopsWbError):
+    "A task kept killing the Dask workers that ran it (most likely out of memory): the run failed, the input is fine."
+    exit_code = Exit.FAILED
+
+@contextlib.contextmanager
+def cluster_errors(
+    client,          # the `distributed.Client` the block computes on (None: nothing to translate)
+    what:str="",     # what the block does, for the message ('scoring in.parquet')
+):
+    "Translate a `KilledWorker` raised in the block into a `WorkerKilled` that names the task, the limit and the fix."
+    if client is None:
+        yield
+        return
+    from distributed import KilledWorker
+    limits = {w.get("memory_limit") for w in client.scheduler_info().get("workers", {}).values()}   # before any dies
+    try: yield
+    except KilledWorker as e:
+        from dask.utils import format_bytes
+        limit = ", ".join(format_bytes(m) for m in sorted(x for x in limits if x)) or "no limit"
+        task = getattr(e, "task", None) or (e.args[0] if e.args else "?")
+        raise WorkerKilled(f"{what + ': ' if what else ''}task {task} killed the Dask workers that ran it, again and "
+                           f"again (memory limit {limit} per worker; a nanny restarts a worker past 95% of it): most "
+                           f"likely out of memory. Raise dask_memory_limit (--memory-limit), or split the data into "
+                           f"smaller files") from None

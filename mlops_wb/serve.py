@@ -41,7 +41,8 @@ __all__ = ['NUMERIC_TYPES', 'FORMATS', 'ABSENT', 'REQUEST_SCHEMA', 'ERROR_SCHEMA
            'json_response', 'check_token', 'check_media_type', 'BodyGate', 'read_body', 'error_of', 'ServerState',
            'reload_models', 'poll_aliases', 'lifespan', 'wants_probabilities', 'answer', 'score_request',
            'add_operator_routes', 'create_app', 'openapi_for_champion', 'guarded_protocol', 'server_config',
-           'is_loopback', 'check_exposure', 'serve', 'read_chunks', 'ChunkWriter', 'ScoreResult', 'score_file']
+           'is_loopback', 'check_exposure', 'serve', 'read_chunks', 'ChunkWriter', 'ScoreResult', 'score_file',
+           'score_partitioned']
 
 # %% ../nbs/11_serve.ipynb #907abec8
 class BadRequest(Exception):
@@ -1119,5 +1120,71 @@ def score_file(
         w.commit()
     except BaseException:
         w.discard()
+        raise
+    return ScoreResult(mv.name, str(mv.version), n, time.time() - t0, str(out))
+
+# %% ../nbs/11_serve.ipynb #a202d621
+def _score_part(df:pd.DataFrame, model, cols:list, version:str, folder:str, i:int, inp:str, name:str)->int:
+    "Score one partition and write it as `part-<i>.parquet` in `folder`; its rows."
+    missing = [c for c in cols if c not in df.columns]
+    if missing: raise ConfigError(f"{inp}: missing column{'s' if len(missing) > 1 else ''} "
+                                  f"{', '.join(map(repr, missing[:10]))} needed by {name} version {version}")
+    out = df.assign(prediction=model.predict(df[cols]), model_version=version)
+    p = Path(folder)/f"part-{i:05d}.parquet"
+    tmp = p.with_suffix(f".{os.getpid()}.tmp")
+    out.to_parquet(tmp, index=False)
+    os.replace(tmp, p)   # a partition run again (a worker died) replaces its file whole
+    return len(out)
+
+def _part_rows(files:list)->int|None:
+    "The rows of Parquet files from their footers; None when one is CSV."
+    if any(f.suffix.lower() not in (".parquet", ".pq") for f in files): return None
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+def score_partitioned(
+    client, ref:str,                # registry client and model reference (NAME@ALIAS or NAME/VERSION)
+    inp:str|Path, out:str|Path,     # IN: a file, folder or glob; OUT: the folder of Parquet parts to write
+    dask_client,                    # the `distributed.Client` to score on
+    progress:bool=True,             # a rich progress bar on stderr (advances as partitions finish)
+)->ScoreResult:
+    "Score `inp` partition by partition on the cluster into the Parquet folder `out`; atomic: complete or absent."
+    import shutil
+    from distributed import as_completed
+    from mlops_wb.data import read_source_dd, resolve_source
+    from mlops_wb.cluster import cluster_errors
+    out = Path(out)
+    mv = get_version(client, ref)
+    uri = f"models:/{mv.name}/{mv.version}"
+    schema = InputSchema.from_signature(mlflow.models.get_model_info(uri).signature)
+    files = resolve_source(str(inp))
+    ddf = read_source_dd(str(inp))
+    _check_chunk(ddf._meta, schema, Path(inp), mv)   # the columns, before anything is computed
+    model = load_model(uri)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent/f".{out.name}.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    t0, n = time.time(), 0
+    import dask
+    futs = []
+    try:
+        with cluster_errors(dask_client, f"scoring {inp}"), _progress(progress) as bar:
+            model_f = dask_client.scatter(model, broadcast=True, hash=False)   # one copy per worker
+            tasks = [dask.delayed(_score_part)(p, model_f, schema.columns, str(mv.version), str(tmp), i, str(inp), mv.name)
+                     for i, p in enumerate(ddf.to_delayed())]
+            futs = dask_client.compute(tasks)
+            task = bar.add_task("rows", total=_part_rows(files))
+            for f in as_completed(futs):
+                rows = f.result()
+                n += rows
+                bar.update(task, advance=rows)
+        if n == 0: raise ConfigError(f"{inp}: no rows to score")
+        old = out.parent/f".{out.name}.{os.getpid()}.old"
+        if out.exists(): os.replace(out, old)
+        os.replace(tmp, out)
+        if old.exists(): shutil.rmtree(old) if old.is_dir() else old.unlink()
+    except BaseException:
+        for f in futs: f.cancel()
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
     return ScoreResult(mv.name, str(mv.version), n, time.time() - t0, str(out))
