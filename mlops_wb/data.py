@@ -237,6 +237,16 @@ def _read_part(p:Path, dtypes:dict)->pd.DataFrame:
     diff = {c: t for c, t in dtypes.items() if df[c].dtype != t}
     return df.astype(diff) if diff else df
 
+def _same_columns(files:list)->list[str]:
+    "The columns every one of `files` has, from their headers (each checked); a `DataError` naming a file that differs."
+    cols = file_columns(files[0])
+    for f in files[1:]:
+        c = file_columns(f)
+        if c != cols:
+            raise DataError(f"{f}: columns differ from {files[0].name}: missing {sorted(set(cols) - set(c))[:10]}, "
+                            f"extra {sorted(set(c) - set(cols))[:10]}; all files of a source need the same columns")
+    return cols
+
 def _dask_frame(fn, items:list, meta:pd.DataFrame, **kw):
     "A dask frame of one partition per item, `fn(item, **kw)`, with the dtypes of `meta`."
     import dask, dask.dataframe as dd
@@ -260,12 +270,7 @@ def read_source_dd(
     import dask
     if source.startswith("demo:"): return to_dask(load_demo(source[5:]))
     files = resolve_source(source, root)
-    cols = file_columns(files[0])
-    for f in files[1:]:
-        c = file_columns(f)
-        if c != cols:
-            raise DataError(f"{f}: columns differ from {files[0].name}: missing {sorted(set(cols) - set(c))}, "
-                            f"extra {sorted(set(c) - set(cols))}; all files of a source need the same columns")
+    cols = _same_columns(files)
     scans = dask.compute(*[dask.delayed(_file_scan)(f) for f in files])
     dtypes = {c: _common_dtype([s["dtypes"][c] for s in scans]) for c in cols}
     for c in cols:   # check_mixed_types over all rows, from the files' counts
@@ -289,14 +294,7 @@ def source_columns(
 )->list[str]:          # the source's columns
     "The columns of `source` from its files' headers alone, each file checked as ingest checks it."
     if source.startswith("demo:"): return [str(c) for c in load_demo(source[5:]).columns]
-    files = resolve_source(source, root)
-    cols = file_columns(files[0])
-    for f in files[1:]:
-        c = file_columns(f)
-        if c != cols:
-            raise DataError(f"{f}: columns differ from {files[0].name}: missing {sorted(set(cols) - set(c))[:10]}, "
-                            f"extra {sorted(set(c) - set(cols))[:10]}; all files of a source need the same columns")
-    return cols
+    return _same_columns(resolve_source(source, root))
 
 def named_columns(
     spec:PipelineSpec, # the loaded pipeline, overrides applied

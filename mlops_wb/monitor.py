@@ -177,6 +177,22 @@ def _chi2_drift(res:ColumnDrift, prof:dict, cats:list, cur_counts:dict, ref_sh:n
     res.test, res.statistic, res.p_value, res.effect, res.threshold = "chi2", float(chi), float(p), v, cfg["p_value"]
     res.drifted = bool(res.p_value < cfg["p_value"] and v >= cfg["effect_floor"])
 
+def _categorical_verdict(res:ColumnDrift, prof:dict, known:list, cur_counts:dict, rest:int, n:int, cfg:dict,
+                         small:bool)->ColumnDrift:
+    "Chi-square (small reference) or Jensen–Shannon, PSI and shares of `n` current values counted per category."
+    cats = known + (["<other>"] if rest or "<other>" in prof["shares"] else [])
+    if rest: cur_counts["<other>"] = rest
+    ref_sh = np.array([prof["shares"].get(k, 0.0) for k in cats])
+    cur_sh = np.array([cur_counts.get(k, 0) for k in cats]) / n
+    if small: _chi2_drift(res, prof, cats, cur_counts, ref_sh, cfg)
+    else:
+        js = float(_dist.jensenshannon(ref_sh, cur_sh))
+        res.test, res.statistic, res.effect, res.threshold = "jensenshannon", js, js, cfg["distance"]
+        res.drifted = bool(js >= cfg["distance"])
+    res.psi = psi(ref_sh, cur_sh)
+    res.bins = {"labels": cats, "reference": ref_sh.tolist(), "current": cur_sh.tolist()}
+    return res
+
 def _categorical_drift(name:str, prof:dict, x:pd.Series, cfg:dict, small:bool)->ColumnDrift:
     "Chi-square (small reference) or Jensen–Shannon drift, and PSI, of a category column's values `x`."
     s = x.astype(str)
@@ -188,18 +204,7 @@ def _categorical_drift(name:str, prof:dict, x:pd.Series, cfg:dict, small:bool)->
     vc = s.value_counts()
     cur_counts = {k: int(vc.get(k, 0)) for k in known}
     rest = int(len(s) - sum(cur_counts.values()))
-    cats = known + (["<other>"] if rest or "<other>" in prof["shares"] else [])
-    if rest: cur_counts["<other>"] = rest
-    ref_sh = np.array([prof["shares"].get(k, 0.0) for k in cats])
-    cur_sh = np.array([cur_counts.get(k, 0) for k in cats]) / len(s)
-    if small: _chi2_drift(res, prof, cats, cur_counts, ref_sh, cfg)
-    else:
-        js = float(_dist.jensenshannon(ref_sh, cur_sh))
-        res.test, res.statistic, res.effect, res.threshold = "jensenshannon", js, js, cfg["distance"]
-        res.drifted = bool(js >= cfg["distance"])
-    res.psi = psi(ref_sh, cur_sh)
-    res.bins = {"labels": cats, "reference": ref_sh.tolist(), "current": cur_sh.tolist()}
-    return res
+    return _categorical_verdict(res, prof, known, cur_counts, rest, len(s), cfg, small)
 
 # %% ../nbs/12_monitor.ipynb #2ff9975b
 def column_drift(
@@ -384,18 +389,7 @@ def _categorical_from_partial(name:str, prof:dict, p:dict, cfg:dict)->ColumnDrif
     known = [k for k in prof["shares"] if k != "<other>"]
     cur_counts = {k: int(c) for k, c in zip(known, p["known"])}
     rest = int(p["n"] - sum(cur_counts.values()))
-    cats = known + (["<other>"] if rest or "<other>" in prof["shares"] else [])
-    if rest: cur_counts["<other>"] = rest
-    ref_sh = np.array([prof["shares"].get(k, 0.0) for k in cats])
-    cur_sh = np.array([cur_counts.get(k, 0) for k in cats]) / p["n"]
-    if prof["rows"] <= cfg["small_sample"]: _chi2_drift(res, prof, cats, cur_counts, ref_sh, cfg)
-    else:
-        js = float(_dist.jensenshannon(ref_sh, cur_sh))
-        res.test, res.statistic, res.effect, res.threshold = "jensenshannon", js, js, cfg["distance"]
-        res.drifted = bool(js >= cfg["distance"])
-    res.psi = psi(ref_sh, cur_sh)
-    res.bins = {"labels": cats, "reference": ref_sh.tolist(), "current": cur_sh.tolist()}
-    return res
+    return _categorical_verdict(res, prof, known, cur_counts, rest, p["n"], cfg, prof["rows"] <= cfg["small_sample"])
 
 def _column_from_partial(name:str, prof:dict, p:dict, cfg:dict)->dict:
     f = _numeric_from_partial if prof["kind"] == "numeric" else _categorical_from_partial
