@@ -10,7 +10,8 @@ has a registered version with its reference profile. Then, each in a child proce
 command, its step kernels and its Dask workers) is sampled with psutil every 0.1 s:
 
 - ingest+validate: `mlops-wb run` of a pipeline with only the ingest and validate steps, source = the data;
-- profile: `reference_profile` of the data (what the register step stores with a model version);
+- profile: `reference_profile` of the data (what the register step stores with a model version); in-process only:
+  the reference profile has no Dask path yet;
 - drift: `mlops-wb monitor MODEL --data DATA --no-retrain` (reads, predicts, drift of every column, report);
 - score: `mlops-wb score MODEL DATA OUT`;
 - pandas: `pandas.read_parquet` + `predict` of the whole file in one process (where it fits);
@@ -188,7 +189,7 @@ def main():
             if "ingest" not in skip:
                 ip = project(tmp / f"ingest-{n}-{w}", data, ALL_STEPS[:2])
                 res["ingest"] = measure([mlops, "--project", str(ip), "run", "--no-cache"], env, ip)
-            if "profile" not in skip:
+            if "profile" not in skip and not w:
                 res["profile"] = measure([str(BIN / "python"), "-c", PROFILE, data, str(w), a.memory_limit, str(tmp)], env0, tmp)
             if "drift" not in skip:
                 res["drift"] = measure([mlops, "--project", str(mp), "monitor", model, "--data", data, "--no-retrain"], env, mp)
