@@ -1124,11 +1124,8 @@ def score_file(
     return ScoreResult(mv.name, str(mv.version), n, time.time() - t0, str(out))
 
 # %% ../nbs/11_serve.ipynb #a202d621
-def _score_part(df:pd.DataFrame, model, cols:list, version:str, folder:str, i:int, inp:str, name:str)->int:
-    "Score one partition and write it as `part-<i>.parquet` in `folder`; its rows."
-    missing = [c for c in cols if c not in df.columns]
-    if missing: raise ConfigError(f"{inp}: missing column{'s' if len(missing) > 1 else ''} "
-                                  f"{', '.join(map(repr, missing[:10]))} needed by {name} version {version}")
+def _score_part(df:pd.DataFrame, model, cols:list, version:str, folder:str, i:int)->int:
+    "Score one partition (its columns were checked with every file's header) and write it as `part-<i>.parquet`."
     out = df.assign(prediction=model.predict(df[cols]), model_version=version)
     p = Path(folder)/f"part-{i:05d}.parquet"
     tmp = p.with_suffix(f".{os.getpid()}.tmp")
@@ -1157,7 +1154,7 @@ def score_partitioned(
     uri = f"models:/{mv.name}/{mv.version}"
     schema = InputSchema.from_signature(mlflow.models.get_model_info(uri).signature)
     files = resolve_source(str(inp))
-    ddf = read_source_dd(str(inp))
+    ddf = read_source_dd(str(inp))   # every file's header checked: all partitions have the same columns
     _check_chunk(ddf._meta, schema, Path(inp), mv)   # the columns, before anything is computed
     model = load_model(uri)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -1170,7 +1167,7 @@ def score_partitioned(
     try:
         with cluster_errors(dask_client, f"scoring {inp}"), _progress(progress) as bar:
             model_f = dask_client.scatter(model, broadcast=True, hash=False)   # one copy per worker
-            tasks = [dask.delayed(_score_part)(p, model_f, schema.columns, str(mv.version), str(tmp), i, str(inp), mv.name)
+            tasks = [dask.delayed(_score_part)(p, model_f, schema.columns, str(mv.version), str(tmp), i)
                      for i, p in enumerate(ddf.to_delayed())]
             futs = dask_client.compute(tasks)
             task = bar.add_task("rows", total=_part_rows(files))
