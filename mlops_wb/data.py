@@ -27,7 +27,7 @@ __all__ = ['DEMOS', 'MAX_COLUMNS', 'SPLITS', 'DataError', 'load_demo', 'resolve_
            'read_source', 'is_dask', 'partition_results', 'to_dask', 'read_source_dd', 'source_columns',
            'named_columns', 'preflight', 'dtype_kind', 'frame_schema', 'source_manifest', 'frame_digest', 'SnapshotRef',
            'snapshot_tags', 'snapshot_ref', 'SnapshotStore', 'parts_digest', 'SnapshotDamaged', 'split_frame',
-           'split_frame_dd', 'snapshot_source', 'split_info', 'diff_frames']
+           'split_frame_dd', 'row_keys', 'sample_rows', 'snapshot_source', 'split_info', 'diff_frames']
 
 # %% ../nbs/03_data.ipynb #230173bf
 class DataError(MlopsWbError):
@@ -644,6 +644,51 @@ def split_frame_dd(
             cuts = [(pd.Timestamp.min, q[0]), (q[0], q[1]), (q[1], None)]
     else: cuts = [(0.0, a), (a, b), (b, None)]
     return {k: ddf.map_partitions(_take, lo, hi, seed, time_column, meta=ddf._meta) for k, (lo, hi) in zip(SPLITS, cuts)}
+
+# %% ../nbs/03_data.ipynb #4c089f87
+def row_keys(
+    pos,        # row positions (non-negative integers)
+    seed:int,   # the sample's seed
+)->np.ndarray:  # a uint64 per position; distinct positions get distinct keys
+    "A pseudo-random 64-bit key per row position: splitmix64 of the position mixed with the seed."
+    with np.errstate(over="ignore"):
+        z = np.asarray(pos, dtype=np.uint64) ^ (np.full(1, seed % 2**64, dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03))
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+def _smallest(keys:np.ndarray, k:int)->np.ndarray:
+    "The positions of the `k` smallest `keys`, in position order."
+    return np.sort(np.argpartition(keys, k - 1)[:k]) if len(keys) > k else np.arange(len(keys))
+
+def _under(part:pd.DataFrame, offset:int, seed:int, top)->tuple:
+    k = row_keys(offset + np.arange(len(part)), seed)
+    m = k < top
+    return k[m], part[m]
+
+def sample_rows(
+    df,                 # rows: a pandas or a dask frame
+    max_rows:int,       # rows kept at most; 0: all
+    seed:int=0,
+)->pd.DataFrame:        # a pandas frame, index from 0
+    "`df` when it has at most `max_rows` rows, else its `max_rows` rows with the smallest keys (`row_keys`), in order."
+    if not is_dask(df):
+        if not max_rows or len(df) <= max_rows: return df.reset_index(drop=True)
+        return df.iloc[_smallest(row_keys(np.arange(len(df)), seed), max_rows)].reset_index(drop=True)
+    import dask
+    lengths = df.map_partitions(len).compute().tolist()
+    n = sum(lengths)
+    if not max_rows or n <= max_rows: return df.compute().reset_index(drop=True)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])[:-1]
+    share = (max_rows + 6 * max_rows ** 0.5 + 10) / n   # the count under the threshold is binomial(n, share)
+    while True:
+        top = np.uint64(min(2**64 - 1, int(min(share, 1.0) * 2**64)))
+        got = dask.compute(*[dask.delayed(_under)(p, int(o), seed, top) for p, o in zip(df.to_delayed(), offsets)])
+        if sum(len(k) for k, _ in got) >= max_rows or share >= 1: break
+        share *= 2
+    keys = np.concatenate([k for k, _ in got])
+    return pd.concat([r for _, r in got], ignore_index=True).iloc[_smallest(keys, max_rows)].reset_index(drop=True)
 
 # %% ../nbs/03_data.ipynb #a10d4a79
 def snapshot_source(

@@ -20,7 +20,7 @@ from scipy.spatial import distance as _dist
 from .errors import MlopsWbError, ConfigError
 from .config import (DRIFT_DEFAULTS, drift_config, check_rules, parse_duration, DURATION_PATTERN,
                              load_settings, load_pipeline)   # the `drift:` and alert-rule schemas are config's
-from .data import dtype_kind, read_source, read_source_dd
+from .data import dtype_kind, read_source, read_source_dd, row_keys
 from .cluster import get_client
 from .step import atomic_write
 from .tracking import mlflow, connect, experiment_id
@@ -33,39 +33,69 @@ from .inference_log import LOG_COLUMNS, InferenceLog, log_exists, read_inference
 from .inference_log import mask_location
 
 # %% auto #0
-__all__ = ['GRID_POINTS', 'KS_EXACT_MAX', 'OVERLAY_ROWS', 'BACKTEST_GRID', 'column_profile', 'reference_profile', 'psi',
-           'psi_level', 'ColumnDrift', 'column_drift', 'DriftReport', 'dataset_drift', 'drift_partial',
-           'merge_partials', 'drift_from_partial', 'MonitorError', 'load_profile', 'parse_when', 'drift_html',
-           'read_labels', 'join_labels', 'window_performance', 'file_window', 'partitioned_drift', 'log_window',
-           'load_current', 'log_monitoring_run', 'write_reports', 'finish_monitoring_run', 'MonitorResult',
-           'run_monitor', 'monitor_version', 'backtest_rates', 'file_windows', 'log_windows', 'BacktestResult',
-           'backtest']
+__all__ = ['GRID_POINTS', 'KS_EXACT_MAX', 'OVERLAY_ROWS', 'SELECT_BINS', 'SELECT_GATHER', 'SELECT_ROUNDS', 'BACKTEST_GRID',
+           'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift', 'column_drift', 'DriftReport',
+           'dataset_drift', 'drift_partial', 'merge_partials', 'drift_from_partial', 'MonitorError', 'load_profile',
+           'parse_when', 'drift_html', 'read_labels', 'join_labels', 'window_performance', 'file_window',
+           'partitioned_drift', 'partitioned_profile', 'log_window', 'load_current', 'log_monitoring_run',
+           'write_reports', 'finish_monitoring_run', 'MonitorResult', 'run_monitor', 'monitor_version',
+           'backtest_rates', 'file_windows', 'log_windows', 'BacktestResult', 'backtest']
 
 # %% ../nbs/12_monitor.ipynb #36e5a684
 def _num(s): return pd.to_numeric(s, errors="coerce").astype("float64")
 
-def _numeric_profile(v:np.ndarray, rows:int, miss:float, cfg:dict, rng)->dict:
-    "Bin edges and shares, summary statistics, a sample and the quantile function of the numbers `v`."
-    edges = np.unique(np.quantile(v, np.linspace(0, 1, cfg["bins"] + 1)[1:-1]))
-    counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
-    smp = v if len(v) <= cfg["sample_size"] else rng.choice(v, cfg["sample_size"], replace=False)
+def _bottom(keys:np.ndarray, values:np.ndarray, k:int)->tuple:
+    "The `k` (key, value) pairs with the smallest keys, in key order."
+    if len(keys) > k:
+        i = np.argpartition(keys, k - 1)[:k]
+        keys, values = keys[i], values[i]
+    o = np.argsort(keys, kind="stable")
+    return keys[o], values[o]
+
+def _sample(s:pd.Series, values:np.ndarray, offset:int, cfg:dict, seed:int)->tuple:
+    "(keys, values) of the sample of the non-missing `values` of `s` (its rows from position `offset` on)."
+    pos = offset + np.flatnonzero(s.notna().to_numpy())
+    return _bottom(row_keys(pos, seed), values, cfg["sample_size"])
+
+def _quantile_ranks(n:int, q:np.ndarray)->tuple:
+    "numpy's linear quantiles of `n` sorted values: the ranks below and above each quantile and the weight."
+    virtual = (n - 1) * np.asarray(q, dtype=float)
+    prev = np.floor(virtual)
+    nxt = prev + 1
+    top = virtual >= n - 1
+    prev[top], nxt[top] = n - 1, n - 1
+    gamma = virtual - np.where(top, -1, prev)   # numpy marks the top as index -1, and takes gamma from that
+    return prev.astype(np.int64), nxt.astype(np.int64), gamma
+
+def _lerp(a:np.ndarray, b:np.ndarray, t:np.ndarray)->np.ndarray:
+    "numpy's interpolation between neighbouring values (`np.quantile`'s linear method), to the last bit."
+    d = b - a
+    out = a + d * t
+    return np.where(t >= 0.5, b - d * (1 - t), out)
+
+def _profile_quantiles(cfg:dict)->tuple:
+    "The quantile levels of the bin edges, and of the stored quantile function."
     nq = cfg["quantiles"]
-    qs = np.sort(v) if len(v) <= nq else np.quantile(v, (np.arange(nq) + 0.5) / nq)
+    return np.linspace(0, 1, cfg["bins"] + 1)[1:-1], (np.arange(nq) + 0.5) / nq
+
+def _numeric_profile(v:np.ndarray, rows:int, miss:float, cfg:dict, sample:np.ndarray)->dict:
+    "Bin edges and shares, summary statistics, the sample and the quantile function of the numbers `v`."
+    eq, qq = _profile_quantiles(cfg)
+    edges = np.unique(np.quantile(v, eq))
+    counts = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
+    qs = np.sort(v) if len(v) <= cfg["quantiles"] else np.quantile(v, qq)
     return dict(kind="numeric", rows=rows, missing=miss, edges=edges.tolist(),
                 shares=(counts / max(len(v), 1)).tolist(), mean=float(v.mean()), std=float(v.std()),
-                min=float(v.min()), max=float(v.max()), sample=smp.tolist(),
-                quantiles=qs.tolist())
+                min=float(v.min()), max=float(v.max()), sample=sample.tolist(), quantiles=qs.tolist())
 
-def _categorical_profile(x:pd.Series, rows:int, miss:float, cfg:dict, rng)->dict:
-    "Shares and counts of the most frequent categories of `x` (the rest as `<other>`) and a sample."
-    vc = x.astype(str).value_counts()
+def _top_categories(vc:pd.Series, n:int, rows:int, miss:float, cfg:dict, sample:np.ndarray)->dict:
+    "The categorical profile from the counts `vc` of `n` values: most frequent first, ties by name."
+    vc = vc.sort_index(kind="stable").sort_values(ascending=False, kind="stable")
     top = vc.iloc[:cfg["max_categories"]]
-    shares = (top / max(len(x), 1)).to_dict()
-    if len(vc) > len(top): shares["<other>"] = float(vc.iloc[cfg["max_categories"]:].sum() / len(x))
-    smp = x.astype(str).to_numpy()
-    smp = smp if len(smp) <= cfg["sample_size"] else rng.choice(smp, cfg["sample_size"], replace=False)
+    shares = (top / max(n, 1)).to_dict()
+    if len(vc) > len(top): shares["<other>"] = float(vc.iloc[cfg["max_categories"]:].sum() / n)
     return dict(kind="categorical", rows=rows, missing=miss, shares={str(k): float(v) for k, v in shares.items()},
-                counts={str(k): int(v) for k, v in top.items()}, sample=smp.tolist())
+                counts={str(k): int(v) for k, v in top.items()}, sample=sample.tolist())
 
 def column_profile(
     s:pd.Series,          # one column of the reference data
@@ -74,13 +104,14 @@ def column_profile(
 )->dict:                  # kind, rows, missing share, and the kind's bins, statistics and sample
     "Profile of one column: kind, bin edges and shares or category shares, summary statistics, a bounded sample."
     cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
-    rng = np.random.default_rng(seed)
     miss = float(s.isna().mean()) if len(s) else 0.0
     x = s.dropna()
     k = cfg["min_numeric_unique"]   # a head usually shows k distinct values (nunique of 1M values costs ~50 ms)
     if dtype_kind(s) == "number" and (x.iloc[:1000].nunique() >= k or x.nunique() >= k):
-        return _numeric_profile(_num(x).to_numpy(), int(len(s)), miss, cfg, rng)
-    return _categorical_profile(x, int(len(s)), miss, cfg, rng)
+        v = _num(x).to_numpy()
+        return _numeric_profile(v, int(len(s)), miss, cfg, _sample(s, v, 0, cfg, seed)[1])
+    xs = x.astype(str)
+    return _top_categories(xs.value_counts(), len(xs), int(len(s)), miss, cfg, _sample(s, xs.to_numpy(), 0, cfg, seed)[1])
 
 # %% ../nbs/12_monitor.ipynb #99a4a919
 def reference_profile(
@@ -668,10 +699,18 @@ def _finish_partitioned(profile:dict, cur:dict, cfg:dict)->DriftReport:
     return report
 
 # %% ../nbs/12_monitor.ipynb #23682dff
-def _merge_all(parts:list)->dict:
-    out = parts[0]
-    for p in parts[1:]: out = merge_partials(out, p)
+def _fold(parts:list, merge=None)->dict:
+    "The partials `parts` merged into one, left to right (`merge` defaults to `merge_partials`)."
+    merge, out = merge or merge_partials, parts[0]
+    for p in parts[1:]: out = merge(out, p)
     return out
+
+def _tree(partials:list, merge, split_every:int):
+    "One delayed object: the delayed `partials` merged `split_every` at a time, in a tree on the workers."
+    import dask
+    while len(partials) > 1:
+        partials = [dask.delayed(_fold)(partials[i:i + split_every], merge) for i in range(0, len(partials), split_every)]
+    return partials[0]
 
 def _partition_stats(profile, df, model, features, classes, target, cfg):
     "One partition: its drift partial and, when it has the target, its labels, predictions and probabilities."
@@ -701,13 +740,226 @@ def partitioned_drift(
     stats = [dask.delayed(_partition_stats, nout=2)(prof_d, p, model_d, features or [], classes, target, cfg)
              for p in ddf.to_delayed()]
     parts, labs = [s[0] for s in stats], [s[1] for s in stats]
-    while len(parts) > 1:
-        parts = [dask.delayed(_merge_all)(parts[i:i + split_every]) for i in range(0, len(parts), split_every)]
-    merged, *labs = dask.compute(parts[0], *labs)
+    merged, *labs = dask.compute(_tree(parts, merge_partials, split_every), *labs)
     labs = [l for l in labs if l is not None]
     return drift_from_partial(profile, merged, cfg), (pd.concat(labs, ignore_index=True) if labs else None)
 
-# %% ../nbs/12_monitor.ipynb #e5851ebc
+# %% ../nbs/12_monitor.ipynb #e9a9401d
+SELECT_BINS = 65_536       # sub-intervals per column in a round of the distributed selection
+SELECT_GATHER = 4_000_000   # values (of all columns) sent to the command at most in a round
+SELECT_ROUNDS = 12         # rounds before what is left is gathered whatever its size
+_PRED = "\0prediction"     # the predictions' key among the columns of a partition's partial
+
+def _profile_columns(df:pd.DataFrame, model)->dict:
+    "What a partition contributes to the profile: each feature column and, with a model, its predictions."
+    cols = {c: df[c] for c in df.columns}
+    if model is not None: cols[_PRED] = pd.Series(np.asarray(model.predict(df)))
+    return cols
+
+def _moments(v:np.ndarray)->tuple:
+    return (len(v), float(v.mean()), float(((v - v.mean()) ** 2).sum())) if len(v) else (0, 0.0, 0.0)
+
+def _add_moments(a:tuple, b:tuple)->tuple:
+    "Chan, Golub and LeVeque's pairwise update of (count, mean, sum of squared deviations)."
+    (na, ma, sa), (nb, mb, sb) = a, b
+    if not na or not nb: return a if na else b
+    n, d = na + nb, mb - ma
+    return n, ma + d * nb / n, sa + sb + d * d * na * nb / n
+
+def _counts_partial(df:pd.DataFrame, i:int, model, cfg:dict)->dict:
+    "Pass 1 over partition `i`: rows, missing values, distinct values (up to `min_numeric_unique`), moments, range, category counts."
+    out, k = {}, cfg["min_numeric_unique"]
+    for c, s in _profile_columns(df, model).items():
+        x = s.dropna()
+        p = dict(rows=len(s), missing=int(len(s) - len(x)), number=dtype_kind(s) == "number", distinct=None)
+        if p["number"]:
+            v = _num(x).to_numpy()
+            u = pd.unique(x.to_numpy())
+            p |= dict(distinct=u if len(u) < k else None, moments=_moments(v), many=len(u) >= k,
+                      lo=float(v.min()) if len(v) else np.inf, hi=float(v.max()) if len(v) else -np.inf)
+        p["counts"] = None if p["number"] and p["many"] else x.astype(str).value_counts(sort=False)
+        out[c] = p
+    return {"lengths": {i: len(df)}, "columns": out, "k": k}
+
+def _merge_counts(a:dict, b:dict)->dict:
+    "Two pass-1 partials as one."
+    cols, k = {}, a["k"]
+    for c, p in a["columns"].items():
+        q = b["columns"][c]
+        m = dict(rows=p["rows"] + q["rows"], missing=p["missing"] + q["missing"], number=p["number"], distinct=None)
+        if p["number"]:
+            many = p["many"] or q["many"]
+            u = None if many else pd.unique(np.concatenate([p["distinct"], q["distinct"]]))
+            many = many or len(u) >= k
+            m |= dict(many=many, distinct=None if many else u, moments=_add_moments(p["moments"], q["moments"]),
+                      lo=min(p["lo"], q["lo"]), hi=max(p["hi"], q["hi"]))
+        m["counts"] = (None if m.get("many") else
+                       p["counts"].add(q["counts"], fill_value=0).astype(np.int64))
+        cols[c] = m
+    return {"lengths": a["lengths"] | b["lengths"], "columns": cols, "k": k}
+
+# The distributed selection: the exact order statistics (ranks in the sorted non-missing values) that np.quantile
+# interpolates between. A column's open intervals [lo, hi] are disjoint and tight (their ends are values of the
+# column); each round a partition counts its values in SELECT_BINS equal sub-intervals of each (with the smallest
+# and largest value in each), and the command keeps, for each wanted rank, the sub-interval that holds it: resolved
+# when all its values are equal, gathered (sent whole and sorted) when small, else split again the next round.
+
+def _select_partial(df:pd.DataFrame, model, plan:dict)->dict:
+    "One round of the selection over a partition: per column, its counts in each open interval's sub-intervals, or the values of intervals to gather."
+    cols, out = _profile_columns(df, model), {}
+    for c, (los, his, gather, bins) in plan.items():
+        v = _num(cols[c].dropna()).to_numpy()
+        j = np.searchsorted(los, v, side="right") - 1
+        ok = j >= 0
+        ok[ok] = v[ok] <= his[j[ok]]
+        v, j = v[ok], j[ok]
+        g = gather[j]
+        vh, jh = v[~g], j[~g]
+        width = (his - los)[jh]
+        sub = np.minimum((bins * ((vh - los[jh]) / width)).astype(np.int64), bins - 1)
+        gid = jh * bins + sub
+        size = len(los) * bins
+        mins, maxs = np.full(size, np.inf), np.full(size, -np.inf)
+        np.minimum.at(mins, gid, vh)
+        np.maximum.at(maxs, gid, vh)
+        out[c] = dict(n=np.bincount(gid, minlength=size), mins=mins, maxs=maxs, gj=j[g].astype(np.int32), gv=v[g])
+    return out
+
+def _merge_select(a:dict, b:dict)->dict:
+    return {c: dict(n=p["n"] + b[c]["n"], mins=np.minimum(p["mins"], b[c]["mins"]),
+                    maxs=np.maximum(p["maxs"], b[c]["maxs"]),
+                    gj=np.concatenate([p["gj"], b[c]["gj"]]), gv=np.concatenate([p["gv"], b[c]["gv"]]))
+            for c, p in a.items()}
+
+def _next_round(iv:list, res:dict, found:dict, bins:int)->list:
+    "The open intervals after a round, with each rank found (`found`) where the round settles it."
+    nxt = []
+    o = np.argsort(res["gj"], kind="stable")
+    gj, gv = res["gj"][o], res["gv"][o]
+    cut = np.searchsorted(gj, np.arange(len(iv) + 1))
+    for j, (lo, hi, off, ranks, gather) in enumerate(iv):
+        if gather:
+            vals = np.sort(gv[cut[j]:cut[j + 1]])
+            for r in ranks: found[r] = vals[r - off]
+            continue
+        n = res["n"][j * bins:(j + 1) * bins]
+        cum = np.cumsum(n)
+        at = np.searchsorted(cum, np.asarray(ranks) - off, side="right")
+        for s in np.unique(at):
+            rs = [r for r, a in zip(ranks, at) if a == s]
+            lo_s, hi_s = res["mins"][j * bins + s], res["maxs"][j * bins + s]
+            if lo_s == hi_s:
+                for r in rs: found[r] = lo_s
+            else:
+                nxt.append([lo_s, hi_s, off + (cum[s - 1] if s else 0), rs, int(n[s])])
+    return nxt
+
+def _plan_gathers(iv:dict, last:bool)->dict:
+    "Mark the intervals to gather next round: the smallest first, `SELECT_GATHER` values in all (every one in the last round)."
+    flat = [(x[4], c, i) for c, v in iv.items() for i, x in enumerate(v)]
+    flat.sort(key=lambda t: t[0])
+    total = 0
+    for cnt, c, i in flat:
+        x = iv[c][i]
+        total += cnt
+        x[4] = bool(last or total <= SELECT_GATHER or not np.isfinite(x[1] - x[0]))
+    return iv
+
+def _order_statistics(ddf, model_d, wanted:dict, ranges:dict, reduce)->dict:
+    "{column: {rank: value}}: the wanted ranks of each column's sorted values, found on the cluster in a few rounds."
+    import dask
+    found = {c: {} for c in wanted}
+    iv = {c: [[ranges[c][0], ranges[c][1], 0, sorted(set(r)), not np.isfinite(ranges[c][1] - ranges[c][0])]]
+          for c, r in wanted.items() if len(r)}
+    for c, (lo, hi) in ranges.items():
+        if c in iv and lo == hi:
+            for r in iv.pop(c)[0][3]: found[c][r] = lo
+    rounds = 0
+    while iv:
+        rounds += 1
+        bins = {c: max(2, SELECT_BINS // len(v)) for c, v in iv.items()}
+        plan = {c: (np.array([x[0] for x in v]), np.array([x[1] for x in v]), np.array([bool(x[4]) for x in v]), bins[c])
+                for c, v in iv.items()}
+        plan_d, m = dask.delayed(plan, pure=True), (model_d if _PRED in plan else None)
+        parts = (ddf if m is not None else ddf[list(plan)]).to_delayed()   # only the columns still open are read
+        res = reduce([dask.delayed(_select_partial)(p, m, plan_d) for p in parts], _merge_select)
+        iv = _plan_gathers({c: nv for c, v in iv.items() if (nv := _next_round(v, res[c], found[c], bins[c]))},
+                           rounds >= SELECT_ROUNDS)
+    return found
+
+def _final_partial(df:pd.DataFrame, offset:int, model, edges:dict, cfg:dict, seed:int)->dict:
+    "The last pass over a partition (rows from `offset` on): counts on the bin edges and the seeded sample, per column."
+    out = {}
+    for c, s in _profile_columns(df, model).items():
+        if c in edges:
+            v = _num(s.dropna()).to_numpy()
+            e = edges[c]
+            out[c] = dict(bins=np.bincount(np.searchsorted(e, v, side="right"), minlength=len(e) + 1),
+                          sample=_sample(s, v, offset, cfg, seed))
+        else: out[c] = dict(sample=_sample(s, s.dropna().astype(str).to_numpy(), offset, cfg, seed))
+    return out
+
+def _merge_final(a:dict, b:dict, k:int)->dict:
+    out = {}
+    for c, p in a.items():
+        q = b[c]
+        keys, vals = _bottom(np.concatenate([p["sample"][0], q["sample"][0]]),
+                             np.concatenate([p["sample"][1], q["sample"][1]]), k)
+        out[c] = dict(sample=(keys, vals)) | ({"bins": p["bins"] + q["bins"]} if "bins" in p else {})
+    return out
+
+def partitioned_profile(
+    ddf,                   # the reference features as a dask DataFrame (the training rows)
+    model=None,            # the model: the profile of its predictions too, made on each partition
+    cfg:dict|None=None,    # drift settings; missing keys from `DRIFT_DEFAULTS`
+    seed:int=0,            # for the samples
+    split_every:int=8,     # partials merged per task of the reduction trees
+)->dict:                   # the profile `reference_profile(ddf.compute(), model.predict(...), cfg, seed)` gives
+    "`reference_profile` of a partitioned frame, from partials merged on the cluster; the rows are never in one process."
+    import dask
+    cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
+    parts, model_d = ddf.to_delayed(), dask.delayed(model, pure=True)
+
+    reduce = lambda partials, merge: _tree(partials, merge, split_every).compute()
+
+    first = reduce([dask.delayed(_counts_partial)(p, i, model_d, cfg) for i, p in enumerate(parts)], _merge_counts)
+    offsets = np.concatenate([[0], np.cumsum([first["lengths"][i] for i in range(len(parts))])])[:-1]
+    cols = first["columns"]
+    numeric = [c for c, p in cols.items() if p["number"] and p["many"]]
+    eq, qq = _profile_quantiles(cfg)
+    wanted, levels = {}, {}
+    for c in numeric:
+        n = cols[c]["moments"][0]
+        e, q = _quantile_ranks(n, eq), (_quantile_ranks(n, qq) if n > cfg["quantiles"] else None)
+        levels[c] = (e, q)
+        wanted[c] = np.concatenate([e[0], e[1]] + ([q[0], q[1]] if q is not None else [np.arange(n)])).tolist()
+    found = _order_statistics(ddf, model_d, wanted, {c: (cols[c]["lo"], cols[c]["hi"]) for c in numeric}, reduce)
+    at = lambda c, r: np.array([found[c][int(i)] for i in r], dtype=float)
+    edges, quants = {}, {}
+    for c in numeric:
+        (ep, en, eg), q = levels[c]
+        edges[c] = np.unique(_lerp(at(c, ep), at(c, en), eg))
+        quants[c] = _lerp(at(c, q[0]), at(c, q[1]), q[2]) if q is not None else at(c, range(cols[c]["moments"][0]))
+    edges_d, k = dask.delayed(edges, pure=True), cfg["sample_size"]
+    last = reduce([dask.delayed(_final_partial)(p, int(o), model_d, edges_d, cfg, seed) for p, o in zip(parts, offsets)],
+                  lambda a, b: _merge_final(a, b, k))
+    prof = {}
+    for c, p in cols.items():
+        rows, miss = p["rows"], (p["missing"] / p["rows"] if p["rows"] else 0.0)
+        sample = last[c]["sample"][1]
+        if c in edges:
+            n, mean, m2 = p["moments"]
+            counts = last[c]["bins"]
+            prof[c] = dict(kind="numeric", rows=rows, missing=miss, edges=edges[c].tolist(), shares=(counts / max(n, 1)).tolist(),
+                           mean=float(mean), std=float(np.sqrt(m2 / n)), min=p["lo"], max=p["hi"],
+                           sample=sample.astype(float).tolist(), quantiles=quants[c].tolist())
+        else:
+            prof[c] = _top_categories(p["counts"], int(p["counts"].sum()), rows, miss, cfg, sample)
+    out = {"columns": {c: prof[c] for c in ddf.columns}, "rows": int(sum(first["lengths"].values()))}
+    if model is not None: out["prediction"] = prof[_PRED]
+    return out
+
+# %% ../nbs/12_monitor.ipynb #75425683
 def _window_times(since:str|None, window:str|None, now:float)->tuple:
     "The log window (t0, t1) from `--since` and `--window`; a window without a start ends `now`."
     t0, dur = parse_when(since, now), parse_duration(window)
@@ -744,7 +996,7 @@ def log_window(
                 t0=t0, t1=t1, performance=perf, service=read_service_log(settings.inference_log, t0, t1), task=task,
                 labels=y)
 
-# %% ../nbs/12_monitor.ipynb #4ba35f0d
+# %% ../nbs/12_monitor.ipynb #e5851ebc
 def load_current(
     root:Path, client, settings, spec, # project root, tracking client, settings and pipeline
     mv, profile:dict,                  # the monitored model version and its reference profile
@@ -765,7 +1017,7 @@ def load_current(
                            "with --data, the file's target column holds the labels")
     return file_window(root, data, model, spec, list(profile["columns"]), baseline, every_s)
 
-# %% ../nbs/12_monitor.ipynb #ea91f7e0
+# %% ../nbs/12_monitor.ipynb #4ba35f0d
 def _metric_name(s): return clip(re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(s)), SHORT_TEXT_MAX)
 
 def _monitoring_metrics(report:DriftReport, perf:dict|None, service:dict|None, ts:int)->list[Metric]:
@@ -798,7 +1050,7 @@ def log_monitoring_run(
         client.log_batch(run.info.run_id, metrics=ms[i:i + 900])
     return run.info.run_id
 
-# %% ../nbs/12_monitor.ipynb #8d023936
+# %% ../nbs/12_monitor.ipynb #ea91f7e0
 def write_reports(
     out:Path,      # the reports folder (`reports/monitor`)
     run_id:str,    # the monitoring run, the files' name
@@ -829,7 +1081,7 @@ def finish_monitoring_run(
     if alerts: client.set_tag(rid, TAG_ALERTS, json.dumps([a["id"] for a in alerts]))
     return alerts
 
-# %% ../nbs/12_monitor.ipynb #bc824480
+# %% ../nbs/12_monitor.ipynb #8d023936
 @dataclass
 class MonitorResult:
     "What one monitoring run found, and where it wrote it."
@@ -850,7 +1102,7 @@ class MonitorResult:
         return {**self.report, "html": self.html_path, "json": self.json_path, "alerts": self.alerts,
                 "retrain": retrain}
 
-# %% ../nbs/12_monitor.ipynb #1babd5a4
+# %% ../nbs/12_monitor.ipynb #bc824480
 def run_monitor(
     root:str|Path,               # project root
     ref:str|None=None,           # model version (NAME@ALIAS or NAME/VERSION); default the @champion
@@ -891,7 +1143,7 @@ def monitor_version(
     window = current.assign(**{spec.dataset.target: cur["labels"].to_numpy()}) if perf and cur["labels"] is not None else None
     return MonitorResult(doc, str(hpath), str(jpath), alerts, mv, window)
 
-# %% ../nbs/12_monitor.ipynb #8627bd34
+# %% ../nbs/12_monitor.ipynb #b37b1e3f
 BACKTEST_GRID = dict(distance=[0.05, 0.1, 0.15, 0.2, 0.3], p_value=[0.001, 0.01, 0.05],
                      effect_floor=[0.0, 0.05, 0.1, 0.2], psi=[0.1, 0.25])
 
@@ -921,7 +1173,7 @@ def _grid_rates(df:pd.DataFrame, n:int, cfg:dict, grid:dict)->dict:
     g["psi"] = [{"threshold": t, "column_rate": float((df.psi > t).mean())} for t in grid["psi"]]
     return g
 
-# %% ../nbs/12_monitor.ipynb #e58fca28
+# %% ../nbs/12_monitor.ipynb #b596af83
 def backtest_rates(
     reports:list[dict],      # `DriftReport.to_dict()` of stable windows
     cfg:dict,                # the configured drift thresholds
@@ -939,7 +1191,7 @@ def backtest_rates(
             "max_effect": {t: float(d.effect.max()) for t, d in df.groupby("test")},
             "rules": {json.dumps(r): v for r, v in zip(rules or [], rates)}}
 
-# %% ../nbs/12_monitor.ipynb #809d22c2
+# %% ../nbs/12_monitor.ipynb #ccc4a25e
 def file_windows(
     cur:pd.DataFrame,          # the rows of a file of stable data
     time_column:str|None,      # `dataset.time_column`
@@ -953,7 +1205,7 @@ def file_windows(
     if chunks < 2: raise MonitorError(f"--chunks {chunks}: need at least 2 windows")
     return [cur.iloc[i] for i in np.array_split(np.arange(len(cur)), chunks)]
 
-# %% ../nbs/12_monitor.ipynb #227f01d0
+# %% ../nbs/12_monitor.ipynb #809d22c2
 def log_windows(
     settings, mv,              # the project's settings (its inference log) and the model version
     since:str|None,            # ISO time or a duration ago
@@ -970,7 +1222,7 @@ def log_windows(
                              version=str(mv.version))
     return [g for _, g in log.groupby(np.floor((log.ts - log.ts.min()) / every_s))] if len(log) else []
 
-# %% ../nbs/12_monitor.ipynb #0a64afbf
+# %% ../nbs/12_monitor.ipynb #227f01d0
 @dataclass
 class BacktestResult:
     "What a backtest measured (`backtest_rates`), on which windows, and where it wrote it."
@@ -993,7 +1245,7 @@ class BacktestResult:
         d["json"] = d.pop("json_path")
         return d
 
-# %% ../nbs/12_monitor.ipynb #cff4cf28
+# %% ../nbs/12_monitor.ipynb #0a64afbf
 def backtest(
     root:str|Path, ref:str|None=None,   # project root and model version (default @champion)
     data:str|None=None,                 # a file of stable rows; default the inference log
