@@ -342,6 +342,8 @@ class EvaluationSpec(_Strict):
     "What the evaluate step computes besides the metrics."
     slices: list[str] = Field([], description="columns whose values (or quartiles) get their own metrics")
     importance_repeats: int = Field(5, ge=1, le=1000)
+    max_rows: int = Field(1_000_000, ge=0, description="evaluate on a seeded sample of this many holdout rows when the "
+                          "holdout is larger (the same rows for the champion); 0: every row")
 
 # %% ../nbs/00_config.ipynb #05cecf30
 class PipelineSpec(_Strict):

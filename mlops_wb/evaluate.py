@@ -14,9 +14,10 @@ from sklearn import metrics as skm
 from .errors import MlopsWbError
 from .config import EvaluationSpec, GateSpec, PipelineSpec
 from .tags import clip
+from .data import sample_rows
 
 # %% auto #0
-__all__ = ['LOWER_IS_BETTER', 'model_task', 'prediction_metrics', 'evaluate_model', 'evaluation_figures',
+__all__ = ['LOWER_IS_BETTER', 'IMPORTANCE_ROWS', 'model_task', 'prediction_metrics', 'evaluate_model', 'evaluation_figures',
            'permutation_importance_frame', 'slice_metrics', 'GateResult', 'check_gate', 'score_champion',
            'gate_challenger', 'card_data', 'model_card', 'evaluation_html']
 
@@ -123,14 +124,18 @@ def evaluation_figures(
     return {"roc": roc, "precision_recall": pr, "confusion_matrix": conf, "calibration": cal}
 
 # %% ../nbs/06_evaluate.ipynb #67a407cb
+IMPORTANCE_ROWS = 100_000   # each shuffle re-scores the rows: on a larger holdout, a seeded sample this size
+
 def permutation_importance_frame(
     model, df:pd.DataFrame, target:str,        # a fitted model, holdout rows and label column
     metric:str,                                # a scikit-learn scorer name (the tuning metric)
     repeats:int=_EVALUATION.importance_repeats, # shuffles per column
     seed:int=_SEED,
+    max_rows:int=IMPORTANCE_ROWS,              # shuffled on a seeded sample of at most this many rows; 0: all
 )->pd.DataFrame:                               # feature, importance, std
     "Mean and std of the drop in `metric` when each column is shuffled, largest first."
     from sklearn.inspection import permutation_importance   # 0.5 s; only the evaluate step needs it
+    df = sample_rows(df, max_rows, seed)
     X, y = df.drop(columns=[target]), df[target]
     r = permutation_importance(model, X, y, scoring=metric, n_repeats=repeats, random_state=seed, n_jobs=1)
     return (pd.DataFrame({"feature": X.columns, "importance": r.importances_mean, "std": r.importances_std})

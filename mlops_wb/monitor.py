@@ -6,7 +6,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/monitor.html.md"""
 
 # %% ../nbs/12_monitor.ipynb #ff187bed
 from __future__ import annotations
-import html as _h, json, re, time as _time
+import functools, html as _h, json, re, time as _time
 from dataclasses import dataclass, field, asdict
 from typing import Any
 from datetime import datetime, timezone
@@ -20,7 +20,7 @@ from scipy.spatial import distance as _dist
 from .errors import MlopsWbError, ConfigError
 from .config import (DRIFT_DEFAULTS, drift_config, check_rules, parse_duration, DURATION_PATTERN,
                              load_settings, load_pipeline)   # the `drift:` and alert-rule schemas are config's
-from .data import dtype_kind, read_source, read_source_dd, row_keys
+from .data import dtype_kind, read_source, read_source_dd
 from .cluster import get_client
 from .step import atomic_write
 from .tracking import mlflow, connect, experiment_id
@@ -31,53 +31,21 @@ from .models import load_model
 from .alerts import evaluate_rules, record_alerts
 from .inference_log import LOG_COLUMNS, InferenceLog, log_exists, read_inference_log, read_service_log
 from .inference_log import mask_location
+from .partials import *   # what runs on the workers, in a module that imports little
+from .partials import (_num, _bottom, _sample, _quantile_ranks, _lerp, _profile_quantiles, _grid, _fold, _tree,
+                               _predict, _partition_stats, _merge_labelled, _PRED, _counts_partial, _merge_counts,
+                               _select_partial, _merge_select, _final_partial, _merge_final, _column_partial)
 
 # %% auto #0
-__all__ = ['GRID_POINTS', 'KS_EXACT_MAX', 'OVERLAY_ROWS', 'SELECT_BINS', 'SELECT_GATHER', 'SELECT_ROUNDS', 'BACKTEST_GRID',
-           'column_profile', 'reference_profile', 'psi', 'psi_level', 'ColumnDrift', 'column_drift', 'DriftReport',
-           'dataset_drift', 'drift_partial', 'merge_partials', 'drift_from_partial', 'MonitorError', 'load_profile',
-           'parse_when', 'drift_html', 'read_labels', 'join_labels', 'window_performance', 'file_window',
-           'partitioned_drift', 'partitioned_profile', 'log_window', 'load_current', 'log_monitoring_run',
-           'write_reports', 'finish_monitoring_run', 'MonitorResult', 'run_monitor', 'monitor_version',
-           'backtest_rates', 'file_windows', 'log_windows', 'BacktestResult', 'backtest']
+__all__ = ['OVERLAY_ROWS', 'PERFORMANCE_ROWS', 'SELECT_BINS', 'SELECT_GATHER', 'SELECT_ROUNDS', 'BACKTEST_GRID', 'column_profile',
+           'reference_profile', 'psi', 'psi_level', 'ColumnDrift', 'column_drift', 'DriftReport', 'dataset_drift',
+           'drift_from_partial', 'MonitorError', 'load_profile', 'parse_when', 'drift_html', 'read_labels',
+           'join_labels', 'window_performance', 'file_window', 'partitioned_drift', 'partitioned_profile', 'log_window',
+           'load_current', 'log_monitoring_run', 'write_reports', 'finish_monitoring_run', 'MonitorResult',
+           'run_monitor', 'monitor_version', 'backtest_rates', 'file_windows', 'log_windows', 'BacktestResult',
+           'backtest']
 
-# %% ../nbs/12_monitor.ipynb #36e5a684
-def _num(s): return pd.to_numeric(s, errors="coerce").astype("float64")
-
-def _bottom(keys:np.ndarray, values:np.ndarray, k:int)->tuple:
-    "The `k` (key, value) pairs with the smallest keys, in key order."
-    if len(keys) > k:
-        i = np.argpartition(keys, k - 1)[:k]
-        keys, values = keys[i], values[i]
-    o = np.argsort(keys, kind="stable")
-    return keys[o], values[o]
-
-def _sample(s:pd.Series, values:np.ndarray, offset:int, cfg:dict, seed:int)->tuple:
-    "(keys, values) of the sample of the non-missing `values` of `s` (its rows from position `offset` on)."
-    pos = offset + np.flatnonzero(s.notna().to_numpy())
-    return _bottom(row_keys(pos, seed), values, cfg["sample_size"])
-
-def _quantile_ranks(n:int, q:np.ndarray)->tuple:
-    "numpy's linear quantiles of `n` sorted values: the ranks below and above each quantile and the weight."
-    virtual = (n - 1) * np.asarray(q, dtype=float)
-    prev = np.floor(virtual)
-    nxt = prev + 1
-    top = virtual >= n - 1
-    prev[top], nxt[top] = n - 1, n - 1
-    gamma = virtual - np.where(top, -1, prev)   # numpy marks the top as index -1, and takes gamma from that
-    return prev.astype(np.int64), nxt.astype(np.int64), gamma
-
-def _lerp(a:np.ndarray, b:np.ndarray, t:np.ndarray)->np.ndarray:
-    "numpy's interpolation between neighbouring values (`np.quantile`'s linear method), to the last bit."
-    d = b - a
-    out = a + d * t
-    return np.where(t >= 0.5, b - d * (1 - t), out)
-
-def _profile_quantiles(cfg:dict)->tuple:
-    "The quantile levels of the bin edges, and of the stored quantile function."
-    nq = cfg["quantiles"]
-    return np.linspace(0, 1, cfg["bins"] + 1)[1:-1], (np.arange(nq) + 0.5) / nq
-
+# %% ../nbs/12_monitor.ipynb #86f0213e
 def _numeric_profile(v:np.ndarray, rows:int, miss:float, cfg:dict, sample:np.ndarray)->dict:
     "Bin edges and shares, summary statistics, the sample and the quantile function of the numbers `v`."
     eq, qq = _profile_quantiles(cfg)
@@ -113,7 +81,7 @@ def column_profile(
     xs = x.astype(str)
     return _top_categories(xs.value_counts(), len(xs), int(len(s)), miss, cfg, _sample(s, xs.to_numpy(), 0, cfg, seed)[1])
 
-# %% ../nbs/12_monitor.ipynb #99a4a919
+# %% ../nbs/12_monitor.ipynb #8bf9004f
 def reference_profile(
     X:pd.DataFrame,       # the reference features (the training rows)
     predictions=None,     # the model's predictions on `X`, when it has any
@@ -126,7 +94,7 @@ def reference_profile(
     if predictions is not None: prof["prediction"] = column_profile(pd.Series(np.asarray(predictions)), cfg, seed)
     return prof
 
-# %% ../nbs/12_monitor.ipynb #01dda2c8
+# %% ../nbs/12_monitor.ipynb #99a4a919
 def psi(
     ref_shares, cur_shares,  # shares of the reference and current rows over the same bins
     eps:float=1e-4,          # shares floored at this, so an empty bin does not make PSI infinite
@@ -143,7 +111,7 @@ def psi_level(
     "The PSI band `v` falls in."
     return "significant" if v > cfg["psi_significant"] else "moderate" if v >= cfg["psi_moderate"] else "stable"
 
-# %% ../nbs/12_monitor.ipynb #dda4f546
+# %% ../nbs/12_monitor.ipynb #01dda2c8
 @dataclass
 class ColumnDrift:
     "The drift verdict for one column and the numbers behind it."
@@ -168,7 +136,7 @@ def _bin_labels(edges:np.ndarray)->list[str]:
     inner = [f"{a:.4g} – {b:.4g}" for a, b in zip(edges[:-1], edges[1:])]
     return [f"< {edges[0]:.4g}"] + inner + [f"≥ {edges[-1]:.4g}"]
 
-# %% ../nbs/12_monitor.ipynb #30fd935e
+# %% ../nbs/12_monitor.ipynb #dda4f546
 def _numeric_drift(name:str, prof:dict, x:pd.Series, cfg:dict, small:bool)->ColumnDrift:
     "KS (small reference) or scaled Wasserstein drift, and PSI, of the non-missing values `x` of a numeric column."
     v = _num(x)
@@ -195,7 +163,7 @@ def _numeric_drift(name:str, prof:dict, x:pd.Series, cfg:dict, small:bool)->Colu
     res.bins = {"labels": _bin_labels(edges), "reference": list(prof["shares"]), "current": (counts / len(v)).tolist()}
     return res
 
-# %% ../nbs/12_monitor.ipynb #6b3929f7
+# %% ../nbs/12_monitor.ipynb #30fd935e
 def _chi2_drift(res:ColumnDrift, prof:dict, cats:list, cur_counts:dict, ref_sh:np.ndarray, cfg:dict):
     "Chi-square of reference and current counts, with Cramér's V of the 2 x k table as the effect."
     ref_n = np.round(ref_sh * prof["rows"] * (1 - prof["missing"]))
@@ -237,7 +205,7 @@ def _categorical_drift(name:str, prof:dict, x:pd.Series, cfg:dict, small:bool)->
     rest = int(len(s) - sum(cur_counts.values()))
     return _categorical_verdict(res, prof, known, cur_counts, rest, len(s), cfg, small)
 
-# %% ../nbs/12_monitor.ipynb #2ff9975b
+# %% ../nbs/12_monitor.ipynb #6b3929f7
 def column_drift(
     name:str,       # the column
     prof:dict,      # its reference profile (`column_profile`)
@@ -251,7 +219,7 @@ def column_drift(
     if res.psi is not None: res.psi_level = psi_level(res.psi, cfg)
     return res
 
-# %% ../nbs/12_monitor.ipynb #7d56f84a
+# %% ../nbs/12_monitor.ipynb #e525136f
 @dataclass
 class DriftReport:
     "Drift of a current window against a reference profile."
@@ -287,75 +255,7 @@ def dataset_drift(
     drift = bool(compared) and share >= cfg["share"]
     return DriftReport(cols, share, drift, pred, missing, extra, int(len(current)), cfg)
 
-# %% ../nbs/12_monitor.ipynb #77574192
-GRID_POINTS = 2000     # points added between the reference's first and last quantile for the partitioned distance
-KS_EXACT_MAX = 10_000  # scipy's ks_2samp computes exact p-values up to this many values (MAX_AUTO_N)
-
-def _grid(prof:dict)->tuple:
-    "The reference quantile function `q` and the sorted evaluation grid (its points plus `GRID_POINTS` between)."
-    q = np.sort(np.asarray(prof.get("quantiles") or prof["sample"], dtype=float))
-    g = np.unique(np.concatenate([q, np.linspace(q[0], q[-1], GRID_POINTS)])) if len(q) > 1 else np.unique(q)
-    return q, g
-
-def _column_partial(prof:dict, s:pd.Series, cfg:dict)->dict:
-    "The mergeable statistics of one partition of a column against its profile."
-    x = s.dropna()
-    if prof["kind"] != "numeric":
-        vc = x.astype(str).value_counts()
-        known = np.array([int(vc.get(k, 0)) for k in prof["shares"] if k != "<other>"], dtype=np.int64)
-        return dict(n=int(len(x)), known=known)
-    v = _num(x)
-    bad = int(v.isna().sum())
-    v = np.sort(v.dropna().to_numpy())
-    edges = np.asarray(prof["edges"])
-    p = dict(n=int(len(v)), total=int(len(x)), bad=bad,
-             bins=np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1).astype(np.int64))
-    if prof["rows"] <= cfg["small_sample"]:
-        pts = np.unique(np.asarray(prof["sample"], dtype=float))
-        p |= dict(le=np.searchsorted(v, pts, side="right").astype(np.int64),
-                  lt=np.searchsorted(v, pts, side="left").astype(np.int64),
-                  values=v if len(v) <= KS_EXACT_MAX else None)
-    else:
-        _, g = _grid(prof)
-        cell = np.searchsorted(g, v, side="right")
-        p |= dict(cell_n=np.bincount(cell, minlength=len(g) + 1).astype(np.int64),
-                  cell_sum=np.bincount(cell, weights=v, minlength=len(g) + 1))
-    return p
-
-def drift_partial(
-    profile:dict,            # the reference profile
-    df:pd.DataFrame,         # one partition of the current rows
-    predictions=None,        # the model's predictions on `df`, when the profile has the reference's
-    cfg:dict|None=None,      # drift settings; missing keys from `DRIFT_DEFAULTS`
-)->dict:                     # {rows, columns: {name: partial}, present, prediction?}
-    "The mergeable drift statistics of one partition of current rows."
-    cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
-    out = {"rows": int(len(df)), "present": [str(c) for c in df.columns],
-           "columns": {c: _column_partial(p, df[c], cfg) for c, p in profile["columns"].items() if c in df.columns}}
-    if predictions is not None and "prediction" in profile:
-        out["prediction"] = _column_partial(profile["prediction"], pd.Series(np.asarray(predictions)), cfg)
-    return out
-
-def _merge_column(a:dict, b:dict)->dict:
-    out = {}
-    for k, v in a.items():
-        if k == "values":
-            w = b.get("values")
-            out[k] = (np.sort(np.concatenate([v, w])) if v is not None and w is not None
-                      and len(v) + len(w) <= KS_EXACT_MAX else None)
-        else: out[k] = v + b[k]
-    return out
-
-def merge_partials(
-    a:dict, b:dict,   # two partials (`drift_partial`, or merged ones) of the same profile
-)->dict:              # the partial of both partitions' rows
-    "Two partials as one: counts and sums added (associative and commutative)."
-    out = {"rows": a["rows"] + b["rows"], "present": a["present"],
-           "columns": {c: _merge_column(a["columns"][c], b["columns"][c]) for c in a["columns"]}}
-    if "prediction" in a: out["prediction"] = _merge_column(a["prediction"], b["prediction"])
-    return out
-
-# %% ../nbs/12_monitor.ipynb #b147fad6
+# %% ../nbs/12_monitor.ipynb #429cc453
 def _wasserstein(prof:dict, p:dict)->tuple:
     "The Wasserstein distance of the current values in `p` to the reference quantile function, and its error bound."
     q, g = _grid(prof)
@@ -447,7 +347,7 @@ def drift_from_partial(
         pred = _column_from_partial("prediction", profile["prediction"], part["prediction"], cfg)
     return DriftReport(cols, share, bool(compared) and share >= cfg["share"], pred, missing, extra, part["rows"], cfg)
 
-# %% ../nbs/12_monitor.ipynb #460ed1fe
+# %% ../nbs/12_monitor.ipynb #77574192
 class MonitorError(MlopsWbError):
     "Monitoring cannot run: no reference profile, no current data."
     exit_code = 2
@@ -477,7 +377,7 @@ def parse_when(
         raise MonitorError(msg) from None
     return (t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp()
 
-# %% ../nbs/12_monitor.ipynb #a7f52635
+# %% ../nbs/12_monitor.ipynb #460ed1fe
 def _effect_figure(cols:list)->go.Figure:
     "A bar of the effect size per feature, red where it drifted."
     hover = [f"{c['test']}: stat {c['statistic']}, p {c['p_value']}, PSI {c['psi']}" for c in cols]
@@ -515,7 +415,7 @@ def _performance_figure(performance:dict)->go.Figure:
                     yaxis_title="metric")
     return f
 
-# %% ../nbs/12_monitor.ipynb #57c232f0
+# %% ../nbs/12_monitor.ipynb #5592b8f8
 def _fmt(v, spec): return "" if v is None else format(v, spec)
 
 def _yes(flag): return "yes" if flag else "no"
@@ -550,7 +450,7 @@ def _column_rows(cols:list)->str:
                    f"<td>{_yes(c['drifted'])}</td><td>{_fmt(c['psi'], '.3f')}</td>"
                    f"<td>{_h.escape(c['problem'] or '')}</td></tr>" for c in cols)
 
-# %% ../nbs/12_monitor.ipynb #0bebf6b6
+# %% ../nbs/12_monitor.ipynb #5fe33c37
 def drift_html(
     report:DriftReport,         # the drift of the window
     profile:dict,               # the reference profile
@@ -574,7 +474,7 @@ def drift_html(
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{t}</title></head>"
             f"<body><h1>{t}</h1>{head}{table}{body}</body></html>")
 
-# %% ../nbs/12_monitor.ipynb #741e1359
+# %% ../nbs/12_monitor.ipynb #0bebf6b6
 def read_labels(
     path:str|Path,   # a CSV or Parquet file of labels
     root:str|Path,   # the project root (a relative `path` is under it)
@@ -611,7 +511,7 @@ def join_labels(
     keys = zip(log.request_id.astype(str), log.row)
     return pd.Series([m.get((r, int(i)), np.nan) for r, i in keys], index=log.index, dtype=object)
 
-# %% ../nbs/12_monitor.ipynb #96174a38
+# %% ../nbs/12_monitor.ipynb #741e1359
 def window_performance(
     y, pred, task:str,           # labels (NaN: not labelled yet), predictions, task
     proba=None, classes=None,    # class probabilities, when known
@@ -639,19 +539,12 @@ def window_performance(
     return {"rows": int(has.sum()), "unlabelled": int((~has).sum()), "current": cur, "baseline": base,
             "windows": windows}
 
-# %% ../nbs/12_monitor.ipynb #66f0ded8
+# %% ../nbs/12_monitor.ipynb #96174a38
 def _unix_seconds(s:pd.Series)->np.ndarray:
     "UNIX seconds of a time column (pandas may parse times at s, ms, us or ns: `as_unit` makes the integers ns)."
     return pd.to_datetime(s).dt.as_unit("ns").astype("int64").to_numpy() / 1e9
 
-def _predict(model, X:pd.DataFrame, classes)->tuple:
-    "The model's predictions and (for a classifier) probabilities of `X`; (None, None) when it cannot score `X`."
-    try:
-        preds = model.predict(X)
-        proba = model.predict_proba(X) if classes is not None and hasattr(model, "predict_proba") else None
-        return preds, proba
-    except Exception: return None, None   # mistyped columns: drift still computed column by column
-
+# %% ../nbs/12_monitor.ipynb #b553846c
 def file_window(
     root:str|Path, data:str,     # project root and a CSV/Parquet file of current rows
     model, spec,                 # the fitted model of the version, and the pipeline
@@ -675,9 +568,11 @@ def file_window(
     return dict(current=current, preds=preds, source=str(data), t0=None, t1=None, performance=perf, service=None,
                 task=task, labels=y)
 
-# %% ../nbs/12_monitor.ipynb #b3e25632
+# %% ../nbs/12_monitor.ipynb #1429b942
 OVERLAY_ROWS = 50_000   # rows of a partitioned window kept for the report's overlay figures
+PERFORMANCE_ROWS = 1_000_000   # labelled rows of a partitioned window the metrics are computed on, at most
 
+# %% ../nbs/12_monitor.ipynb #105d3357
 def _partitioned_window(root, data, model, spec, features, baseline, every_s)->dict:
     "`file_window` of data read by partition on the cluster: the drift report itself, and the labelled performance."
     task, classes, target = model_task(model), getattr(model, "classes_", None), spec.dataset.target
@@ -690,39 +585,18 @@ def _finish_partitioned(profile:dict, cur:dict, cfg:dict)->DriftReport:
     ddf = cur.pop("partitioned")
     report, lab = partitioned_drift(profile, ddf, cur["model"], cur["features"], cur["target"], cfg)
     perf = None
-    if lab is not None:
-        proba = lab[[c for c in lab.columns if c.startswith("p") and c[1:].isdigit()]].to_numpy() if cur["classes"] is not None else None
-        perf = window_performance(lab["y"], lab["pred"].to_numpy(), cur["task"], proba if proba is not None and proba.size else None,
+    if lab is not None and len(lab["rows"]):
+        rows = lab["rows"]
+        proba = rows[[c for c in rows.columns if c.startswith("p") and c[1:].isdigit()]].to_numpy() if cur["classes"] is not None else None
+        perf = window_performance(rows["y"], rows["pred"].to_numpy(), cur["task"], proba if proba is not None and proba.size else None,
                                   cur["classes"], None, None, cur["baseline"])
+        perf["rows"], perf["unlabelled"] = lab["labelled"], lab["unlabelled"]
+        if lab["labelled"] > len(rows): perf["sampled"] = len(rows)   # the metrics are the sample's
     cur["performance"] = perf
     cur["current"] = ddf.partitions[0].head(OVERLAY_ROWS, compute=True)
     return report
 
-# %% ../nbs/12_monitor.ipynb #23682dff
-def _fold(parts:list, merge=None)->dict:
-    "The partials `parts` merged into one, left to right (`merge` defaults to `merge_partials`)."
-    merge, out = merge or merge_partials, parts[0]
-    for p in parts[1:]: out = merge(out, p)
-    return out
-
-def _tree(partials:list, merge, split_every:int):
-    "One delayed object: the delayed `partials` merged `split_every` at a time, in a tree on the workers."
-    import dask
-    while len(partials) > 1:
-        partials = [dask.delayed(_fold)(partials[i:i + split_every], merge) for i in range(0, len(partials), split_every)]
-    return partials[0]
-
-def _partition_stats(profile, df, model, features, classes, target, cfg):
-    "One partition: its drift partial and, when it has the target, its labels, predictions and probabilities."
-    y = df.pop(target) if target in df.columns else None
-    preds = proba = None
-    if model is not None and all(c in df.columns for c in features): preds, proba = _predict(model, df[features], classes)
-    lab = None
-    if y is not None and preds is not None:
-        lab = pd.DataFrame({"y": y.to_numpy(), "pred": np.asarray(preds)})
-        if proba is not None: lab = pd.concat([lab, pd.DataFrame(np.asarray(proba), columns=[f"p{i}" for i in range(np.asarray(proba).shape[1])])], axis=1)
-    return drift_partial(profile, df, preds, cfg), lab
-
+# %% ../nbs/12_monitor.ipynb #a51ad4eb
 def partitioned_drift(
     profile:dict,              # the reference profile
     ddf,                       # the current rows as a dask DataFrame
@@ -731,106 +605,28 @@ def partitioned_drift(
     target:str|None=None,      # the label column, when the rows have it
     cfg:dict|None=None,        # drift settings
     split_every:int=8,         # partials merged per task of the reduction tree
-)->tuple:                      # (DriftReport, labelled frame y/pred/p* or None)
+    keep:int|None=None,        # labelled rows kept at most (a sample by row hash); default `PERFORMANCE_ROWS`
+)->tuple:                      # (DriftReport, {labelled, unlabelled, rows: frame y/pred/p*} or None)
     "Drift of a partitioned frame from per-partition partials merged in a tree on the workers; one pass over the data."
     import dask
     cfg = {**DRIFT_DEFAULTS, **(cfg or {})}
     classes = getattr(model, "classes_", None)
     prof_d, model_d = dask.delayed(profile, pure=True), dask.delayed(model, pure=True)   # sent once, not per task
-    stats = [dask.delayed(_partition_stats, nout=2)(prof_d, p, model_d, features or [], classes, target, cfg)
+    keep = keep or PERFORMANCE_ROWS
+    stats = [dask.delayed(_partition_stats, nout=2)(prof_d, p, model_d, features or [], classes, target, cfg, keep)
              for p in ddf.to_delayed()]
     parts, labs = [s[0] for s in stats], [s[1] for s in stats]
-    merged, *labs = dask.compute(_tree(parts, merge_partials, split_every), *labs)
-    labs = [l for l in labs if l is not None]
-    return drift_from_partial(profile, merged, cfg), (pd.concat(labs, ignore_index=True) if labs else None)
+    merged, lab = dask.compute(_tree(parts, merge_partials, split_every), _tree(labs, functools.partial(_merge_labelled, keep=keep), split_every))
+    if lab is not None: lab["rows"] = lab["rows"].drop(columns="\0key").reset_index(drop=True)
+    return drift_from_partial(profile, merged, cfg), lab
 
-# %% ../nbs/12_monitor.ipynb #e9a9401d
-SELECT_BINS = 65_536       # sub-intervals per column in a round of the distributed selection
-SELECT_GATHER = 4_000_000   # values (of all columns) sent to the command at most in a round
+# %% ../nbs/12_monitor.ipynb #05747645
+SELECT_BINS = 65_536       # sub-intervals per column in a round of the distributed selection, at most: a quarter of
+                           # the largest partition's rows, at least 1,024 (a partial stays smaller than its partition)
+SELECT_GATHER = 1_000_000   # values (of all columns) sent to the command at most in a round (12 MB)
 SELECT_ROUNDS = 12         # rounds before what is left is gathered whatever its size
-_PRED = "\0prediction"     # the predictions' key among the columns of a partition's partial
 
-def _profile_columns(df:pd.DataFrame, model)->dict:
-    "What a partition contributes to the profile: each feature column and, with a model, its predictions."
-    cols = {c: df[c] for c in df.columns}
-    if model is not None: cols[_PRED] = pd.Series(np.asarray(model.predict(df)))
-    return cols
-
-def _moments(v:np.ndarray)->tuple:
-    return (len(v), float(v.mean()), float(((v - v.mean()) ** 2).sum())) if len(v) else (0, 0.0, 0.0)
-
-def _add_moments(a:tuple, b:tuple)->tuple:
-    "Chan, Golub and LeVeque's pairwise update of (count, mean, sum of squared deviations)."
-    (na, ma, sa), (nb, mb, sb) = a, b
-    if not na or not nb: return a if na else b
-    n, d = na + nb, mb - ma
-    return n, ma + d * nb / n, sa + sb + d * d * na * nb / n
-
-def _counts_partial(df:pd.DataFrame, i:int, model, cfg:dict)->dict:
-    "Pass 1 over partition `i`: rows, missing values, distinct values (up to `min_numeric_unique`), moments, range, category counts."
-    out, k = {}, cfg["min_numeric_unique"]
-    for c, s in _profile_columns(df, model).items():
-        x = s.dropna()
-        p = dict(rows=len(s), missing=int(len(s) - len(x)), number=dtype_kind(s) == "number", distinct=None)
-        if p["number"]:
-            v = _num(x).to_numpy()
-            u = pd.unique(x.to_numpy())
-            p |= dict(distinct=u if len(u) < k else None, moments=_moments(v), many=len(u) >= k,
-                      lo=float(v.min()) if len(v) else np.inf, hi=float(v.max()) if len(v) else -np.inf)
-        p["counts"] = None if p["number"] and p["many"] else x.astype(str).value_counts(sort=False)
-        out[c] = p
-    return {"lengths": {i: len(df)}, "columns": out, "k": k}
-
-def _merge_counts(a:dict, b:dict)->dict:
-    "Two pass-1 partials as one."
-    cols, k = {}, a["k"]
-    for c, p in a["columns"].items():
-        q = b["columns"][c]
-        m = dict(rows=p["rows"] + q["rows"], missing=p["missing"] + q["missing"], number=p["number"], distinct=None)
-        if p["number"]:
-            many = p["many"] or q["many"]
-            u = None if many else pd.unique(np.concatenate([p["distinct"], q["distinct"]]))
-            many = many or len(u) >= k
-            m |= dict(many=many, distinct=None if many else u, moments=_add_moments(p["moments"], q["moments"]),
-                      lo=min(p["lo"], q["lo"]), hi=max(p["hi"], q["hi"]))
-        m["counts"] = (None if m.get("many") else
-                       p["counts"].add(q["counts"], fill_value=0).astype(np.int64))
-        cols[c] = m
-    return {"lengths": a["lengths"] | b["lengths"], "columns": cols, "k": k}
-
-# The distributed selection: the exact order statistics (ranks in the sorted non-missing values) that np.quantile
-# interpolates between. A column's open intervals [lo, hi] are disjoint and tight (their ends are values of the
-# column); each round a partition counts its values in SELECT_BINS equal sub-intervals of each (with the smallest
-# and largest value in each), and the command keeps, for each wanted rank, the sub-interval that holds it: resolved
-# when all its values are equal, gathered (sent whole and sorted) when small, else split again the next round.
-
-def _select_partial(df:pd.DataFrame, model, plan:dict)->dict:
-    "One round of the selection over a partition: per column, its counts in each open interval's sub-intervals, or the values of intervals to gather."
-    cols, out = _profile_columns(df, model), {}
-    for c, (los, his, gather, bins) in plan.items():
-        v = _num(cols[c].dropna()).to_numpy()
-        j = np.searchsorted(los, v, side="right") - 1
-        ok = j >= 0
-        ok[ok] = v[ok] <= his[j[ok]]
-        v, j = v[ok], j[ok]
-        g = gather[j]
-        vh, jh = v[~g], j[~g]
-        width = (his - los)[jh]
-        sub = np.minimum((bins * ((vh - los[jh]) / width)).astype(np.int64), bins - 1)
-        gid = jh * bins + sub
-        size = len(los) * bins
-        mins, maxs = np.full(size, np.inf), np.full(size, -np.inf)
-        np.minimum.at(mins, gid, vh)
-        np.maximum.at(maxs, gid, vh)
-        out[c] = dict(n=np.bincount(gid, minlength=size), mins=mins, maxs=maxs, gj=j[g].astype(np.int32), gv=v[g])
-    return out
-
-def _merge_select(a:dict, b:dict)->dict:
-    return {c: dict(n=p["n"] + b[c]["n"], mins=np.minimum(p["mins"], b[c]["mins"]),
-                    maxs=np.maximum(p["maxs"], b[c]["maxs"]),
-                    gj=np.concatenate([p["gj"], b[c]["gj"]]), gv=np.concatenate([p["gv"], b[c]["gv"]]))
-            for c, p in a.items()}
-
+# %% ../nbs/12_monitor.ipynb #987c6bac
 def _next_round(iv:list, res:dict, found:dict, bins:int)->list:
     "The open intervals after a round, with each rank found (`found`) where the round settles it."
     nxt = []
@@ -865,7 +661,7 @@ def _plan_gathers(iv:dict, last:bool)->dict:
         x[4] = bool(last or total <= SELECT_GATHER or not np.isfinite(x[1] - x[0]))
     return iv
 
-def _order_statistics(ddf, model_d, wanted:dict, ranges:dict, reduce)->dict:
+def _order_statistics(ddf, model_d, wanted:dict, ranges:dict, reduce, most:int)->dict:
     "{column: {rank: value}}: the wanted ranks of each column's sorted values, found on the cluster in a few rounds."
     import dask
     found = {c: {} for c in wanted}
@@ -874,10 +670,10 @@ def _order_statistics(ddf, model_d, wanted:dict, ranges:dict, reduce)->dict:
     for c, (lo, hi) in ranges.items():
         if c in iv and lo == hi:
             for r in iv.pop(c)[0][3]: found[c][r] = lo
-    rounds = 0
+    rounds, total = 0, min(SELECT_BINS, max(1024, most // 4))   # `most`: the rows of the largest partition
     while iv:
         rounds += 1
-        bins = {c: max(2, SELECT_BINS // len(v)) for c, v in iv.items()}
+        bins = {c: max(2, total // len(v)) for c, v in iv.items()}
         plan = {c: (np.array([x[0] for x in v]), np.array([x[1] for x in v]), np.array([bool(x[4]) for x in v]), bins[c])
                 for c, v in iv.items()}
         plan_d, m = dask.delayed(plan, pure=True), (model_d if _PRED in plan else None)
@@ -887,27 +683,7 @@ def _order_statistics(ddf, model_d, wanted:dict, ranges:dict, reduce)->dict:
                            rounds >= SELECT_ROUNDS)
     return found
 
-def _final_partial(df:pd.DataFrame, offset:int, model, edges:dict, cfg:dict, seed:int)->dict:
-    "The last pass over a partition (rows from `offset` on): counts on the bin edges and the seeded sample, per column."
-    out = {}
-    for c, s in _profile_columns(df, model).items():
-        if c in edges:
-            v = _num(s.dropna()).to_numpy()
-            e = edges[c]
-            out[c] = dict(bins=np.bincount(np.searchsorted(e, v, side="right"), minlength=len(e) + 1),
-                          sample=_sample(s, v, offset, cfg, seed))
-        else: out[c] = dict(sample=_sample(s, s.dropna().astype(str).to_numpy(), offset, cfg, seed))
-    return out
-
-def _merge_final(a:dict, b:dict, k:int)->dict:
-    out = {}
-    for c, p in a.items():
-        q = b[c]
-        keys, vals = _bottom(np.concatenate([p["sample"][0], q["sample"][0]]),
-                             np.concatenate([p["sample"][1], q["sample"][1]]), k)
-        out[c] = dict(sample=(keys, vals)) | ({"bins": p["bins"] + q["bins"]} if "bins" in p else {})
-    return out
-
+# %% ../nbs/12_monitor.ipynb #b9eaffa8
 def partitioned_profile(
     ddf,                   # the reference features as a dask DataFrame (the training rows)
     model=None,            # the model: the profile of its predictions too, made on each partition
@@ -933,7 +709,8 @@ def partitioned_profile(
         e, q = _quantile_ranks(n, eq), (_quantile_ranks(n, qq) if n > cfg["quantiles"] else None)
         levels[c] = (e, q)
         wanted[c] = np.concatenate([e[0], e[1]] + ([q[0], q[1]] if q is not None else [np.arange(n)])).tolist()
-    found = _order_statistics(ddf, model_d, wanted, {c: (cols[c]["lo"], cols[c]["hi"]) for c in numeric}, reduce)
+    found = _order_statistics(ddf, model_d, wanted, {c: (cols[c]["lo"], cols[c]["hi"]) for c in numeric}, reduce,
+                              max(first["lengths"].values()))
     at = lambda c, r: np.array([found[c][int(i)] for i in r], dtype=float)
     edges, quants = {}, {}
     for c in numeric:
@@ -942,7 +719,7 @@ def partitioned_profile(
         quants[c] = _lerp(at(c, q[0]), at(c, q[1]), q[2]) if q is not None else at(c, range(cols[c]["moments"][0]))
     edges_d, k = dask.delayed(edges, pure=True), cfg["sample_size"]
     last = reduce([dask.delayed(_final_partial)(p, int(o), model_d, edges_d, cfg, seed) for p, o in zip(parts, offsets)],
-                  lambda a, b: _merge_final(a, b, k))
+                  functools.partial(_merge_final, k=k))
     prof = {}
     for c, p in cols.items():
         rows, miss = p["rows"], (p["missing"] / p["rows"] if p["rows"] else 0.0)
@@ -959,7 +736,7 @@ def partitioned_profile(
     if model is not None: out["prediction"] = prof[_PRED]
     return out
 
-# %% ../nbs/12_monitor.ipynb #75425683
+# %% ../nbs/12_monitor.ipynb #7c8fb3ab
 def _window_times(since:str|None, window:str|None, now:float)->tuple:
     "The log window (t0, t1) from `--since` and `--window`; a window without a start ends `now`."
     t0, dur = parse_when(since, now), parse_duration(window)
@@ -996,7 +773,7 @@ def log_window(
                 t0=t0, t1=t1, performance=perf, service=read_service_log(settings.inference_log, t0, t1), task=task,
                 labels=y)
 
-# %% ../nbs/12_monitor.ipynb #e5851ebc
+# %% ../nbs/12_monitor.ipynb #c2042847
 def load_current(
     root:Path, client, settings, spec, # project root, tracking client, settings and pipeline
     mv, profile:dict,                  # the monitored model version and its reference profile
@@ -1017,7 +794,7 @@ def load_current(
                            "with --data, the file's target column holds the labels")
     return file_window(root, data, model, spec, list(profile["columns"]), baseline, every_s)
 
-# %% ../nbs/12_monitor.ipynb #4ba35f0d
+# %% ../nbs/12_monitor.ipynb #055f6723
 def _metric_name(s): return clip(re.sub(r"[^A-Za-z0-9_\-. /]", "_", str(s)), SHORT_TEXT_MAX)
 
 def _monitoring_metrics(report:DriftReport, perf:dict|None, service:dict|None, ts:int)->list[Metric]:
@@ -1050,7 +827,7 @@ def log_monitoring_run(
         client.log_batch(run.info.run_id, metrics=ms[i:i + 900])
     return run.info.run_id
 
-# %% ../nbs/12_monitor.ipynb #ea91f7e0
+# %% ../nbs/12_monitor.ipynb #bc67fbc0
 def write_reports(
     out:Path,      # the reports folder (`reports/monitor`)
     run_id:str,    # the monitoring run, the files' name
@@ -1081,7 +858,7 @@ def finish_monitoring_run(
     if alerts: client.set_tag(rid, TAG_ALERTS, json.dumps([a["id"] for a in alerts]))
     return alerts
 
-# %% ../nbs/12_monitor.ipynb #8d023936
+# %% ../nbs/12_monitor.ipynb #75425683
 @dataclass
 class MonitorResult:
     "What one monitoring run found, and where it wrote it."
@@ -1102,7 +879,7 @@ class MonitorResult:
         return {**self.report, "html": self.html_path, "json": self.json_path, "alerts": self.alerts,
                 "retrain": retrain}
 
-# %% ../nbs/12_monitor.ipynb #bc824480
+# %% ../nbs/12_monitor.ipynb #e5851ebc
 def run_monitor(
     root:str|Path,               # project root
     ref:str|None=None,           # model version (NAME@ALIAS or NAME/VERSION); default the @champion
@@ -1143,7 +920,7 @@ def monitor_version(
     window = current.assign(**{spec.dataset.target: cur["labels"].to_numpy()}) if perf and cur["labels"] is not None else None
     return MonitorResult(doc, str(hpath), str(jpath), alerts, mv, window)
 
-# %% ../nbs/12_monitor.ipynb #b37b1e3f
+# %% ../nbs/12_monitor.ipynb #f33c2387
 BACKTEST_GRID = dict(distance=[0.05, 0.1, 0.15, 0.2, 0.3], p_value=[0.001, 0.01, 0.05],
                      effect_floor=[0.0, 0.05, 0.1, 0.2], psi=[0.1, 0.25])
 
@@ -1173,7 +950,7 @@ def _grid_rates(df:pd.DataFrame, n:int, cfg:dict, grid:dict)->dict:
     g["psi"] = [{"threshold": t, "column_rate": float((df.psi > t).mean())} for t in grid["psi"]]
     return g
 
-# %% ../nbs/12_monitor.ipynb #b596af83
+# %% ../nbs/12_monitor.ipynb #ea91f7e0
 def backtest_rates(
     reports:list[dict],      # `DriftReport.to_dict()` of stable windows
     cfg:dict,                # the configured drift thresholds
@@ -1191,7 +968,7 @@ def backtest_rates(
             "max_effect": {t: float(d.effect.max()) for t, d in df.groupby("test")},
             "rules": {json.dumps(r): v for r, v in zip(rules or [], rates)}}
 
-# %% ../nbs/12_monitor.ipynb #ccc4a25e
+# %% ../nbs/12_monitor.ipynb #d1c7e3f9
 def file_windows(
     cur:pd.DataFrame,          # the rows of a file of stable data
     time_column:str|None,      # `dataset.time_column`
@@ -1205,7 +982,7 @@ def file_windows(
     if chunks < 2: raise MonitorError(f"--chunks {chunks}: need at least 2 windows")
     return [cur.iloc[i] for i in np.array_split(np.arange(len(cur)), chunks)]
 
-# %% ../nbs/12_monitor.ipynb #809d22c2
+# %% ../nbs/12_monitor.ipynb #27a9d8fa
 def log_windows(
     settings, mv,              # the project's settings (its inference log) and the model version
     since:str|None,            # ISO time or a duration ago
@@ -1222,7 +999,7 @@ def log_windows(
                              version=str(mv.version))
     return [g for _, g in log.groupby(np.floor((log.ts - log.ts.min()) / every_s))] if len(log) else []
 
-# %% ../nbs/12_monitor.ipynb #227f01d0
+# %% ../nbs/12_monitor.ipynb #b37b1e3f
 @dataclass
 class BacktestResult:
     "What a backtest measured (`backtest_rates`), on which windows, and where it wrote it."
@@ -1245,7 +1022,7 @@ class BacktestResult:
         d["json"] = d.pop("json_path")
         return d
 
-# %% ../nbs/12_monitor.ipynb #0a64afbf
+# %% ../nbs/12_monitor.ipynb #cc78f260
 def backtest(
     root:str|Path, ref:str|None=None,   # project root and model version (default @champion)
     data:str|None=None,                 # a file of stable rows; default the inference log
