@@ -45,7 +45,7 @@ SETTINGS_DEFAULTS = dict(
     tracking_uri="sqlite:///store/mlflow.db", artifact_root="store/artifacts", experiment="mlops-wb",
     model_name="mlops-wb-model", serve_host="127.0.0.1", serve_port="8808", serve_token="",
     approvers="", user="", alert_webhook="", serve_canary="0", inference_log="store/inference.db",
-    dask_scheduler="", dask_workers="", dask_memory_limit="auto")
+    dask_scheduler="", dask_workers="", dask_memory_limit="auto", step_memory_limit="")
 
 def _env_name(key): return "MLFLOW_TRACKING_URI" if key == "tracking_uri" else f"MLOPS_WB_{key.upper()}"
 
@@ -68,6 +68,7 @@ class Settings:
     dask_scheduler: str = ""        # '' in-process; 'local' a LocalCluster per command; or a scheduler address
     dask_workers: int|None = None   # workers of a `local` cluster; None: one per core
     dask_memory_limit: str = "auto" # memory limit per worker of a `local` cluster ('2GiB'; auto: memory / workers)
+    step_memory_limit: int|None = None # bytes a step's kernel (with its children) may hold; None: no limit
 
     @property
     def embedded(self)->bool:
@@ -132,16 +133,24 @@ def _workers(value:str, where:str)->int|None:
     if not value: return None
     return _checked(value, where, int, lambda n: 1 <= n <= 256, "dask_workers must be a whole number from 1 to 256")
 
+def _bytes(value:str)->int:
+    "A size such as '2GiB', '500MB' or '500MiB' in bytes (dask's `parse_bytes`); ValueError when it is not one."
+    from dask.utils import parse_bytes   # dask (~0.1 s): only for a limit that is set
+    try: return parse_bytes(value)
+    except (ValueError, TypeError): raise ValueError(value)
+
 def _memory_limit(value:str, where:str)->str:
     "`value` as a memory limit per worker ('2GiB', '500MB', 'auto'); a `ConfigError` naming `where` otherwise."
     if value.lower() == "auto": return "auto"
-    from dask.utils import parse_bytes   # dask (~0.1 s): only for a limit that is set
-    def cast(v):
-        try: return parse_bytes(v)
-        except (ValueError, TypeError): raise ValueError(v)
-    _checked(value, where, cast, lambda b: b >= 64 * 2**20,
+    _checked(value, where, _bytes, lambda b: b >= 64 * 2**20,
              "dask_memory_limit must be 'auto' or a size of at least 64MiB, such as 2GiB or 500MB")
     return value
+
+def _step_memory_limit(value:str, where:str)->int|None:
+    "`value` as the bytes a step's kernel may hold ('2GiB', '500MiB'), or None when empty; a `ConfigError` otherwise."
+    if not value.strip(): return None
+    return _checked(value, where, _bytes, lambda b: b >= 64 * 2**20,
+                    "step_memory_limit must be empty (no limit) or a size of at least 64MiB, such as 2GiB or 500MiB")
 
 def _scheduler(value:str, where:str)->str:
     "`value` as '', 'local' or a scheduler address (tcp://host:port, tls://..., host:port)."
@@ -180,7 +189,8 @@ def load_settings(
                     user=vals["user"] or getpass.getuser(), alert_webhook=vals["alert_webhook"],
                     serve_canary=_share(*raw["serve_canary"]), inference_log=log,
                     dask_scheduler=_scheduler(*raw["dask_scheduler"]), dask_workers=_workers(*raw["dask_workers"]),
-                    dask_memory_limit=_memory_limit(*raw["dask_memory_limit"]))
+                    dask_memory_limit=_memory_limit(*raw["dask_memory_limit"]),
+                    step_memory_limit=_step_memory_limit(*raw["step_memory_limit"]))
 
 # %% ../nbs/00_config.ipynb #9b971656
 def _no_local_identity(raw:dict, uri:str):

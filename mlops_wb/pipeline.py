@@ -6,7 +6,7 @@ Docs: https://mlops-wb.github.io/mlops-wb/pipeline.html.md"""
 
 # %% ../nbs/08_pipeline.ipynb #34257d00
 from __future__ import annotations
-import fcntl, hashlib, html, json, os, re, shutil, socket, time
+import fcntl, hashlib, html, json, logging, os, re, shutil, signal, socket, subprocess, threading, time
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -31,13 +31,14 @@ from .tracking import (connect, git_info, library_hash, acting_user, process_tag
 import mlops_wb
 
 # %% auto #0
-__all__ = ['KERNEL_ARGS', 'KERNEL_START_TIMEOUT', 'WARM_IMPORTS', 'StepFailed', 'RunInterrupted', 'StepResult', 'PipelineResult',
-           'effective_params', 'key_parts', 'cache_key', 'explain_change', 'find_step_run', 'output_paths',
-           'render_html', 'render_cached_report', 'pipeline_runs', 'run_state', 'run_summary', 'write_index',
-           'Selection', 'select_steps', 'PastRun', 'StepPlan', 'step_inputs', 'plan_step', 'plan_pipeline',
-           'cache_lookup', 'KernelPool', 'Recording', 'start_recording', 'log_datasets', 'record_start',
-           'record_cached', 'record_notebook', 'record_failure', 'record_outputs', 'record_summary', 'record_end',
-           'RunLocked', 'lock_file', 'file_run_lock', 'claim_in_store', 'run_pipeline']
+__all__ = ['KERNEL_ARGS', 'KERNEL_START_TIMEOUT', 'WARM_IMPORTS', 'MiB', 'WATCH_INTERVAL', 'StepFailed', 'RunInterrupted',
+           'KernelDied', 'StepResult', 'PipelineResult', 'effective_params', 'key_parts', 'cache_key', 'explain_change',
+           'find_step_run', 'output_paths', 'render_html', 'render_cached_report', 'pipeline_runs', 'run_state',
+           'run_summary', 'write_index', 'Selection', 'select_steps', 'PastRun', 'StepPlan', 'step_inputs', 'plan_step',
+           'plan_pipeline', 'cache_lookup', 'KernelPool', 'memory_ceiling', 'kernel_death_line', 'KernelWatch',
+           'Recording', 'start_recording', 'log_datasets', 'record_start', 'record_cached', 'record_notebook',
+           'record_failure', 'record_outputs', 'record_summary', 'record_end', 'RunLocked', 'lock_file',
+           'file_run_lock', 'claim_in_store', 'run_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #ef43e53d
 class StepFailed(MlopsWbError):
@@ -46,6 +47,9 @@ class StepFailed(MlopsWbError):
 class RunInterrupted(MlopsWbError):
     "The run was stopped by the user (Ctrl-C); its runs are marked KILLED."
     exit_code = Exit.INTERRUPTED
+
+class KernelDied(MlopsWbError):
+    "A step's kernel died while the step ran: killed over `step_memory_limit`, by a signal (the OOM killer), or it exited."
 
 # %% ../nbs/08_pipeline.ipynb #5543bdc1
 @dataclass
@@ -493,9 +497,14 @@ class KernelPool:
         if self._next is not None: self.release(self.take())
 
 # %% ../nbs/08_pipeline.ipynb #9d17afe5
+def _not_kernel_died(record)->bool:
+    "Drop nbclient's 'Kernel died ...' log line: the runner says how the kernel died (`KernelWatch`)."
+    return not record.getMessage().startswith("Kernel died")
+
 def _execute(nb:Path, out:Path, params:dict, cwd:Path, timeout:float|None, km=None):
     "Run one notebook with papermill in a fresh kernel (`km`, started by a `KernelPool`, or a new one), writing `out`."
     import papermill as pm   # ~0.9 s of imports: only when a step runs
+    logging.getLogger("papermill").addFilter(_not_kernel_died)   # once: a filter is added only if not there yet
     pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name="python3", cwd=str(cwd),
                         progress_bar=False, log_output=False, request_save_on_cell_execute=True,
                         execution_timeout=timeout, start_timeout=KERNEL_START_TIMEOUT, extra_arguments=KERNEL_ARGS,
@@ -507,13 +516,130 @@ def _first_line(x)->str:
 
 def _error_line(step:str, e:Exception, out:Path)->str:
     "One line saying where step `step` failed: the cell and exception papermill reports, or the runner's error."
+    if isinstance(e, KernelDied): return f"{e} -- executed notebook: {out}"
     if hasattr(e, "ename"):   # papermill.PapermillExecutionError
         return (f"step {step!r} failed in cell {e.exec_count} (cell #{e.cell_index}): "
                 f"{e.ename}: {_first_line(e.evalue)} -- executed notebook: {out}")
     return f"step {step!r} failed: {type(e).__name__}: {_first_line(e)} -- executed notebook: {out}"
 
+# %% ../nbs/08_pipeline.ipynb #05fb1aaf
+MiB = 2**20
+WATCH_INTERVAL = 0.2   # seconds between two samples of a step kernel's memory
+_MORE_MEMORY = "dask_scheduler = local in settings.ini to run data steps on a Dask cluster"
+
+def _mib(n:int, up:bool=False)->str:
+    "Bytes in whole MiB; `up` rounds up, so a peak just over a limit never reads as the limit itself."
+    return f"{-(-n // MiB) if up else round(n / MiB)} MiB"
+
+def _tree_rss(p:psutil.Process)->int:
+    "Resident bytes of process `p` and all its children (a child that ends meanwhile counts nothing)."
+    total = p.memory_info().rss
+    for c in p.children(recursive=True):
+        try: total += c.memory_info().rss
+        except psutil.Error: pass
+    return total
+
+def memory_ceiling()->tuple:
+    "(bytes, whose): the memory this machine's processes may use, or their container's (cgroup) when that is less."
+    total = psutil.virtual_memory().total
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):   # cgroup v2, v1
+        try: n = int(Path(f).read_text().strip())
+        except (OSError, ValueError): continue   # none, or 'max'
+        if 0 < n < total: return n, "this container's"
+    return total, "this machine's"
+
+def kernel_death_line(
+    step:str,             # the step
+    pid:int|None,         # its kernel's process
+    peak:int,             # the most its kernel (with children) was seen to hold, in bytes
+    limit:int|None,       # `step_memory_limit` in bytes, None: no limit
+    over:bool,            # True when the runner killed it for holding more than `limit`
+    status:int|None,      # the kernel's exit status (negative: the signal), None when unknown
+)->str:                   # one line saying what happened and what would help
+    "What became of a step whose kernel died, in words."
+    seen = f"peaked at {_mib(peak, up=True)}"
+    if over:
+        return (f"step {step!r} was killed: out of memory (its kernel, pid {pid}, {seen}; step_memory_limit is "
+                f"{_mib(limit)}); set step_memory_limit higher, or {_MORE_MEMORY}")
+    if status is not None and status < 0:
+        try: name = signal.Signals(-status).name
+        except ValueError: name = "unknown signal"
+        if -status != signal.SIGKILL:
+            return f"step {step!r} was killed by signal {-status} ({name}): its kernel (pid {pid}) {seen}"
+        total, whose = memory_ceiling()
+        fix = f"free memory on this machine, or set {_MORE_MEMORY}"
+        if not limit: fix += "; step_memory_limit has the runner stop a step before the system must"
+        return (f"step {step!r} was killed by signal 9 (SIGKILL), most likely out of memory: its kernel "
+                f"(pid {pid}) {seen} of {whose} {_mib(total)}; {fix}")
+    how = f"exited with status {status}" if status is not None else "died"
+    return f"step {step!r} failed: its kernel (pid {pid}) {how} while the step ran; it {seen}"
+
+# %% ../nbs/08_pipeline.ipynb #0ee3fca9
+class KernelWatch:
+    "While a step runs: sample its kernel's resident memory (with its children) in a thread, keep the peak, kill it over `limit`."
+    def __init__(self,
+                 km,                          # the step's kernel manager (its `provisioner` has `process` and `pid`)
+                 limit:int|None=None,         # bytes the kernel with its children may hold (`step_memory_limit`)
+                 interval:float=WATCH_INTERVAL, # seconds between samples
+                ):
+        prov = getattr(km, "provisioner", None)
+        self.proc = getattr(prov, "process", None)   # a `subprocess.Popen`: the kernel's exit status
+        self.pid = getattr(prov, "pid", None) or getattr(self.proc, "pid", None)
+        self.limit, self.interval = limit, interval
+        self.peak, self.over = 0, False    # the most it held, in bytes; True once killed for holding more than `limit`
+        self._stop, self._thread = threading.Event(), None
+
+    def __enter__(self):
+        if self.pid:
+            self._thread = threading.Thread(target=self._watch, name=f"kernel-watch-{self.pid}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread is not None: self._thread.join()
+
+    def _watch(self):
+        try: p = psutil.Process(self.pid)
+        except psutil.Error: return   # gone already
+        while not self._stop.is_set():
+            try: rss = _tree_rss(p)
+            except psutil.Error: return   # the kernel ended
+            self.peak = max(self.peak, rss)
+            if self.limit and rss > self.limit:
+                self.over = True
+                self._kill(p)
+                return
+            self._stop.wait(self.interval)
+
+    def _kill(self, p:psutil.Process):
+        "SIGKILL the kernel, then its children (psutil refuses a pid that now belongs to another process)."
+        try: kids = p.children(recursive=True)
+        except psutil.Error: kids = []
+        for q in (p, *kids):
+            try: q.kill()
+            except psutil.Error: pass
+
+    def exit_status(self, wait:float=0)->int|None:
+        "The kernel's exit status (negative: the signal that ended it); None while it runs, or when it is not a local process."
+        if self.proc is None: return None
+        try: return self.proc.wait(wait) if wait else self.proc.poll()
+        except subprocess.TimeoutExpired: return None
+
+    def death(self,
+              step:str,        # the step
+              err:Exception,   # what the execution raised
+             )->KernelDied|None: # None when the kernel is alive (an ordinary failure)
+        "When `err` came from the kernel dying: a `KernelDied` saying in words how, else None."
+        from nbclient.exceptions import DeadKernelError   # with papermill, only when a step runs
+        dead = self.over or isinstance(err, DeadKernelError)
+        status = self.exit_status(wait=5 if dead else 0)   # a process killed a moment ago may not be reaped yet
+        if not dead and status is None: return None
+        return KernelDied(kernel_death_line(step, self.pid, self.peak, self.limit, self.over, status))
+
 # %% ../nbs/08_pipeline.ipynb #21123824
-def _run_step(rec:Recording, s, r:StepResult, params:dict, upstream:dict, pool:KernelPool, prewarm:bool=True):
+def _run_step(rec:Recording, s, r:StepResult, params:dict, upstream:dict, pool:KernelPool, prewarm:bool=True,
+              memory_limit:int|None=None):
     "Execute step `s` into result `r` (its child run `r.run_id` exists), then record its outputs or its failure."
     t0 = time.time()
     km = pool.take()
@@ -524,16 +650,16 @@ def _run_step(rec:Recording, s, r:StepResult, params:dict, upstream:dict, pool:K
     out = rec.reports/f"{s.name}.ipynb"
     injected = {**params, "run_id": r.run_id, "pipeline_run_id": rec.run_id, "step_dir": str(step_dir),
                 "upstream": upstream, "project_root": str(rec.root)}
-    err = None
+    err, watch = None, KernelWatch(km, memory_limit)   # its kernel's memory; killed over `step_memory_limit`
     try:
-        _execute(rec.root/s.notebook, out, injected, rec.root, None, km=km)
+        with watch: _execute(rec.root/s.notebook, out, injected, rec.root, None, km=km)
     except KeyboardInterrupt:
         r.duration = time.time() - t0
         pool.release(km)
         record_notebook(rec, r, out)
         raise
     except Exception as e:
-        err = e
+        err = watch.death(s.name, e) or e   # a kernel that died is said in words, not as DeadKernelError
     pool.release(km)
     r.duration = time.time() - t0
     r.notebook = str(out)
@@ -724,7 +850,8 @@ def _run_steps(rec:Recording, spec, sel:Selection, settings, pool, results:dict,
         emit("start", r)
         record_start(rec, r, plan, s)
         more = [n for n in sel.order[sel.order.index(name) + 1:] if n in sel.wanted]
-        _run_step(rec, s, r, plan.params, {d: results[d].paths for d in s.depends_on}, pool, prewarm=bool(more))
+        _run_step(rec, s, r, plan.params, {d: results[d].paths for d in s.depends_on}, pool, prewarm=bool(more),
+                  memory_limit=settings.step_memory_limit if settings else None)
         emit("end", r)
         record_summary(rec, results.values())
         if r.status == "failed": return _failure(rec, r)
