@@ -10,10 +10,12 @@ has a registered version with its reference profile. Then, each in a child proce
 command, its step kernels and its Dask workers) is sampled with psutil every 0.1 s:
 
 - ingest+validate: `mlops-wb run` of a pipeline with only the ingest and validate steps, source = the data;
-- profile: `reference_profile` of the data (what the register step stores with a model version); in-process only:
-  the reference profile has no Dask path yet;
+- profile: the reference profile of the data (what the register step stores with a model version):
+  `reference_profile` of the single file in-process, `partitioned_profile` of the partitioned folder on the cluster;
 - drift: `mlops-wb monitor MODEL --data DATA --no-retrain` (reads, predicts, drift of every column, report);
 - score: `mlops-wb score MODEL DATA OUT`;
+- run: `mlops-wb run` of the whole pipeline (ingest, validate, split, eda, train, evaluate, register) on the data:
+  the end-to-end figure (train on at most tuning.max_rows = 1M rows; off with --skip run);
 - pandas: `pandas.read_parquet` + `predict` of the whole file in one process (where it fits);
 - evidently: Evidently's `Report([DataDriftPreset()])` of the file against the training sample, in its own venv
   (where it fits; a child killed or over --evidently-timeout is reported as such).
@@ -52,11 +54,12 @@ retrain: {{}}
 """
 ALL_STEPS = [("ingest", []), ("validate", ["ingest"]), ("split", ["validate"]), ("train", ["split"]),
              ("evaluate", ["train", "split"]), ("register", ["evaluate", "train", "split"])]
+RUN_STEPS = ALL_STEPS[:3] + [("eda", ["split"])] + ALL_STEPS[3:]   # the whole pipeline, for the `run` task
 
 PROFILE = r"""
 import sys, time, json
 t = time.perf_counter()
-from mlops_wb.monitor import reference_profile
+from mlops_wb.monitor import reference_profile, partitioned_profile
 from mlops_wb.cluster import ClusterSpec, dask_cluster
 path, workers, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if workers == 0:
@@ -64,9 +67,9 @@ if workers == 0:
     X = pd.read_parquet(path).drop(columns="target")
     prof = reference_profile(X)
 else:
-    import dask.dataframe as dd
+    from mlops_wb.data import read_source_dd
     with dask_cluster(ClusterSpec("local", workers, limit), sys.argv[4], announce=lambda _: None):
-        prof = reference_profile(dd.read_parquet(path).drop(columns="target"))
+        prof = partitioned_profile(read_source_dd(path, "/").drop(columns="target"))
 print(json.dumps(dict(rows=prof["rows"], seconds=time.perf_counter() - t)))
 """
 
@@ -155,7 +158,7 @@ def main():
     ap.add_argument("--workers", default="1,2", help="LocalCluster sizes to run (0 = skip the cluster)")
     ap.add_argument("--memory-limit", default="2GiB", help="per worker")
     ap.add_argument("--rows-per-file", type=int, default=250_000)
-    ap.add_argument("--skip", default="", help="comma-separated: ingest, profile, drift, score, pandas, evidently")
+    ap.add_argument("--skip", default="", help="comma-separated: ingest, profile, drift, score, run, pandas, evidently")
     ap.add_argument("--in-process-max", type=int, default=10_000_000, help="largest size run in-process / pandas")
     ap.add_argument("--evidently-timeout", type=float, default=900)
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it")
@@ -189,7 +192,7 @@ def main():
             if "ingest" not in skip:
                 ip = project(tmp / f"ingest-{n}-{w}", data, ALL_STEPS[:2])
                 res["ingest"] = measure([mlops, "--project", str(ip), "run", "--no-cache"], env, ip)
-            if "profile" not in skip and not w:
+            if "profile" not in skip:
                 res["profile"] = measure([str(BIN / "python"), "-c", PROFILE, data, str(w), a.memory_limit, str(tmp)], env0, tmp)
             if "drift" not in skip:
                 res["drift"] = measure([mlops, "--project", str(mp), "monitor", model, "--data", data, "--no-retrain"], env, mp)
@@ -198,6 +201,9 @@ def main():
                 shutil.rmtree(out.parent, ignore_errors=True); out.parent.mkdir()
                 res["score"] = measure([mlops, "--project", str(mp), "score", model, data, str(out)], env, mp)
                 shutil.rmtree(out.parent, ignore_errors=True)
+            if "run" not in skip:
+                rp = project(tmp / f"run-{n}-{w}", data, RUN_STEPS)
+                res["run"] = measure([mlops, "--project", str(rp), "run", "--no-cache"], env, rp)
             rows.append(res)
             print(f"  {n:,} {label}: " + ", ".join(f"{k} {v['s']:.1f}s/{v['peak_mib']:.0f}MiB" + ("" if v["rc"] == 0 else f" rc={v['rc']}")
                                                   for k, v in res.items() if isinstance(v, dict)), file=sys.stderr, flush=True)
@@ -215,7 +221,7 @@ def main():
           f"CLI start-up; peak = largest peak RSS of one process (MiB); procs = processes in the tree")
     head = f"{'rows':>11} {'mode':>11} {'task':>16} {'seconds':>9} {'rows/s':>11} {'peak MiB':>9} {'procs':>6}  note"
     print(head); print("-" * len(head))
-    names = dict(ingest="ingest+validate", profile="profile", drift="drift (monitor)", score="score",
+    names = dict(ingest="ingest+validate", profile="profile", drift="drift (monitor)", score="score", run="run (pipeline)",
                  pandas="pandas+predict", evidently="Evidently drift")
     for r in rows:
         for k, v in r.items():

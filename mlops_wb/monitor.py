@@ -21,7 +21,7 @@ from .errors import MlopsWbError, ConfigError
 from .config import (DRIFT_DEFAULTS, drift_config, check_rules, parse_duration, DURATION_PATTERN,
                              load_settings, load_pipeline)   # the `drift:` and alert-rule schemas are config's
 from .data import dtype_kind, read_source, read_source_dd
-from .cluster import get_client
+from .cluster import get_client, cluster_errors
 from .step import atomic_write
 from .tracking import mlflow, connect, experiment_id
 from .tags import *
@@ -905,7 +905,8 @@ def monitor_version(
     mv = get_version(client, ref or f"{settings.model_name}@champion")
     profile = load_profile(client, mv)
     cur = load_current(root, client, settings, spec, mv, profile, data, since, window, labels, every)
-    if "partitioned" in cur: report = _finish_partitioned(profile, cur, cfg)   # on the cluster, by partition
+    if "partitioned" in cur:   # on the cluster, by partition; a task that keeps killing workers said plainly
+        with cluster_errors(get_client(root), f"monitoring {cur['source']}"): report = _finish_partitioned(profile, cur, cfg)
     else: report = dataset_drift(profile, cur["current"], cur["preds"], cfg)
     current, perf, service = cur["current"], cur["performance"], cur["service"]
     if data is None:   # the log's own columns are not extra features
