@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from .config import DRIFT_DEFAULTS
-from .data import dtype_kind, row_keys
+from .data import dtype_kind, row_keys, _smallest
 
 # %% auto #0
 __all__ = ['GRID_POINTS', 'KS_EXACT_MAX', 'drift_partial', 'merge_partials']
@@ -144,8 +144,7 @@ def _tree(partials:list, merge, split_every:int):
 
 def _keep_labelled(rows:pd.DataFrame, k:int)->pd.DataFrame:
     "The `k` labelled rows with the smallest keys (a hash of the row's label, prediction and probabilities)."
-    if len(rows) <= k: return rows
-    return rows.iloc[np.sort(np.argpartition(rows["\0key"].to_numpy(), k - 1)[:k])]
+    return rows.iloc[_smallest(rows["\0key"].to_numpy(), k)]
 
 def _merge_labelled(a, b, keep:int):
     if a is None or b is None: return a if b is None else b
