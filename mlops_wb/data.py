@@ -212,19 +212,54 @@ def partition_results(
         if len(futs) >= window: yield futs.pop(0).result()
     while futs: yield futs.pop(0).result()
 
+def _number_counts(v:pd.Series)->tuple:
+    "(values, values that parse as numbers, the first three that do not as (row, value)) of a column without its nulls."
+    codes, uniques = pd.factorize(v)   # each distinct value parsed once
+    ok = pd.to_numeric(pd.Series(uniques, dtype=object).astype(str), errors="coerce").notna().to_numpy()[codes]
+    bad = np.flatnonzero(~ok)[:3]
+    return len(v), int(ok.sum()), [(v.index[i], v.iloc[i]) for i in bad]
+
+def _mixed_counts(df:pd.DataFrame)->dict:
+    "`_number_counts` of each text column of `df`."
+    return {c: _number_counts(df[c].dropna()) for c in df.columns if not _is_typed(df[c])}
+
+def _parquet_dtypes(p:Path, pf)->dict:
+    "The dtypes `pd.read_parquet(p)` gives, from the footer: its schema's, floats and objects for ints and bools with nulls."
+    buf = pa.BufferOutputStream()
+    pq.write_table(pf.schema_arrow.empty_table(), buf)   # no rows: read back as pandas reads the schema
+    dtypes = dict(pd.read_parquet(pa.BufferReader(buf.getvalue())).dtypes)
+    md = pf.metadata
+    for i, f in enumerate(pf.schema_arrow):
+        if not (pa.types.is_integer(f.type) or pa.types.is_boolean(f.type)) or f.name not in dtypes: continue
+        if pd.api.types.is_extension_array_dtype(dtypes[f.name]): continue   # nullable ints keep their dtype
+        stats = [md.row_group(g).column(i).statistics for g in range(md.num_row_groups)]
+        if all(st is not None and st.has_null_count for st in stats): nulls = sum(st.null_count for st in stats)
+        else: nulls = pf.read(columns=[f.name]).column(0).null_count
+        if nulls: dtypes[f.name] = np.dtype("float64") if pa.types.is_integer(f.type) else np.dtype(object)
+    return dtypes
+
 def _file_scan(p:Path)->dict:
-    "What one file holds, read as `read_source` reads it: rows, dtypes, and number/text counts of its text columns."
-    df = _read_one(p)
-    mixed = {}
-    for c in df.columns:
-        v = df[c].dropna()
-        if _is_typed(df[c]):
-            mixed[c] = (len(v), len(v) if pd.api.types.is_numeric_dtype(df[c]) else 0, [])
-            continue
-        num = pd.to_numeric(v.astype(str), errors="coerce")
-        bad = v[num.isna()]
-        mixed[c] = (len(v), int(num.notna().sum()), list(bad.head(3).items()))
-    return dict(rows=len(df), dtypes=dict(df.dtypes), mixed=mixed)
+    "What one file holds, as `read_source` would read it: rows, dtypes, and number/text counts of its text columns."
+    if p.suffix != ".parquet":
+        df = _read_one(p)
+        return dict(rows=len(df), dtypes=dict(df.dtypes), mixed=_mixed_counts(df))
+    file_columns(p)
+    try:
+        pf = pq.ParquetFile(p)
+        rows, dtypes = pf.metadata.num_rows, _parquet_dtypes(p, pf)
+        text = [c for c, t in dtypes.items() if not _is_typed(pd.Series([], dtype=t))]
+        df = pd.read_parquet(p, columns=text) if text and rows else pd.DataFrame()
+        dtypes.update(df.dtypes)   # a categorical's dtype holds its categories: from the data
+        mixed = _mixed_counts(df)
+    except (ValueError, OSError, pa.ArrowException) as e:
+        raise DataError(f"{p}: cannot be read as parquet: {str(e).strip().splitlines()[0]}") from None
+    if rows == 0: raise DataError(f"{p}: has a header ({len(dtypes)} columns) but no data rows")
+    return dict(rows=rows, dtypes=dtypes, mixed=mixed)
+
+def _column_counts(p:Path, c:str)->tuple:
+    "`_number_counts` of column `c` of file `p`, read alone (a column typed in this file, text in others)."
+    v = (pd.read_parquet(p, columns=[c]) if p.suffix == ".parquet" else _read_one(p))[c]
+    return _number_counts(v.dropna())
 
 def _common_dtype(ts:list):
     "The dtype `pd.concat` gives a column whose files hold dtypes `ts`."
@@ -275,11 +310,14 @@ def read_source_dd(
     dtypes = {c: _common_dtype([s["dtypes"][c] for s in scans]) for c in cols}
     for c in cols:   # check_mixed_types over all rows, from the files' counts
         if _is_typed(pd.Series([], dtype=dtypes[c])): continue
-        nonnull, num = sum(s["mixed"][c][0] for s in scans), sum(s["mixed"][c][1] for s in scans)
+        typed = [f for f, s in zip(files, scans) if c not in s["mixed"]]   # files where the column is not text
+        more = dict(zip(typed, dask.compute(*[dask.delayed(_column_counts)(f, c) for f in typed])))
+        counts = [s["mixed"].get(c) or more[f] for f, s in zip(files, scans)]
+        nonnull, num = sum(n for n, _, _ in counts), sum(k for _, k, _ in counts)
         if not nonnull or not 0.5 <= num/nonnull < 1: continue
         ex, off = [], 0
-        for s in scans:
-            ex += [(off + i, x) for i, x in s["mixed"][c][2]]
+        for s, (_, _, bad) in zip(scans, counts):
+            ex += [(off + i, x) for i, x in bad]
             off += s["rows"]
         ex = ", ".join(f"{x!r} (row {i})" for i, x in ex[:3])
         raise DataError(f"{source}: column {c!r} mixes numbers and text: {num/nonnull:.1%} of its values are numbers, "

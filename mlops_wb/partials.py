@@ -61,6 +61,11 @@ def _grid(prof:dict)->tuple:
     g = np.unique(np.concatenate([q, np.linspace(q[0], q[-1], GRID_POINTS)])) if len(q) > 1 else np.unique(q)
     return q, g
 
+def _runs(v:np.ndarray, edges:np.ndarray)->tuple:
+    "Counts of sorted `v` in the cells `edges` (sorted) make, as `bincount(searchsorted(edges, v, 'right'))`; and their starts."
+    b = np.concatenate([[0], np.searchsorted(v, edges, side="left"), [len(v)]])
+    return np.diff(b).astype(np.int64), b[:-1]
+
 def _column_partial(prof:dict, s:pd.Series, cfg:dict)->dict:
     "The mergeable statistics of one partition of a column against its profile."
     x = s.dropna()
@@ -70,20 +75,21 @@ def _column_partial(prof:dict, s:pd.Series, cfg:dict)->dict:
         return dict(n=int(len(x)), known=known)
     v = _num(x)
     bad = int(v.isna().sum())
-    v = np.sort(v.dropna().to_numpy())
+    v = np.sort(v.dropna().to_numpy())   # sorted: bins and cells are runs, found by binary search of their edges
     edges = np.asarray(prof["edges"])
-    p = dict(n=int(len(v)), total=int(len(x)), bad=bad,
-             bins=np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1).astype(np.int64))
-    if prof["rows"] <= cfg["small_sample"]:
+    p = dict(n=int(len(v)), total=int(len(x)), bad=bad, bins=_runs(v, edges)[0])
+    if prof["rows"] <= cfg["small_sample"]:   # ranks of the reference's values (small references)
         pts = np.unique(np.asarray(prof["sample"], dtype=float))
         p |= dict(le=np.searchsorted(v, pts, side="right").astype(np.int64),
                   lt=np.searchsorted(v, pts, side="left").astype(np.int64),
                   values=v if len(v) <= KS_EXACT_MAX else None)
     else:
         _, g = _grid(prof)
-        cell = np.searchsorted(g, v, side="right")
-        p |= dict(cell_n=np.bincount(cell, minlength=len(g) + 1).astype(np.int64),
-                  cell_sum=np.bincount(cell, weights=v, minlength=len(g) + 1))
+        cell_n, starts = _runs(v, g)
+        cell_sum = np.zeros(len(cell_n))
+        full = cell_n > 0
+        if full.any(): cell_sum[full] = np.add.reduceat(v, starts[full])   # each non-empty run summed on its own
+        p |= dict(cell_n=cell_n, cell_sum=cell_sum)
     return p
 
 def drift_partial(
@@ -123,9 +129,10 @@ def merge_partials(
 def _predict(model, X:pd.DataFrame, classes)->tuple:
     "The model's predictions and (for a classifier) probabilities of `X`; (None, None) when it cannot score `X`."
     try:
-        preds = model.predict(X)
-        proba = model.predict_proba(X) if classes is not None and hasattr(model, "predict_proba") else None
-        return preds, proba
+        proba = classes is not None and hasattr(model, "predict_proba")
+        if proba and len(getattr(model, "steps", ())) > 1:   # a Pipeline: its transforms once, for both
+            model, X = model[-1], model[:-1].transform(X)
+        return model.predict(X), model.predict_proba(X) if proba else None
     except Exception: return None, None   # mistyped columns: drift still computed column by column
 
 # %% ../nbs/03b_partials.ipynb #5fc9290d
