@@ -15,10 +15,10 @@ from .config import find_project_root, load_settings
 # %% auto #0
 __all__ = ['positive_int', 'tcp_port', 'positive_float', 'non_negative_float', 'COMMANDS', 'KERNEL_NAME', 'bounded',
            'build_parser', 'subcommands', 'command', 'data_errors_are_bad_input', 'signals_to_main_thread', 'main',
-           'cmd_run', 'cmd_status', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage', 'find_snapshot', 'cmd_data',
-           'cmd_promote', 'cmd_rollback', 'parse_at', 'cmd_history', 'cmd_reproduce', 'cmd_serve', 'cmd_score',
-           'cmd_monitor', 'install_kernel', 'cmd_lab', 'dashboard_command', 'cmd_dashboard', 'read_secret',
-           'cmd_server', 'cmd_users']
+           'cmd_run', 'cmd_status', 'cmd_report', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage',
+           'find_snapshot', 'cmd_data', 'cmd_promote', 'cmd_rollback', 'parse_at', 'cmd_history', 'cmd_reproduce',
+           'cmd_serve', 'cmd_score', 'cmd_monitor', 'install_kernel', 'cmd_lab', 'dashboard_command', 'cmd_dashboard',
+           'read_secret', 'cmd_server', 'cmd_users']
 
 # %% ../nbs/09_cli.ipynb #01723b48
 def bounded(
@@ -86,6 +86,17 @@ def _add_pipeline_commands(sub):
     l.add_argument("model", metavar="MODEL[@ALIAS|/VERSION]", nargs="?",
                    help="registered model (default: the model_name in settings.ini), optionally @alias or /version")
     l.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    rp = sub.add_parser(
+        "report", help="one page a reviewer reads on a pull request: gate, metrics against @champion, data, drift",
+        **_WITH_EXITS,
+        description="Write the report of a pipeline run (the newest by default): its quality gate, each metric next to "
+                    "the @champion re-scored on the same holdout, the data diff against the champion's snapshot, drift "
+                    "against the champion's reference profile, the tuning summary and the plots. The exit status says "
+                    "whether the gate passed: 0 passed, 3 failed, 1 the run failed before its gate was checked.")
+    rp.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a pipeline run id (prefix accepted; default: the newest)")
+    rp.add_argument("--format", choices=["md", "html"], default="md", help="Markdown (PNGs in a folder beside it) or one HTML file")
+    rp.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: reports/report-RUN_ID.md or .html)")
+    rp.add_argument("--no-images", action="store_true", help="leave the plots out (no Chromium needed)")
 
 # %% ../nbs/09_cli.ipynb #8fbe9dc4
 def _add_data_commands(sub):
@@ -466,6 +477,23 @@ def cmd_status(args, root)->int:
     elif not runs: _console().print("No pipeline runs yet. Start one with: mlops-wb run")
     else: _console().print(_runs_table(runs))
     return 0
+@command("report")
+@data_errors_are_bad_input
+def cmd_report(args, root)->int:
+    "Write a pipeline run's report; the exit status says whether its gate passed."
+    from mlops_wb.tracking import connect   # MLflow (seconds): only for the commands that read the store
+    from mlops_wb.config import load_pipeline
+    from mlops_wb.report import build_report, find_pipeline_run, write_report, _headline
+    settings = load_settings(root)
+    client, exp = connect(settings)
+    run_id = find_pipeline_run(client, exp, args.run_id).info.run_id   # no such run: said before pipeline.yaml is read
+    rep = build_report(Path(root), client, exp, settings, load_pipeline(root), run_id, images=not args.no_images)
+    out = Path(args.output) if args.output else Path(root)/"reports"/f"report-{rep.run_id}.{args.format}"
+    write_report(rep, out, args.format)
+    print(f"{_headline(rep)}: pipeline run {rep.run_id}" + "".join(f"\n  {f}" for f in (rep.gate or {}).get("failures", [])))
+    for x in rep.not_shown: print(f"not shown: {x}")
+    print(f"report: {out}")
+    return rep.exit_status
 
 # %% ../nbs/09_cli.ipynb #bdbfc037
 def run_child(
