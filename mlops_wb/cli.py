@@ -15,7 +15,7 @@ from .config import find_project_root, load_settings
 # %% auto #0
 __all__ = ['positive_int', 'tcp_port', 'positive_float', 'non_negative_float', 'COMMANDS', 'KERNEL_NAME', 'bounded',
            'build_parser', 'subcommands', 'command', 'data_errors_are_bad_input', 'signals_to_main_thread', 'main',
-           'cmd_run', 'cmd_status', 'cmd_report', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage',
+           'cmd_run', 'cmd_status', 'cmd_ci', 'cmd_report', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage',
            'find_snapshot', 'cmd_data', 'cmd_promote', 'cmd_rollback', 'parse_at', 'cmd_history', 'cmd_reproduce',
            'cmd_serve', 'cmd_score', 'cmd_monitor', 'install_kernel', 'cmd_lab', 'dashboard_command', 'cmd_dashboard',
            'read_secret', 'cmd_server', 'cmd_users']
@@ -73,6 +73,8 @@ def _add_pipeline_commands(sub):
     r.add_argument("--explain", action="store_true", help="say for each step whether it would run and why; run nothing")
     r.add_argument("--wait", action="store_true",
                    help="another run of this project holds the store's run lock: wait for it instead of refusing")
+    r.add_argument("--run-id-file", metavar="FILE",
+                   help="write the pipeline run's id to FILE when the run ends, passed or failed (CI: the report names it)")
     _add_cluster_options(r)
     s = sub.add_parser(
         "status", help="recent pipeline runs, or one run's steps",
@@ -94,8 +96,13 @@ def _add_pipeline_commands(sub):
                     "against the champion's reference profile, the tuning summary and the plots. The exit status says "
                     "whether the gate passed: 0 passed, 3 failed, 1 the run failed before its gate was checked.")
     rp.add_argument("run_id", nargs="?", metavar="RUN_ID", help="a pipeline run id (prefix accepted; default: the newest)")
-    rp.add_argument("--format", choices=["md", "html"], default="md", help="Markdown (PNGs in a folder beside it) or one HTML file")
-    rp.add_argument("-o", "--output", metavar="FILE", help="where to write it (default: reports/report-RUN_ID.md or .html)")
+    rp.add_argument("--format", choices=["md", "html"], default="md",
+                    help="without -o: Markdown (PNGs in a folder beside it) or one HTML file")
+    rp.add_argument("-o", "--output", metavar="FILE", action="append", default=[],
+                    help="where to write it, as Markdown or HTML by its suffix (.md, .html); repeatable "
+                         "(default: reports/report-RUN_ID.md or .html)")
+    rp.add_argument("--comment", metavar="FILE",
+                    help="also write Markdown for a pull request comment: no image links, a line saying where the plots are")
     rp.add_argument("--no-images", action="store_true", help="leave the plots out (no Chromium needed)")
 
 # %% ../nbs/09_cli.ipynb #8fbe9dc4
@@ -240,6 +247,22 @@ def _add_tool_commands(sub):
         description="Start `mlflow ui` on 127.0.0.1 against the project's store.")
     u.add_argument("--host", default="127.0.0.1")
     u.add_argument("--port", type=tcp_port, default=5000)
+    ci = sub.add_parser("ci", help="CI templates (GitHub Actions, GitLab CI, Jenkins) and CI's promotion step")
+    cisub = ci.add_subparsers(dest="ci_command", metavar="SUBCOMMAND", required=True)
+    ci_init = cisub.add_parser(
+        "init", help="write the CI file of a platform", **_WITH_EXITS,
+        description="Write .github/workflows/mlops-wb.yml, .gitlab-ci.yml or Jenkinsfile: set up, run the pipeline (a small "
+                    "budget on a pull/merge request, the project's own on the main branch), write the report, post it "
+                    "on the request, promote only under retrain.promote: auto, keep reports/ as artifacts.")
+    ci_init.add_argument("platform", choices=["github", "gitlab", "jenkins"])
+    ci_init.add_argument("--branch", default="main", help="the branch that runs the full budget and may promote (default main)")
+    ci_init.add_argument("--team", action="store_true", help="Jenkins: bind the tracking server's credentials")
+    ci_init.add_argument("--force", action="store_true", help="replace the file if it exists")
+    ci_pr = cisub.add_parser(
+        "promote", help="promote the version a pipeline run registered, only under retrain.promote: auto", **_WITH_EXITS,
+        description="CI's last step on the main branch: when pipeline.yaml says retrain: {promote: auto}, move @champion "
+                    "to the version RUN_ID registered (with the usual checks, audited); otherwise leave it alone.")
+    ci_pr.add_argument("run_id", metavar="RUN_ID", help="a pipeline run id (prefix accepted)")
 
 # %% ../nbs/09_cli.ipynb #5b009a7d
 def _add_team_commands(sub):
@@ -411,6 +434,10 @@ def _summary(con, res, root):
     print("tracking: mlops-wb ui  (MLflow UI on the project store)")
 
 # %% ../nbs/09_cli.ipynb #e4c7924a
+def _write_run_id(path, run_id:str):
+    from mlops_wb.step import atomic_write
+    atomic_write(path, lambda t: t.write_text(run_id + "\n", encoding="utf-8"))
+
 @command("run")
 def cmd_run(args, root)->int:
     "Run the pipeline with a live progress display."
@@ -430,7 +457,9 @@ def cmd_run(args, root)->int:
         except MlopsWbError as e:
             res = getattr(e, "result", None)
             if res is not None: _summary(con, res, root)
+            if res is not None and res.run_id and args.run_id_file: _write_run_id(args.run_id_file, res.run_id)
             raise
+    if res.run_id and args.run_id_file and res.status != "EXPLAINED": _write_run_id(args.run_id_file, res.run_id)
     if res.status == "EXPLAINED":
         con.print("explain: nothing was run or recorded")
         return 0
@@ -477,6 +506,22 @@ def cmd_status(args, root)->int:
     elif not runs: _console().print("No pipeline runs yet. Start one with: mlops-wb run")
     else: _console().print(_runs_table(runs))
     return 0
+@command("ci")
+def cmd_ci(args, root)->int:
+    "`ci init`: write a CI file; `ci promote`: promote a run's version under promote: auto."
+    from mlops_wb.ci import write_ci_file, CI_FILES
+    if args.ci_command == "init":
+        p = write_ci_file(root, args.platform, args.branch, args.team, args.force)
+        print(f"wrote {p}: see the comments at its top for what to configure")
+        return 0
+    from mlops_wb.tracking import connect   # MLflow (seconds)
+    from mlops_wb.config import load_pipeline
+    from mlops_wb.ci import promote_if_auto
+    settings = load_settings(root)
+    client, exp = connect(settings)
+    print(promote_if_auto(client, exp, settings, load_pipeline(root), args.run_id))
+    return 0
+
 @command("report")
 @data_errors_are_bad_input
 def cmd_report(args, root)->int:
@@ -488,11 +533,14 @@ def cmd_report(args, root)->int:
     client, exp = connect(settings)
     run_id = find_pipeline_run(client, exp, args.run_id).info.run_id   # no such run: said before pipeline.yaml is read
     rep = build_report(Path(root), client, exp, settings, load_pipeline(root), run_id, images=not args.no_images)
-    out = Path(args.output) if args.output else Path(root)/"reports"/f"report-{rep.run_id}.{args.format}"
-    write_report(rep, out, args.format)
+    outs = [Path(o) for o in args.output] or [Path(root)/"reports"/f"report-{rep.run_id}.{args.format}"]
+    for o in outs:
+        if o.suffix not in (".md", ".html"): raise ConfigError(f"report -o {o}: expected a .md or .html file")
+    for o in outs: write_report(rep, o, "html" if o.suffix == ".html" else "md")
+    if args.comment: write_report(rep, args.comment, "md", images=False)
     print(f"{_headline(rep)}: pipeline run {rep.run_id}" + "".join(f"\n  {f}" for f in (rep.gate or {}).get("failures", [])))
     for x in rep.not_shown: print(f"not shown: {x}")
-    print(f"report: {out}")
+    for o in outs + ([Path(args.comment)] if args.comment else []): print(f"report: {o}")
     return rep.exit_status
 
 # %% ../nbs/09_cli.ipynb #bdbfc037

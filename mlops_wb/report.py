@@ -267,7 +267,7 @@ def render_markdown(
     rep:RunReport,      # the report
     images:str="",      # the folder of the PNGs, relative to the Markdown file ('' : none linked)
 )->str:                 # Markdown
-    "The report as Markdown, its plots linked as `images/<name>.png`."
+    "The report as Markdown, its plots linked as `images/<name>.png` (no `images`: a line saying where they are)."
     lines = []
     for i, (title, text, table) in enumerate(report_sections(rep)):
         lines += [("## " if i == 0 else "### ") + title, ""]
@@ -279,6 +279,7 @@ def render_markdown(
             cols, rows = table
             lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)] + ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows] + [""]
         if title == "Plots" and images: lines += [f"![{k}]({images}/{k}.png)" for k in rep.figures] + [""]
+        elif title == "Plots": lines += [f"{len(rep.figures)} plots ({', '.join(rep.figures)}): in the HTML report and the build's artifacts.", ""]
     return "\n".join(lines)
 
 def render_html(
@@ -310,13 +311,15 @@ def render_html(
             f"<style>{css}</style></head><body>{''.join(body)}</body></html>")
 
 def write_report(
-    rep:RunReport,   # the report
-    path:str|Path,   # the file to write (.md or .html)
-    fmt:str="md",    # 'md' or 'html'
-)->Path:             # `path`
+    rep:RunReport,      # the report
+    path:str|Path,      # the file to write (.md or .html)
+    fmt:str="md",       # 'md' or 'html'
+    images:bool=True,   # Markdown: link the PNGs (written in `<stem>_images/`); False: say where the plots are
+)->Path:                # `path`
     "Write the report atomically; for Markdown, its PNGs in `<stem>_images/` beside it."
     path = Path(path)
     if fmt == "html": return atomic_write(path, lambda t: t.write_text(render_html(rep), encoding="utf-8"))
+    if not images: return atomic_write(path, lambda t: t.write_text(render_markdown(rep), encoding="utf-8"))
     folder = path.with_name(f"{path.stem}_images")
     if rep.figures:
         folder.mkdir(parents=True, exist_ok=True)

@@ -21,12 +21,15 @@ def test_report_against_the_champion_and_a_failed_gate(tmp_path):
     spec = yaml.safe_load((root / "pipeline.yaml").read_text())
     spec["dataset"]["source"] = "data/shifted.csv"
     (root / "pipeline.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    assert cli(root, "run", env=env).returncode == 0
+    # and a gate it cannot pass: nothing registered; the report compares, diffs, checks drift, says why, exits 3
+    res = cli(root, "run", "-p", 'evaluate.gate={"thresholds": {"roc_auc": 0.99999}, "tolerance": 1.0}', env=env)
+    assert res.returncode == 3, res.stderr
 
-    res = cli(root, "report", "-o", "reports/report.md", env=env)
-    assert res.returncode == 0, res.stderr
+    res = cli(root, "report", "-o", "reports/report.md", "-o", "reports/report.html", "--comment", "reports/comment.md", env=env)
+    assert res.returncode == 3, res.stderr
+    assert "gate FAILED" in res.stdout and "roc_auc = " in res.stdout and "required >= 0.99999" in res.stdout
     md = (root / "reports" / "report.md").read_text()
-    assert md.startswith("## mlops-wb report: gate passed")
+    assert md.startswith("## mlops-wb report: gate FAILED") and "- roc_auc = " in md
     assert "The champion (version 1) re-scored on this run's holdout rows." in md
     this, champ, delta, verdict = re.search(r"^\| roc_auc \| ([0-9.]+) \| ([0-9.]+) \| ([-+0-9.]+) \| (\w+) \|$", md, re.M).groups()
     assert abs(float(this) - float(champ) - float(delta)) < 2e-4
@@ -37,12 +40,10 @@ def test_report_against_the_champion_and_a_failed_gate(tmp_path):
     pngs = sorted(p.name for p in (root / "reports" / "report_images").iterdir())
     assert "roc.png" in pngs and all((root / "reports" / "report_images" / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     for p in pngs: assert f"](report_images/{p})" in md
-
-    # a gate that cannot pass: nothing registered, the report says why and exits 3
-    res = cli(root, "run", "-p", 'evaluate.gate={"thresholds": {"roc_auc": 0.99999}}', env=env)
-    assert res.returncode == 3
-    res = cli(root, "report", "--format", "html", "-o", "reports/failed.html", env=env)
-    assert res.returncode == 3 and "gate FAILED" in res.stdout and "required >= 0.99999" in res.stdout
-    page = (root / "reports" / "failed.html").read_text()
-    assert "<h1>mlops-wb report: gate FAILED</h1>" in page and "roc_auc = " in page and "required &gt;= 0.99999" in page
+    comment = (root / "reports" / "comment.md").read_text()
+    assert "](report_images/" not in comment and f"{len(pngs)} plots (" in comment
+    page = (root / "reports" / "report.html").read_text()
+    assert "<h1>mlops-wb report: gate FAILED</h1>" in page and "required &gt;= 0.99999" in page
     assert page.count("data:image/png;base64,") == len(pngs)
+    res = cli(root, "report", "-o", "reports/r.txt", env=env)
+    assert res.returncode == 2 and "report -o reports/r.txt: expected a .md or .html file" in res.stderr
