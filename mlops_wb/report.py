@@ -208,7 +208,7 @@ def report_sections(
     out = []
     champ = (rep.gate or {}).get("champion") or {}
     intro = [f"Pipeline run `{rep.run_id}` ({rep.status}), model `{rep.model}`" + (f", commit `{rep.commit[:12]}`" if rep.commit else "") + "."]
-    if rep.error: intro.append(f"Error: {rep.error}")
+    if rep.error and (rep.gate is None or rep.passed): intro.append(f"Error: {rep.error}")   # a failed gate: its failures below
     if rep.gate is not None and not rep.passed: intro += ["The quality gate failed, nothing was registered:"] + [f"- {f}" for f in rep.gate["failures"]]
     out.append((f"mlops-wb report: {_headline(rep)}", intro, None))
     if rep.comparison:
