@@ -17,8 +17,8 @@ __all__ = ['positive_int', 'tcp_port', 'positive_float', 'non_negative_float', '
            'build_parser', 'subcommands', 'command', 'data_errors_are_bad_input', 'signals_to_main_thread', 'main',
            'cmd_run', 'cmd_status', 'cmd_ci', 'cmd_report', 'run_child', 'cmd_ui', 'full_model_ref', 'cmd_lineage',
            'find_snapshot', 'cmd_data', 'cmd_promote', 'cmd_rollback', 'parse_at', 'cmd_history', 'cmd_reproduce',
-           'cmd_serve', 'cmd_score', 'cmd_monitor', 'install_kernel', 'cmd_lab', 'dashboard_command', 'cmd_dashboard',
-           'read_secret', 'cmd_server', 'cmd_users']
+           'cmd_serve', 'cmd_package', 'cmd_score', 'cmd_monitor', 'install_kernel', 'cmd_lab', 'dashboard_command',
+           'cmd_dashboard', 'read_secret', 'cmd_server', 'cmd_users']
 
 # %% ../nbs/09_cli.ipynb #01723b48
 def bounded(
@@ -195,6 +195,18 @@ def _add_serving_commands(sub):
     sv.add_argument("--body-timeout", type=positive_float, default=30.0,
                     help="seconds a request's body may take to arrive (408 beyond; default 30)")
     sv.add_argument("--no-log", action="store_true", help="do not write the inference log")
+    sv.add_argument("--bundle", metavar="DIR",
+                    help="serve a bundle written by `mlops-wb package`: no tracking store; no project needed")
+    pk = sub.add_parser(
+        "package", help="a serving bundle of MODEL@ALIAS: model, pins, Dockerfile, Kubernetes and KServe manifests",
+        **_WITH_EXITS,
+        description="Write a self-contained serving bundle into DIR (new or empty): the model version (skops, digest "
+                    "checked), the pinned requirements of `mlops-wb serve` and the mlops-wb wheel, a Dockerfile (slim "
+                    "Python, non-root, health check), Kubernetes manifests (Deployment, Service, HPA, canary, Gateway API "
+                    "HTTPRoute) and a KServe InferenceService. Serve it with `mlops-wb serve --bundle DIR`.")
+    pk.add_argument("model", metavar="MODEL@ALIAS|MODEL/VERSION")
+    pk.add_argument("dir", metavar="DIR")
+    pk.add_argument("--image", help="the image name the manifests use (default: MODEL:VERSION)")
     sc = sub.add_parser(
         "score", help="batch-score a CSV or Parquet file with a model version, in chunks",
         description="Score IN (CSV or Parquet) with MODEL_REF (NAME@ALIAS or NAME/VERSION) chunk by chunk "
@@ -389,7 +401,10 @@ def main(
         faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)   # the process's own stderr
     signals_to_main_thread()
     try:
-        root = find_project_root(args.project)
+        try: root = find_project_root(args.project)
+        except ConfigError:   # a bundle is served where there is no project (a container)
+            if not getattr(args, "bundle", None): raise
+            root = Path(args.bundle).resolve()
         return COMMANDS[args.command](args, root)
     except MlopsWbError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -787,12 +802,25 @@ def cmd_serve(args, root)->int:
     if canary > 0 and not s.embedded:
         raise ConfigError(f"canary {canary}: on a tracking server @challenger lives in {s.candidate_model}, which "
                           f"serve does not load yet; promote the candidate, or serve with --canary 0")
+    if args.bundle and (canary > 0 or args.model):
+        raise ConfigError("serve --bundle: a bundle holds one model version; --model and a canary do not apply (the "
+                          "bundle's Kubernetes manifests split traffic between two Deployments instead)")
     from mlops_wb.serve import serve, ServeOptions   # uvicorn, MLflow (seconds): only for `serve`
     opts = ServeOptions(model_name=args.model or s.model_name, canary=canary, token=s.serve_token,
                         max_rows=args.max_rows, max_bytes=args.max_bytes, batch_rows=args.batch_rows,
                         batch_wait_ms=args.batch_wait_ms, poll=args.poll, flush_interval=args.flush_interval,
                         body_timeout=args.body_timeout, log_path="" if args.no_log else str(s.inference_log))
-    serve(s, opts, args.host, args.port)
+    serve(s, opts, args.host, args.port, bundle=args.bundle)
+    return 0
+
+@command("package")
+def cmd_package(args, root)->int:
+    "Write a serving bundle."
+    from mlops_wb.bundle import write_bundle   # MLflow (seconds)
+    s, client = _connect(root)
+    info = write_bundle(client, _model_ref(args.model), args.dir, args.image)
+    print(f"packaged {info['name']} version {info['version']} into {args.dir}: serve it with "
+          f"mlops-wb serve --bundle {args.dir}, or build its image with docker build -t {info['image']} {args.dir}")
     return 0
 
 # %% ../nbs/09_cli.ipynb #981395ba

@@ -33,16 +33,17 @@ from .tracking import connect
 from .registry import get_version
 from .models import load_model
 from .inference_log import InferenceLog, mask_location, open_store
+from .bundle import read_bundle
 
 # %% auto #0
 __all__ = ['NUMERIC_TYPES', 'FORMATS', 'ABSENT', 'REQUEST_SCHEMA', 'ERROR_SCHEMA', 'RESPONSE_SCHEMA', 'JSON_MEDIA_TYPES',
            'BadRequest', 'InputSchema', 'parse_request', 'compile_pipeline', 'probe_rows', 'Slot', 'profile_optional',
-           'load_slot', 'canary_pick', 'Models', 'Batcher', 'request_schema', 'error_responses', 'ServeOptions',
-           'json_response', 'check_token', 'check_media_type', 'BodyGate', 'read_body', 'error_of', 'ServerState',
-           'reload_models', 'poll_aliases', 'lifespan', 'wants_probabilities', 'answer', 'score_request',
-           'add_operator_routes', 'create_app', 'openapi_for_champion', 'guarded_protocol', 'server_config',
-           'is_loopback', 'check_exposure', 'serve', 'read_chunks', 'ChunkWriter', 'ScoreResult', 'score_file',
-           'score_partitioned']
+           'load_slot', 'slot_from', 'canary_pick', 'Models', 'BundleModels', 'Batcher', 'request_schema',
+           'error_responses', 'ServeOptions', 'json_response', 'check_token', 'check_media_type', 'BodyGate',
+           'read_body', 'error_of', 'ServerState', 'reload_models', 'poll_aliases', 'lifespan', 'wants_probabilities',
+           'answer', 'score_request', 'add_operator_routes', 'create_app', 'openapi_for_champion', 'guarded_protocol',
+           'server_config', 'is_loopback', 'check_exposure', 'serve', 'read_chunks', 'ChunkWriter', 'ScoreResult',
+           'score_file', 'score_partitioned']
 
 # %% ../nbs/11_serve.ipynb #907abec8
 class BadRequest(Exception):
@@ -396,12 +397,20 @@ def load_slot(
     info = mlflow.models.get_model_info(uri)
     if info.signature is None:
         raise ConfigError(f"{name} version {mv.version} has no signature; it cannot be validated against")
-    model = load_model(uri)
+    return slot_from(alias, str(mv.version), load_model(uri), info.signature, profile_optional(client, mv.run_id))
+
+def slot_from(
+    alias:str, version:str,   # what the slot serves as
+    model,                    # the fitted Pipeline
+    signature,                # its MLflow signature (the input schema)
+    optional:set,             # columns that may be missing (from the reference profile)
+)->Slot:
+    "A loaded model as a `Slot`: its schema, classes and, when it matches the model, the compiled fast path."
     classes = [c.item() if hasattr(c, "item") else c for c in getattr(model, "classes_", [])] or None
-    schema = InputSchema.from_signature(info.signature)
-    schema.optional |= profile_optional(client, mv.run_id)
+    schema = InputSchema.from_signature(signature)
+    schema.optional |= optional
     probe = probe_rows(model, schema)
-    return Slot(alias, str(mv.version), model, schema, classes, fast=compile_pipeline(model, probe) if probe else None)
+    return Slot(alias, version, model, schema, classes, fast=compile_pipeline(model, probe) if probe else None)
 
 # %% ../nbs/11_serve.ipynb #2784edde
 def canary_pick(
@@ -445,6 +454,21 @@ class Models:
         ch = self.slots.get("challenger")
         if ch is not None and canary_pick(self.canary, key): return ch
         return self.slots.get("champion")
+
+class BundleModels(Models):
+    "The one model version of a serving bundle (`mlops-wb package`), as `@champion`; no registry, nothing to reload."
+    def __init__(self, bundle:str|Path):
+        super().__init__(None, "", 0.0)
+        self.bundle = read_bundle(bundle)
+        self.name = self.bundle["info"]["name"]
+
+    def refresh(self)->list:
+        with self.lock:
+            if "champion" in self.slots: return []
+            b = self.bundle
+            self.slots["champion"] = slot_from("champion", b["info"]["version"], b["model"], b["signature"], b["optional"])
+            self.swaps += 1
+            return [("champion", None, b["info"]["version"])]
 
 # %% ../nbs/11_serve.ipynb #e23bc73d
 @dataclass
@@ -910,11 +934,12 @@ def add_operator_routes(app:FastAPI, state:ServerState):
                 "versions": {a: s.version for a, s in state.models.slots.items()}}
 
 def create_app(
-    client,              # registry client
+    client,              # registry client (None with `models`)
     opts:ServeOptions,   # how the server runs
+    models:Models|None=None,  # the models to serve instead of the registry's (a bundle's)
 )->FastAPI:
-    "The scoring app over the registry behind `client`."
-    state = ServerState.create(client, opts)
+    "The scoring app over the registry behind `client`, or over `models`."
+    state = ServerState.create(client, opts) if models is None else ServerState(opts, models, Batcher(opts.batch_rows, opts.batch_wait_ms / 1000))
     canary = f", {opts.canary:.0%} of requests to `@challenger`" if opts.canary else ""
     app = FastAPI(title="mlops-wb scoring", version="1", lifespan=lifespan(state),
                   description=f"Scores `models:/{opts.model_name}@champion`{canary}.")
@@ -998,15 +1023,21 @@ def serve(
     opts:ServeOptions,     # how the server runs
     host:str|None=None,    # default: settings.serve_host
     port:int|None=None,    # default: settings.serve_port
+    bundle:str|Path|None=None,  # a serving bundle's folder: served without any tracking store
 ):
     "Run the scoring server until Ctrl-C or SIGTERM (the inference log is flushed on the way out)."
     host, port = host or settings.serve_host, port or settings.serve_port
     check_exposure(host, opts.token)
-    client, _ = connect(settings)
-    app = create_app(client, opts)
+    if bundle is not None:
+        models = BundleModels(bundle)
+        opts.model_name = models.name
+        app, what = create_app(None, opts, models), f"bundle {bundle} ({models.name} version {models.bundle['info']['version']})"
+    else:
+        client, _ = connect(settings)
+        app, what = create_app(client, opts), f"models:/{opts.model_name}@champion"
     if opts.log_path: open_store(opts.log_path).close()   # unreachable or unwritable: an error here, before listening
     canary = f" ({opts.canary:.0%} to @challenger)" if opts.canary else ""
-    print(f"serving models:/{opts.model_name}@champion{canary} on http://{host}:{port}/invocations"
+    print(f"serving {what}{canary} on http://{host}:{port}/invocations"
           f"  (docs: http://{host}:{port}/docs)", flush=True)
     if opts.log_path: print(f"inference log: {mask_location(opts.log_path)}", flush=True)
     gc.collect()
