@@ -21,6 +21,11 @@ SMALL_BUDGET = {
 }
 
 
+# One candidate family for tests about what happens around a run (reports, CI files, bundles), not about tuning:
+# a run takes about two thirds of the time of SMALL_BUDGET's.
+ONE_FAMILY = {"candidates": [{"family": "linear"}], "evaluation": {"slices": [], "importance_repeats": 1}}
+
+
 def copy_project(dst: Path, small: bool = True, **spec_changes) -> Path:
     """A copy of the project's pipeline (pipeline.yaml, settings.ini, step notebooks) in its own git repo;
     `small` puts tuning on a small budget, `spec_changes` replace top-level sections of pipeline.yaml."""

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import copy_project, cli, clean_env, client_for, free_port, start_http
+from conftest import ONE_FAMILY, copy_project, cli, clean_env, client_for, free_port, start_http
 
 BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
-    root = copy_project(tmp_path_factory.mktemp("proj") / "p")
+    root = copy_project(tmp_path_factory.mktemp("proj") / "p", **ONE_FAMILY)
     env = dict(clean_env(), MLOPS_WB_APPROVERS=os.environ.get("USER", "root"))
     assert cli(root, "run", env=env).returncode == 0
     assert cli(root, "promote", "mlops-wb-model", "1", "--reason", "to ship", env=env).returncode == 0

@@ -3,12 +3,12 @@ import os, re
 
 import yaml
 
-from conftest import copy_project, cli, clean_env
+from conftest import ONE_FAMILY, copy_project, cli, clean_env
 from mlops_wb.data import load_demo
 
 
 def test_report_against_the_champion_and_a_failed_gate(tmp_path):
-    root = copy_project(tmp_path / "p")
+    root = copy_project(tmp_path / "p", **ONE_FAMILY)
     env = clean_env(); env["MLOPS_WB_APPROVERS"] = os.environ.get("USER", "root")
     res = cli(root, "report", env=env)
     assert res.returncode == 2 and "no pipeline run in the store yet" in res.stderr
