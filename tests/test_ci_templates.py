@@ -160,6 +160,7 @@ def run_steps(root: Path, platform: str, env: dict) -> list:
     scripts = scripts_of(platform, text)
     want = [s for _, s in shell_steps(platform)]
     assert [textwrap.dedent(x).rstrip("\n") for x in scripts[-len(want):]] == want   # exactly the library's steps, in order
+    env = {k: v for k, v in env.items() if not k.startswith(("MAKE", "MFLAGS"))}   # a CI runner is not inside `make test`
     out = []
     for s in scripts:
         r = subprocess.run(["sh", "-e", "-c", s], cwd=root, env=env, capture_output=True, text=True, timeout=900)
