@@ -131,8 +131,13 @@ def build_wheel(dest:Path)->Path:
     "The mlops-wb wheel, built from the source tree into `dest`."
     repo = _repo_root()
     if repo is None: raise ConfigError("package: mlops-wb is not installed from its source tree; its wheel cannot be built here")
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dest), str(repo)],
-                       capture_output=True, text=True)
+    with tempfile.TemporaryDirectory() as src:   # a copy: the build leaves its build/ folder there, not in the tree
+        src = Path(src)
+        for f in ("pyproject.toml", "README.md", "LICENSE"):
+            if (repo/f).is_file(): shutil.copy2(repo/f, src/f)
+        shutil.copytree(repo/"mlops_wb", src/"mlops_wb", ignore=shutil.ignore_patterns("__pycache__"))
+        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(dest), str(src)],
+                           capture_output=True, text=True)
     wheels = sorted(dest.glob("mlops_wb-*.whl"))
     if r.returncode or not wheels: raise ConfigError(f"package: building the mlops-wb wheel failed: {r.stderr.strip()[-500:]}")
     return wheels[0]
