@@ -44,30 +44,28 @@ echo "$rs" > {CI_DIR}/status"""
 
 _BODY = f""".venv/bin/python -c 'import json, sys; print(json.dumps({{"body": open(sys.argv[1], encoding="utf-8").read()}}))' {CI_DIR}/comment.md > {CI_DIR}/comment.json"""
 
-STEP_COMMENT_GITHUB = f"""if [ -z "${{PR_NUMBER:-}}" ]; then echo "not a pull request: no comment"; exit 0; fi
+def _comment_step(request:str, token:str, what:str, url:str, headers:str, setup:str="")->str:
+    "Post comment.md on the request numbered `$request` when `$token` is set; otherwise say why not, and exit 0."
+    mark = "!" if what == "merge request" else "#"
+    return f"""if [ -z "${{{request}:-}}" ]; then echo "not a {what}: no comment"; exit 0; fi
 if [ ! -s {CI_DIR}/comment.md ]; then echo "no report to post"; exit 0; fi
-if [ -z "${{GH_TOKEN:-}}" ]; then echo "GH_TOKEN is not set: the report is not posted"; exit 0; fi
-{_BODY}
-curl -sS --fail -X POST -H "Authorization: Bearer $GH_TOKEN" -H "Accept: application/vnd.github+json" \\
-  --data @{CI_DIR}/comment.json "${{GITHUB_API_URL:-https://api.github.com}}/repos/$GITHUB_REPOSITORY/issues/$PR_NUMBER/comments" \\
-  > /dev/null && echo "report posted on pull request #$PR_NUMBER" || echo "posting the report failed (the job's result does not change)\""""
+if [ -z "${{{token}:-}}" ]; then echo "{token} is not set: the report is not posted"; exit 0; fi
+{setup}{_BODY}
+curl -sS --fail -X POST {headers} \\
+  --data @{CI_DIR}/comment.json "{url}" \\
+  > /dev/null && echo "report posted on {what} {mark}${request}" || echo "posting the report failed (the job's result does not change)\""""
 
-STEP_COMMENT_GITLAB = f"""if [ -z "${{CI_MERGE_REQUEST_IID:-}}" ]; then echo "not a merge request: no comment"; exit 0; fi
-if [ ! -s {CI_DIR}/comment.md ]; then echo "no report to post"; exit 0; fi
-if [ -z "${{MLOPS_WB_GITLAB_TOKEN:-}}" ]; then echo "MLOPS_WB_GITLAB_TOKEN is not set: the report is not posted"; exit 0; fi
-{_BODY}
-curl -sS --fail -X POST -H "PRIVATE-TOKEN: $MLOPS_WB_GITLAB_TOKEN" -H "Content-Type: application/json" \\
-  --data @{CI_DIR}/comment.json "$CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID/notes" \\
-  > /dev/null && echo "report posted on merge request !$CI_MERGE_REQUEST_IID" || echo "posting the report failed (the job's result does not change)\""""
-
-STEP_COMMENT_JENKINS = f"""if [ -z "${{CHANGE_ID:-}}" ]; then echo "not a pull request: no comment"; exit 0; fi
-if [ ! -s {CI_DIR}/comment.md ]; then echo "no report to post"; exit 0; fi
-if [ -z "${{GH_TOKEN:-}}" ]; then echo "GH_TOKEN is not set: the report is not posted"; exit 0; fi
-repo=$(echo "$CHANGE_URL" | sed -E 's#^https?://[^/]+/([^/]+/[^/]+)/pull/.*#\\1#')
-{_BODY}
-curl -sS --fail -X POST -H "Authorization: Bearer $GH_TOKEN" -H "Accept: application/vnd.github+json" \\
-  --data @{CI_DIR}/comment.json "${{GITHUB_API_URL:-https://api.github.com}}/repos/$repo/issues/$CHANGE_ID/comments" \\
-  > /dev/null && echo "report posted on pull request #$CHANGE_ID" || echo "posting the report failed (the job's result does not change)\""""
+_GITHUB_API = "${GITHUB_API_URL:-https://api.github.com}"
+_GITHUB_HEADERS = '-H "Authorization: Bearer $GH_TOKEN" -H "Accept: application/vnd.github+json"'
+STEP_COMMENT_GITHUB = _comment_step("PR_NUMBER", "GH_TOKEN", "pull request",
+                                    f"{_GITHUB_API}/repos/$GITHUB_REPOSITORY/issues/$PR_NUMBER/comments",
+                                    _GITHUB_HEADERS)
+STEP_COMMENT_GITLAB = _comment_step("CI_MERGE_REQUEST_IID", "MLOPS_WB_GITLAB_TOKEN", "merge request",
+                                    "$CI_API_V4_URL/projects/$CI_PROJECT_ID/merge_requests/$CI_MERGE_REQUEST_IID/notes",
+                                    '-H "PRIVATE-TOKEN: $MLOPS_WB_GITLAB_TOKEN" -H "Content-Type: application/json"')
+STEP_COMMENT_JENKINS = _comment_step("CHANGE_ID", "GH_TOKEN", "pull request",   # the repository from the request's URL
+                                     f"{_GITHUB_API}/repos/$repo/issues/$CHANGE_ID/comments", _GITHUB_HEADERS,
+                                     setup="repo=$(echo \"$CHANGE_URL\" | sed -E 's#^https?://[^/]+/([^/]+/[^/]+)/pull/.*#\\1#')\n")
 
 STEP_PROMOTE = f"""if [ "${{MLOPS_WB_CI_BUDGET:-small}}" != full ] || [ ! -s {CI_DIR}/run-id ] || [ "$(cat {CI_DIR}/status)" != 0 ]; then
   echo "@champion left alone (not the main branch, or the gate did not pass)"; exit 0
